@@ -1,0 +1,11 @@
+//! ringftpd: a thread-per-core io_uring FTP server with zero-copy data channels.
+//!
+//! Layers (dependencies point one way): `proto` (pure FTP) <- `vfs` (filesystem jail) <- `server`
+//! (one session on one shard) -> `shard` (io_uring runtime, knows nothing of FTP).
+
+pub mod config;
+pub mod proto;
+pub mod server;
+pub mod shard;
+pub mod sys;
+pub mod vfs;

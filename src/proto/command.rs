@@ -1,0 +1,286 @@
+//! Command lines parsed into typed commands (RFC 959 section 4.1, RFC 2389, RFC 2428, RFC 3659).
+
+use std::net::{SocketAddr, SocketAddrV4};
+
+use super::addr::{self, AddrError, EpsvArg};
+
+/// Representation type (RFC 959 section 3.1.1). EBCDIC and non-8-bit local types are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferType {
+    Ascii,
+    Image,
+}
+
+/// Listing flavours sharing one data-connection path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    List,
+    Nlst,
+    Mlsd,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    User { name: Vec<u8> },
+    Pass { password: Vec<u8> },
+    Acct,
+    Syst,
+    Feat,
+    Opts { option: Vec<u8>, value: Vec<u8> },
+    Pwd,
+    Cwd { path: Vec<u8> },
+    Cdup,
+    Type { ty: TransferType },
+    Mode,
+    Stru,
+    Noop,
+    Help { topic: Option<Vec<u8>> },
+    Stat { path: Option<Vec<u8>> },
+    Quit,
+    Pasv,
+    Epsv { arg: EpsvArg },
+    Port { addr: SocketAddrV4 },
+    Eprt { addr: SocketAddr },
+    Retr { path: Vec<u8> },
+    Rest { offset: u64 },
+    Size { path: Vec<u8> },
+    Mdtm { path: Vec<u8> },
+    List { format: ListFormat, path: Option<Vec<u8>> },
+    Mlst { path: Option<Vec<u8>> },
+    Allo,
+    Abor,
+    /// Commands that change the filesystem; refused by the permission gate until users can write.
+    Write { verb: &'static str },
+}
+
+/// Why a line is not a command we run; each maps to one reply in `session`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("unknown command")]
+    Unknown,
+    #[error("command not implemented")]
+    NotImplemented,
+    #[error("syntax error in parameters or arguments")]
+    Syntax,
+    #[error("command not implemented for that parameter")]
+    ParameterNotImplemented,
+    #[error("network protocol not supported")]
+    ProtocolNotSupported,
+    #[error("NUL byte in command line")]
+    Nul,
+    #[error("bare CR in command line")]
+    BareCr,
+    #[error("command line is not valid UTF-8")]
+    InvalidUtf8,
+}
+
+impl From<AddrError> for ParseError {
+    fn from(e: AddrError) -> ParseError {
+        match e {
+            AddrError::Syntax => ParseError::Syntax,
+            AddrError::UnsupportedProtocol => ParseError::ProtocolNotSupported,
+        }
+    }
+}
+
+/// Parse one framed line (CRLF already removed).
+pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+    // ABOR is sent after Telnet IP and Synch (RFC 959 section 4.1.3): IAC IP IAC DM precede the verb.
+    let start = line.iter().position(|&b| b < 0xf0).unwrap_or(line.len());
+    let line = &line[start..];
+    if line.contains(&0) {
+        return Err(ParseError::Nul);
+    }
+    if line.contains(&b'\r') {
+        return Err(ParseError::BareCr);
+    }
+    let (verb, arg) = match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, &[][..]),
+    };
+    if verb.is_empty() || verb.len() > 4 || !verb.iter().all(u8::is_ascii_alphabetic) {
+        return Err(ParseError::Unknown);
+    }
+    if std::str::from_utf8(arg).is_err() {
+        return Err(ParseError::InvalidUtf8);
+    }
+    let mut upper = [0u8; 4];
+    upper[..verb.len()].copy_from_slice(verb);
+    upper.make_ascii_uppercase();
+    let verb = &upper[..verb.len()];
+    let path = || required(arg).map(<[u8]>::to_vec);
+    let optional = || (!arg.is_empty()).then(|| arg.to_vec());
+    Ok(match verb {
+        b"USER" => Command::User { name: path()? },
+        b"PASS" => Command::Pass { password: arg.to_vec() },
+        b"ACCT" => Command::Acct,
+        b"SYST" => Command::Syst,
+        b"FEAT" => Command::Feat,
+        b"OPTS" => {
+            let arg = required(arg)?;
+            let (option, value) = match arg.iter().position(|&b| b == b' ') {
+                Some(i) => (&arg[..i], &arg[i + 1..]),
+                None => (arg, &[][..]),
+            };
+            Command::Opts { option: option.to_ascii_uppercase(), value: value.to_vec() }
+        }
+        b"PWD" | b"XPWD" => Command::Pwd,
+        b"CWD" | b"XCWD" => Command::Cwd { path: path()? },
+        b"CDUP" | b"XCUP" => Command::Cdup,
+        b"TYPE" => Command::Type { ty: parse_type(arg)? },
+        b"MODE" => one_letter(arg, b'S').map(|()| Command::Mode)?,
+        b"STRU" => one_letter(arg, b'F').map(|()| Command::Stru)?,
+        b"NOOP" => Command::Noop,
+        b"HELP" => Command::Help { topic: optional() },
+        b"STAT" => Command::Stat { path: optional() },
+        b"QUIT" => Command::Quit,
+        b"PASV" => Command::Pasv,
+        b"EPSV" => Command::Epsv { arg: addr::parse_epsv(arg)? },
+        b"PORT" => Command::Port { addr: addr::parse_port(required(arg)?)? },
+        b"EPRT" => Command::Eprt { addr: addr::parse_eprt(required(arg)?)? },
+        b"RETR" => Command::Retr { path: path()? },
+        b"REST" => Command::Rest { offset: parse_u64(arg)? },
+        b"SIZE" => Command::Size { path: path()? },
+        b"MDTM" => Command::Mdtm { path: path()? },
+        b"LIST" => Command::List { format: ListFormat::List, path: list_path(arg) },
+        b"NLST" => Command::List { format: ListFormat::Nlst, path: list_path(arg) },
+        b"MLSD" => Command::List { format: ListFormat::Mlsd, path: optional() },
+        b"MLST" => Command::Mlst { path: optional() },
+        b"ALLO" => Command::Allo,
+        b"ABOR" => Command::Abor,
+        b"STOR" => Command::Write { verb: "STOR" },
+        b"STOU" => Command::Write { verb: "STOU" },
+        b"APPE" => Command::Write { verb: "APPE" },
+        b"DELE" => Command::Write { verb: "DELE" },
+        b"MKD" | b"XMKD" => Command::Write { verb: "MKD" },
+        b"RMD" | b"XRMD" => Command::Write { verb: "RMD" },
+        b"RNFR" => Command::Write { verb: "RNFR" },
+        b"RNTO" => Command::Write { verb: "RNTO" },
+        b"SITE" => Command::Write { verb: "SITE" },
+        b"MFMT" => Command::Write { verb: "MFMT" },
+        b"SMNT" | b"REIN" | b"AUTH" | b"PBSZ" | b"PROT" | b"CCC" | b"LPRT" | b"LPSV" | b"LANG" | b"ADAT" | b"MIC"
+        | b"CONF" | b"ENC" | b"HOST" => return Err(ParseError::NotImplemented),
+        _ => return Err(ParseError::Unknown),
+    })
+}
+
+fn required(arg: &[u8]) -> Result<&[u8], ParseError> {
+    if arg.is_empty() { Err(ParseError::Syntax) } else { Ok(arg) }
+}
+
+fn parse_u64(arg: &[u8]) -> Result<u64, ParseError> {
+    let s = std::str::from_utf8(arg).map_err(|_| ParseError::Syntax)?;
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::Syntax);
+    }
+    s.parse().map_err(|_| ParseError::Syntax)
+}
+
+/// TYPE A [N], TYPE I, TYPE L 8 are supported; other known types are 504, garbage is 501.
+fn parse_type(arg: &[u8]) -> Result<TransferType, ParseError> {
+    let upper = arg.to_ascii_uppercase();
+    let words: Vec<&[u8]> = upper.split(|&b| b == b' ').filter(|w| !w.is_empty()).collect();
+    match words.as_slice() {
+        [b"A"] | [b"A", b"N"] => Ok(TransferType::Ascii),
+        [b"I"] | [b"L", b"8"] => Ok(TransferType::Image),
+        [b"A", b"T" | b"C"] | [b"E", ..] | [b"L", _] => Err(ParseError::ParameterNotImplemented),
+        _ => Err(ParseError::Syntax),
+    }
+}
+
+/// MODE and STRU: only stream mode and file structure exist here; the other RFC 959 letters are 504.
+fn one_letter(arg: &[u8], supported: u8) -> Result<(), ParseError> {
+    match arg {
+        [c] if c.to_ascii_uppercase() == supported => Ok(()),
+        [c] if c.is_ascii_alphabetic() => Err(ParseError::ParameterNotImplemented),
+        _ => Err(ParseError::Syntax),
+    }
+}
+
+/// LIST/NLST arguments: clients (lftp, FileZilla) send `ls` options such as "-la"; they are dropped.
+fn list_path(arg: &[u8]) -> Option<Vec<u8>> {
+    let mut rest = arg;
+    while rest.first() == Some(&b'-') {
+        match rest.iter().position(|&b| b == b' ') {
+            Some(i) => rest = &rest[i + 1..],
+            None => rest = &[],
+        }
+    }
+    (!rest.is_empty()).then(|| rest.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn verbs_are_case_insensitive_and_aliases_map() {
+        assert_eq!(parse(b"noop"), Ok(Command::Noop));
+        assert_eq!(parse(b"XPWD"), Ok(Command::Pwd));
+        assert_eq!(parse(b"xcup"), Ok(Command::Cdup));
+        assert_eq!(parse(b"CWD /a b"), Ok(Command::Cwd { path: b"/a b".to_vec() }));
+    }
+
+    #[test]
+    fn arguments_keep_spaces_and_utf8() {
+        assert_eq!(parse("RETR  lead é".as_bytes()), Ok(Command::Retr { path: " lead é".as_bytes().to_vec() }));
+    }
+
+    #[test]
+    fn typed_arguments() {
+        assert_eq!(parse(b"REST 100"), Ok(Command::Rest { offset: 100 }));
+        assert_eq!(parse(b"REST -1"), Err(ParseError::Syntax));
+        assert_eq!(parse(b"REST 99999999999999999999999"), Err(ParseError::Syntax));
+        assert_eq!(parse(b"TYPE I"), Ok(Command::Type { ty: TransferType::Image }));
+        assert_eq!(parse(b"TYPE a n"), Ok(Command::Type { ty: TransferType::Ascii }));
+        assert_eq!(parse(b"TYPE L 8"), Ok(Command::Type { ty: TransferType::Image }));
+        assert_eq!(parse(b"TYPE E"), Err(ParseError::ParameterNotImplemented));
+        assert_eq!(parse(b"TYPE X"), Err(ParseError::Syntax));
+        assert_eq!(parse(b"MODE S"), Ok(Command::Mode));
+        assert_eq!(parse(b"MODE B"), Err(ParseError::ParameterNotImplemented));
+        assert_eq!(parse(b"STRU R"), Err(ParseError::ParameterNotImplemented));
+        assert_eq!(parse(b"PORT 127,0,0,1,4,1"), Ok(Command::Port { addr: "127.0.0.1:1025".parse().unwrap() }));
+        assert_eq!(parse(b"EPRT |3|x|1|"), Err(ParseError::ProtocolNotSupported));
+        assert_eq!(parse(b"EPSV ALL"), Ok(Command::Epsv { arg: EpsvArg::All }));
+    }
+
+    #[test]
+    fn list_options_are_dropped() {
+        assert_eq!(parse(b"LIST -la"), Ok(Command::List { format: ListFormat::List, path: None }));
+        assert_eq!(parse(b"LIST -a pub"), Ok(Command::List { format: ListFormat::List, path: Some(b"pub".to_vec()) }));
+        assert_eq!(parse(b"NLST"), Ok(Command::List { format: ListFormat::Nlst, path: None }));
+    }
+
+    #[test]
+    fn bad_lines() {
+        assert_eq!(parse(b""), Err(ParseError::Unknown));
+        assert_eq!(parse(b"FOOBAR"), Err(ParseError::Unknown));
+        assert_eq!(parse(b"RETR a\0b"), Err(ParseError::Nul));
+        assert_eq!(parse(b"RETR a\rb"), Err(ParseError::BareCr));
+        assert_eq!(parse(b"RETR \xc3\x28"), Err(ParseError::InvalidUtf8));
+        assert_eq!(parse(b"RETR"), Err(ParseError::Syntax));
+        assert_eq!(parse(b"REIN"), Err(ParseError::NotImplemented));
+    }
+
+    #[test]
+    fn telnet_interrupt_before_abor_is_skipped() {
+        assert_eq!(parse(b"\xff\xf4\xff\xf2ABOR"), Ok(Command::Abor));
+        assert_eq!(parse(b"\xff\xf4\xffABOR"), Ok(Command::Abor));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(line in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse(&line);
+        }
+
+        #[test]
+        fn arbitrary_verbs_with_args_never_panic(verb in "[A-Za-z]{3,4}", arg in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let mut line = verb.into_bytes();
+            line.push(b' ');
+            line.extend(arg);
+            let _ = parse(&line);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! What the protocol core knows about one file: filled in by `vfs`, formatted by `listing`.
+
+/// The kind of a directory entry, as listings and `CWD`/`RETR` checks need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// One directory entry (or one stat result); names are raw bytes (UTF-8 by convention, RFC 2640).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: Vec<u8>,
+    pub kind: FileKind,
+    pub size: u64,
+    /// Modification time, seconds since the Unix epoch (UTC).
+    pub mtime: i64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub dev: u64,
+    pub ino: u64,
+}

@@ -1,0 +1,238 @@
+//! The per-core io_uring runtime: one ring per shard thread, an in-flight op table, readiness polls,
+//! multishot accept, timers and fd cancellation. It knows nothing of FTP: callers pass opaque tokens.
+//!
+//! Every op's kernel-visible memory (only timer timespecs; polls and accepts carry none) is owned by
+//! the op table until its final completion, so nothing the kernel may still write can be freed early.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+/// Identifies one in-flight op: table index in the low 32 bits, a generation above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpId(u64);
+
+/// A completion handed to the owner of the op.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    /// The caller's token, as given when the op was submitted.
+    pub token: u64,
+    /// The op's result: a value >= 0 or a negated errno.
+    pub result: i32,
+    /// The op is multishot and stays armed.
+    pub more: bool,
+}
+
+/// Resources the kernel may touch until the op's final completion.
+enum Owned {
+    Nothing,
+    Timespec(#[allow(dead_code)] Box<types::Timespec>),
+}
+
+struct Slot {
+    generation: u32,
+    /// `Some` while an op occupies the slot.
+    op: Option<(u64, Owned)>,
+}
+
+/// Reserved user_data for internal ops (cancellations) whose completions nobody waits for.
+const INTERNAL: u64 = u64::MAX;
+
+pub struct Ring {
+    ring: IoUring,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+impl Ring {
+    /// A ring for the calling thread (it must stay the only submitter: `SINGLE_ISSUER`).
+    pub fn new(entries: u32) -> io::Result<Ring> {
+        // DEFER_TASKRUN (6.1+) runs completion work only when we ask for events, so it never interrupts
+        // the loop; COOP_TASKRUN is the next best on older kernels.
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_cqsize(entries * 4)
+            .build(entries)
+            .or_else(|_| IoUring::builder().setup_coop_taskrun().setup_cqsize(entries * 4).build(entries))?;
+        Ok(Ring { ring, slots: Vec::new(), free: Vec::new() })
+    }
+
+    /// Whether the kernel supports the opcodes this runtime uses.
+    pub fn probe() -> io::Result<()> {
+        let ring = IoUring::new(8)?;
+        let mut probe = io_uring::Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        for (code, name) in [
+            (opcode::PollAdd::CODE, "POLL_ADD"),
+            (opcode::AcceptMulti::CODE, "ACCEPT"),
+            (opcode::Timeout::CODE, "TIMEOUT"),
+            (opcode::AsyncCancel2::CODE, "ASYNC_CANCEL"),
+        ] {
+            if !probe.is_supported(code) {
+                return Err(io::Error::new(io::ErrorKind::Unsupported, format!("io_uring lacks {name}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn alloc(&mut self, token: u64, owned: Owned) -> OpId {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { generation: 0, op: None });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.op = Some((token, owned));
+        OpId(u64::from(slot.generation) << 32 | u64::from(index))
+    }
+
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every pointer in `entry` refers either to nothing or to memory owned by the op
+            // table slot named in its user_data (a boxed timespec), which lives until the final CQE.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+            // The queue is full: hand what we have to the kernel and retry. Errors (EBUSY with a full
+            // CQ) resolve once completions are reaped, which the loop does next.
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// Poll `fd` for `events` (POLLIN, POLLOUT, ...). A multishot poll stays armed until cancelled.
+    pub fn poll(&mut self, fd: RawFd, events: u32, multishot: bool, token: u64) -> OpId {
+        let id = self.alloc(token, Owned::Nothing);
+        let entry = opcode::PollAdd::new(types::Fd(fd), events).multi(multishot).build().user_data(id.0);
+        self.push(entry);
+        id
+    }
+
+    /// Multishot accept on a listening socket; each completion carries a new non-blocking fd.
+    pub fn accept_multi(&mut self, fd: RawFd, token: u64) -> OpId {
+        let id = self.alloc(token, Owned::Nothing);
+        let entry = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(id.0);
+        self.push(entry);
+        id
+    }
+
+    /// A one-shot timer; completes with -ETIME when it fires.
+    pub fn timeout(&mut self, after: Duration, token: u64) -> OpId {
+        let ts = Box::new(types::Timespec::from(after));
+        let ptr: *const types::Timespec = &*ts;
+        let id = self.alloc(token, Owned::Timespec(ts));
+        let entry = opcode::Timeout::new(ptr).build().user_data(id.0);
+        self.push(entry);
+        id
+    }
+
+    /// Cancel every op on `fd`, then close it. The cancellation is submitted before the close so the
+    /// fd number cannot be reused while the kernel still matches ops against it, and closing only
+    /// after the polls are gone is what makes the peer see the FIN now rather than never.
+    pub fn close(&mut self, fd: OwnedFd) {
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all())
+            .build()
+            .user_data(INTERNAL);
+        self.push(entry);
+        // Poll cancellation runs inline in io_uring_enter, so after this returns no op holds the file.
+        let _ = self.ring.submit();
+        drop(fd);
+    }
+
+    /// Submit queued ops and wait for at least `want` completions, then hand every completion to `f`.
+    pub fn run(&mut self, want: usize, mut f: impl FnMut(&mut Ring, Completion)) -> io::Result<()> {
+        match self.ring.submit_and_wait(want) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(e),
+        }
+        // Reap into a small local batch so `f` can submit new ops while we iterate.
+        let mut batch: [(u64, i32, u32); 64] = [(0, 0, 0); 64];
+        loop {
+            let mut n = 0;
+            for cqe in self.ring.completion().take(batch.len()) {
+                batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            for &(user_data, result, flags) in &batch[..n] {
+                if user_data == INTERNAL {
+                    continue;
+                }
+                let more = cqueue::more(flags);
+                if let Some(token) = self.finish(user_data, more) {
+                    f(self, Completion { token, result, more });
+                }
+            }
+        }
+    }
+
+    /// Look up the op's token; free its slot unless it stays armed.
+    fn finish(&mut self, user_data: u64, more: bool) -> Option<u64> {
+        let index = (user_data & 0xffff_ffff) as usize;
+        let generation = (user_data >> 32) as u32;
+        let slot = self.slots.get_mut(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        let token = slot.op.as_ref()?.0;
+        if !more {
+            slot.op = None;
+            slot.generation = slot.generation.wrapping_add(1);
+            self.free.push(index as u32);
+        }
+        Some(token)
+    }
+
+    /// Ops in flight (for tests and metrics).
+    pub fn in_flight(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn poll_fires_on_readable_and_close_cancels() {
+        let mut ring = Ring::new(8).unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        ring.poll(a.as_raw_fd(), libc::POLLIN as u32, true, 7);
+        b.write_all(b"x").unwrap();
+        let mut got = Vec::new();
+        ring.run(1, |_, c| got.push(c)).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].token, 7);
+        assert!(got[0].more);
+        assert_eq!(ring.in_flight(), 1);
+        ring.close(OwnedFd::from(a));
+        let mut cancelled = Vec::new();
+        ring.run(1, |_, c| cancelled.push(c)).unwrap();
+        assert_eq!(cancelled.len(), 1);
+        assert_eq!(cancelled[0].result, -libc::ECANCELED);
+        assert_eq!(ring.in_flight(), 0);
+    }
+
+    #[test]
+    fn timeout_fires() {
+        let mut ring = Ring::new(8).unwrap();
+        ring.timeout(Duration::from_millis(1), 3);
+        let mut got = Vec::new();
+        ring.run(1, |_, c| got.push(c)).unwrap();
+        assert_eq!(got[0].token, 3);
+        assert_eq!(got[0].result, -libc::ETIME);
+        assert_eq!(ring.in_flight(), 0);
+    }
+}

@@ -1,0 +1,113 @@
+//! Filesystem syscalls that `std` and `nix` (with this crate's features) do not wrap: `openat2` and
+//! `getdents64`. `vfs` builds the jail on these; nothing else should call them directly.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Resolution flags for every jailed lookup: no escaping the directory fd (absolute paths, `..`
+/// above it and symlinks leading out all fail with `EXDEV`), and no `/proc` magic links, which
+/// would otherwise jump to arbitrary open files.
+pub const RESOLVE_JAIL: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+
+/// `openat2(2)`: open `path` relative to `dirfd` under the `resolve` restrictions.
+///
+/// `O_CLOEXEC` is always added so no served file leaks into a child process. `EINTR` (possible
+/// when opening FIFOs or on network filesystems) is retried.
+pub fn openat2(
+    dirfd: BorrowedFd<'_>,
+    path: &CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    // open_how is `#[non_exhaustive]` in libc, so it cannot be built with a literal; zeroing it
+    // also leaves any future extension fields at "unset", as the kernel requires.
+    // SAFETY: open_how consists solely of integer fields, for which all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    // The flags are reinterpreted bit-for-bit, as the kernel expects (`O_*` fit in 32 bits).
+    how.flags = u64::from((flags | libc::O_CLOEXEC) as u32);
+    how.mode = u64::from(mode);
+    how.resolve = resolve;
+    loop {
+        // SAFETY: `path` is NUL-terminated and `how` is a live, initialized open_how whose exact
+        // size is passed; both outlive the call. `dirfd` is a borrowed, open descriptor.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if ret >= 0 {
+            // A successful openat2 returns a new descriptor, which fits in RawFd.
+            let fd = ret as RawFd;
+            // SAFETY: the kernel just returned `fd` as a fresh descriptor nobody else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Byte offsets inside a `struct linux_dirent64`: u64 ino, i64 off, u16 reclen, u8 type, name.
+const DIRENT_RECLEN: usize = 16;
+const DIRENT_NAME: usize = 19;
+
+/// All names in the directory open as `dir` (which must be fresh: reading starts at its current
+/// offset), except "." and "..", in kernel order.
+///
+/// Uses raw `getdents64` rather than `fdopendir`, so no `DIR*` takes ownership of our fd, and the
+/// records are parsed from a byte buffer with bounds checks instead of pointer casts.
+pub fn dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: `buf` is a live, writable allocation of exactly `buf.len()` bytes, and the
+        // kernel writes at most that many; `dir` is an open descriptor borrowed for the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        let filled = &buf[..(ret as usize).min(buf.len())];
+        if filled.is_empty() {
+            return Ok(names);
+        }
+        let mut off = 0;
+        while off < filled.len() {
+            let bad = || io::Error::from(io::ErrorKind::InvalidData);
+            let len_bytes = filled
+                .get(off + DIRENT_RECLEN..off + DIRENT_NAME - 1)
+                .ok_or_else(bad)?;
+            let reclen = usize::from(u16::from_ne_bytes([len_bytes[0], len_bytes[1]]));
+            let rec = filled
+                .get(off..off + reclen)
+                .filter(|_| reclen > DIRENT_NAME)
+                .ok_or_else(bad)?;
+            // The name is NUL-terminated and then padded to 8-byte alignment.
+            let name = rec[DIRENT_NAME..]
+                .split(|&b| b == 0)
+                .next()
+                .unwrap_or_default();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+            off += reclen;
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The filesystem jail: the only way the server touches files. Every lookup goes through
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` relative to the served root's fd, so the
+//! kernel (not string-prefix checks) keeps `..`, absolute symlinks and `/proc` links inside.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, FcntlArg, OFlag, fcntl};
+use nix::sys::stat::{fstat, fstatat};
+
+use crate::proto::entry::{Entry, FileKind};
+use crate::proto::path::VirtualPath;
+use crate::sys::fs;
+
+// The type lives in `proto` so the pure session code can name it without depending on `vfs`;
+// the errno table that fills it in lives here, next to the syscalls that produce the errnos.
+pub use crate::proto::error::FileError;
+
+impl FileError {
+    /// The one errno table: every filesystem failure becomes a `FileError` here.
+    pub fn from_errno(errno: i32) -> FileError {
+        match errno {
+            libc::ENOENT => FileError::NotFound,
+            libc::EACCES | libc::EPERM => FileError::PermissionDenied,
+            libc::ENOTDIR => FileError::NotADirectory,
+            libc::EISDIR => FileError::IsADirectory,
+            // open(2) of a socket is ENXIO, of a device without a driver ENODEV.
+            libc::ENXIO | libc::ENODEV => FileError::NotAFile,
+            // EXDEV: RESOLVE_BENEATH refused to leave the root; ELOOP: a magic link was refused
+            // (or a symlink loop, which is no more useful to report distinctly).
+            libc::EXDEV | libc::ELOOP => FileError::Escapes,
+            libc::ENAMETOOLONG => FileError::NameTooLong,
+            libc::ENOSPC => FileError::NoSpace,
+            libc::EDQUOT => FileError::QuotaExceeded,
+            libc::EROFS => FileError::ReadOnly,
+            libc::EEXIST => FileError::Exists,
+            libc::ENOTEMPTY => FileError::NotEmpty,
+            libc::EBUSY | libc::ETXTBSY => FileError::Busy,
+            other => FileError::Io(other),
+        }
+    }
+
+    pub fn from_io(e: &std::io::Error) -> FileError {
+        match e.raw_os_error() {
+            Some(errno) => FileError::from_errno(errno),
+            None => match e.kind() {
+                std::io::ErrorKind::NotFound => FileError::NotFound,
+                std::io::ErrorKind::PermissionDenied => FileError::PermissionDenied,
+                _ => FileError::Io(libc::EIO),
+            },
+        }
+    }
+}
+
+impl From<Errno> for FileError {
+    fn from(e: Errno) -> FileError {
+        FileError::from_errno(e as i32)
+    }
+}
+
+/// A served root: a directory fd; every path is resolved beneath it with
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, never with string-prefix checks.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+}
+
+impl Root {
+    /// Open `dir` as `O_RDONLY | O_DIRECTORY` (not `O_PATH`), so the fd also works for listing.
+    pub fn open(dir: &std::path::Path) -> std::io::Result<Root> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(dir)?;
+        Ok(Root { fd: file.into() })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Open `path` (following symlinks only while they stay beneath the root).
+    fn open_at(&self, path: &VirtualPath, flags: i32) -> Result<OwnedFd, FileError> {
+        // A NUL cannot reach the kernel; the path layer should already have refused it.
+        let c = CString::new(path.relative()).map_err(|_| FileError::Io(libc::EINVAL))?;
+        fs::openat2(self.fd(), &c, flags, 0, fs::RESOLVE_JAIL).map_err(|e| FileError::from_io(&e))
+    }
+
+    /// Open a regular file for reading; returns it with its `Entry` (from `fstat` on the same fd,
+    /// so the check and the use cannot race). A directory is `IsADirectory`, anything else
+    /// non-regular `NotAFile`.
+    pub fn open_file(&self, path: &VirtualPath) -> Result<(File, Entry), FileError> {
+        // O_NONBLOCK so that opening a FIFO without a writer returns at once instead of
+        // hanging the shard; O_NOCTTY so a tty device can never become our controlling terminal.
+        let fd = self.open_at(path, libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK)?;
+        let entry = entry_from_stat(display_name(path), &fstat(&fd)?);
+        match entry.kind {
+            FileKind::File => {}
+            FileKind::Dir => return Err(FileError::IsADirectory),
+            FileKind::Symlink | FileKind::Other => return Err(FileError::NotAFile),
+        }
+        // Readers get ordinary blocking semantics back (harmless on regular files, but
+        // sendfile/splice users should not see a surprising flag).
+        let flags = OFlag::from_bits_retain(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+        Ok((File::from(fd), entry))
+    }
+
+    /// Stat `path`: resolved with `openat2(O_PATH)`, which follows symlinks only beneath the
+    /// root, then `fstat`. A symlink leading out is `Escapes`, a dangling one `NotFound`.
+    pub fn stat(&self, path: &VirtualPath) -> Result<Entry, FileError> {
+        let fd = self.open_at(path, libc::O_PATH)?;
+        Ok(entry_from_stat(display_name(path), &fstat(&fd)?))
+    }
+
+    /// List a directory; returns the directory's own `Entry` (for MLSD `cdir`) after calling
+    /// `visit` once per child, sorted by name bytes. Children are `lstat`ed (a symlink is listed
+    /// as `Symlink`, never followed); "." and "..", names that vanished meanwhile and names
+    /// containing CR or LF (unsendable on an FTP line) are skipped.
+    pub fn read_dir(
+        &self,
+        path: &VirtualPath,
+        visit: &mut dyn FnMut(Entry),
+    ) -> Result<Entry, FileError> {
+        let dir = self.open_at(path, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let own = entry_from_stat(display_name(path), &fstat(&dir)?);
+        let mut names = fs::dir_names(dir.as_fd()).map_err(|e| FileError::from_io(&e))?;
+        names.retain(|n| !n.contains(&b'\r') && !n.contains(&b'\n'));
+        names.sort_unstable();
+        for name in names {
+            // Relative to the directory fd: no path re-resolution, so no escape or rename race.
+            match fstatat(&dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => visit(entry_from_stat(name, &st)),
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(own)
+    }
+}
+
+/// The name an `Entry` for `path` carries: its last component, or "/" for the root.
+fn display_name(path: &VirtualPath) -> Vec<u8> {
+    path.file_name().unwrap_or(b"/").to_vec()
+}
+
+/// Build an Entry from a stat buffer: kind from `S_IFMT`, size, mtime, `mode & 0o7777`, nlink,
+/// uid, gid, dev, ino.
+// The libc field types differ by architecture (nlink_t is u32 on aarch64, time_t i32 on 32-bit),
+// so the widening casts are only no-ops on x86_64.
+#[allow(clippy::unnecessary_cast)]
+pub fn entry_from_stat(name: Vec<u8>, st: &libc::stat) -> Entry {
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => FileKind::File,
+        libc::S_IFDIR => FileKind::Dir,
+        libc::S_IFLNK => FileKind::Symlink,
+        _ => FileKind::Other,
+    };
+    Entry {
+        name,
+        kind,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime: st.st_mtime as i64,
+        mode: st.st_mode & 0o7777,
+        nlink: st.st_nlink as u64,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::symlink;
+    use std::time::Duration;
+
+    /// `outer/outside` is the secret; `outer/root` is served.
+    fn setup() -> (tempfile::TempDir, Root) {
+        let outer = tempfile::tempdir().unwrap();
+        let o = outer.path();
+        std::fs::write(o.join("outside"), b"secret").unwrap();
+        let r = o.join("root");
+        std::fs::create_dir_all(r.join("sub")).unwrap();
+        std::fs::write(r.join("a.txt"), b"hello").unwrap();
+        std::fs::write(r.join("with space.txt"), b"").unwrap();
+        std::fs::write(r.join("ünïcødé.txt"), b"").unwrap();
+        std::fs::write(r.join("bad\nname"), b"").unwrap();
+        symlink("/etc/passwd", r.join("abs")).unwrap();
+        symlink(o.join("outside"), r.join("abs2")).unwrap();
+        symlink("../../outside", r.join("sub/rel")).unwrap();
+        symlink("../outside", r.join("rel2")).unwrap();
+        symlink("sub/../a.txt", r.join("inside")).unwrap();
+        symlink("loop", r.join("loop")).unwrap();
+        let root = Root::open(&r).unwrap();
+        (outer, root)
+    }
+
+    fn vp(s: &str) -> VirtualPath {
+        VirtualPath::root().join(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn open_and_stat() {
+        let (_t, root) = setup();
+        let (mut f, e) = root.open_file(&vp("/a.txt")).unwrap();
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!((s.as_str(), e.kind, e.size), ("hello", FileKind::File, 5));
+        assert_eq!(e.name, b"a.txt");
+        let d = root.stat(&vp("sub")).unwrap();
+        assert_eq!((d.kind, d.name.as_slice()), (FileKind::Dir, &b"sub"[..]));
+        assert_eq!(root.stat(&VirtualPath::root()).unwrap().name, b"/");
+        assert_eq!(root.stat(&vp("a.txt")).unwrap().mode & 0o400, 0o400);
+    }
+
+    #[test]
+    fn read_dir_lists_sorted_and_skips_crlf() {
+        let (_t, root) = setup();
+        let mut got = Vec::new();
+        let own = root
+            .read_dir(&VirtualPath::root(), &mut |e| got.push(e))
+            .unwrap();
+        assert_eq!((own.kind, own.name.as_slice()), (FileKind::Dir, &b"/"[..]));
+        let names: Vec<&[u8]> = got.iter().map(|e| e.name.as_slice()).collect();
+        let want: &[&[u8]] = &[
+            b"a.txt",
+            b"abs",
+            b"abs2",
+            b"inside",
+            b"loop",
+            b"rel2",
+            b"sub",
+            b"with space.txt",
+            "ünïcødé.txt".as_bytes(),
+        ];
+        assert_eq!(names, want);
+        assert_eq!(got[1].kind, FileKind::Symlink);
+        assert_eq!(got[6].kind, FileKind::Dir);
+        let err = root.read_dir(&vp("a.txt"), &mut |_| {}).unwrap_err();
+        assert_eq!(err, FileError::NotADirectory);
+    }
+
+    #[test]
+    fn symlinks_cannot_escape() {
+        let (_t, root) = setup();
+        for p in ["abs", "abs2", "sub/rel", "rel2"] {
+            let r = root.open_file(&vp(p)).map(|(_, e)| e);
+            assert!(r == Err(FileError::Escapes), "{p}: {r:?}");
+            let s = root.stat(&vp(p));
+            assert_eq!(s, Err(FileError::Escapes), "{p}");
+        }
+        assert_eq!(root.stat(&vp("loop")), Err(FileError::Escapes));
+    }
+
+    #[test]
+    fn symlink_inside_works() {
+        let (_t, root) = setup();
+        let (mut f, e) = root.open_file(&vp("inside")).unwrap();
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!((s.as_str(), e.kind), ("hello", FileKind::File));
+    }
+
+    #[test]
+    fn wrong_kinds_and_missing() {
+        let (t, root) = setup();
+        assert_eq!(
+            root.open_file(&vp("sub")).unwrap_err(),
+            FileError::IsADirectory
+        );
+        assert_eq!(
+            root.open_file(&vp("nope")).unwrap_err(),
+            FileError::NotFound
+        );
+        assert_eq!(root.stat(&vp("sub/nope")).unwrap_err(), FileError::NotFound);
+        let fifo = t.path().join("root/fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Run on a thread so a blocking open fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(root.open_file(&vp("fifo")).map(|(_, e)| e));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("opening a FIFO blocked");
+        assert_eq!(r.unwrap_err(), FileError::NotAFile);
+    }
+
+    #[test]
+    fn read_dir_spans_many_getdents_buffers() {
+        let (t, root) = setup();
+        let big = t.path().join("root/big");
+        std::fs::create_dir(&big).unwrap();
+        for i in 0..3000 {
+            std::fs::write(big.join(format!("file-with-a-longish-name-{i:05}")), b"").unwrap();
+        }
+        let mut n = 0;
+        let mut last = Vec::new();
+        root.read_dir(&vp("big"), &mut |e| {
+            assert!(e.name > last, "sorted");
+            last = e.name;
+            n += 1;
+        })
+        .unwrap();
+        assert_eq!(n, 3000);
+    }
+
+    #[test]
+    fn errno_table() {
+        use FileError::*;
+        let rows = [
+            (libc::ENOENT, NotFound),
+            (libc::EACCES, PermissionDenied),
+            (libc::EPERM, PermissionDenied),
+            (libc::ENOTDIR, NotADirectory),
+            (libc::EISDIR, IsADirectory),
+            (libc::ENXIO, NotAFile),
+            (libc::ENODEV, NotAFile),
+            (libc::EXDEV, Escapes),
+            (libc::ELOOP, Escapes),
+            (libc::ENAMETOOLONG, NameTooLong),
+            (libc::ENOSPC, NoSpace),
+            (libc::EDQUOT, QuotaExceeded),
+            (libc::EROFS, ReadOnly),
+            (libc::EEXIST, Exists),
+            (libc::ENOTEMPTY, NotEmpty),
+            (libc::EBUSY, Busy),
+            (libc::ETXTBSY, Busy),
+            (libc::EIO, Io(libc::EIO)),
+            (libc::EINVAL, Io(libc::EINVAL)),
+        ];
+        for (errno, want) in rows {
+            assert_eq!(FileError::from_errno(errno), want, "errno {errno}");
+            let io = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(FileError::from_io(&io), want, "io errno {errno}");
+        }
+        let custom = std::io::Error::new(std::io::ErrorKind::NotFound, "x");
+        assert_eq!(FileError::from_io(&custom), NotFound);
+    }
+}
