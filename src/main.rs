@@ -1,1 +1,95 @@
-fn main() {}
+//! The `ringftpd` binary: parse flags, validate, start the shards, serve until killed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringftpd::config::{self, Config, DataPath};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A thread-per-core io_uring FTP server with zero-copy downloads.
+#[derive(Parser, Debug)]
+#[command(name = "ringftpd", version, about)]
+struct Args {
+    /// Directory served as "/" (anonymous, read-only).
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+    /// Control address to listen on, IPv4 or IPv6 ("[::1]:2121"); repeat for several.
+    #[arg(long = "listen", default_value = "127.0.0.1:2121")]
+    listen: Vec<SocketAddr>,
+    /// Passive data ports as MIN-MAX, split into one slice per shard (default: any free port).
+    #[arg(long, value_parser = config::parse_port_range)]
+    pasv_ports: Option<(u16, u16)>,
+    /// Shard threads, one io_uring ring each (default: one per online CPU).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// How RETR moves bytes: sendfile (zero-copy) or copy.
+    #[arg(long, default_value = "sendfile")]
+    data_path: DataPath,
+    /// Refuse anonymous logins.
+    #[arg(long)]
+    no_anonymous: bool,
+    /// Seconds without a command before an idle session is closed.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout_secs: u64,
+    /// Log level: error, warn, info, debug.
+    #[arg(long, default_value = "info", value_parser = parse_level)]
+    log_level: log::LevelFilter,
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse().map_err(|_| format!("unknown log level {s:?}"))
+}
+
+/// Log lines to stderr: one per transfer and per notable event, never per chunk.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("ringftpd {} {}", r.level(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    log::set_logger(&StderrLogger).expect("logger set once");
+    log::set_max_level(args.log_level);
+    let defaults = Config::default();
+    let config = Config {
+        root: args.root,
+        listen: args.listen,
+        pasv_ports: args.pasv_ports,
+        shards: args.shards.unwrap_or(defaults.shards),
+        data_path: args.data_path,
+        allow_anonymous: !args.no_anonymous,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
+        ..defaults
+    };
+    let shards = config.shards;
+    let root = config.root.clone();
+    match ringftpd::server::start(config) {
+        Ok(server) => {
+            for addr in server.local_addrs() {
+                log::info!(
+                    "serving {} on ftp://{addr}/ with {shards} shard(s)",
+                    root.display()
+                );
+            }
+            server.wait();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringftpd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

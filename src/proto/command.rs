@@ -21,36 +21,72 @@ pub enum ListFormat {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    User { name: Vec<u8> },
-    Pass { password: Vec<u8> },
+    User {
+        name: Vec<u8>,
+    },
+    Pass {
+        password: Vec<u8>,
+    },
     Acct,
     Syst,
     Feat,
-    Opts { option: Vec<u8>, value: Vec<u8> },
+    Opts {
+        option: Vec<u8>,
+        value: Vec<u8>,
+    },
     Pwd,
-    Cwd { path: Vec<u8> },
+    Cwd {
+        path: Vec<u8>,
+    },
     Cdup,
-    Type { ty: TransferType },
+    Type {
+        ty: TransferType,
+    },
     Mode,
     Stru,
     Noop,
-    Help { topic: Option<Vec<u8>> },
-    Stat { path: Option<Vec<u8>> },
+    Help {
+        topic: Option<Vec<u8>>,
+    },
+    Stat {
+        path: Option<Vec<u8>>,
+    },
     Quit,
     Pasv,
-    Epsv { arg: EpsvArg },
-    Port { addr: SocketAddrV4 },
-    Eprt { addr: SocketAddr },
-    Retr { path: Vec<u8> },
-    Rest { offset: u64 },
-    Size { path: Vec<u8> },
-    Mdtm { path: Vec<u8> },
-    List { format: ListFormat, path: Option<Vec<u8>> },
-    Mlst { path: Option<Vec<u8>> },
+    Epsv {
+        arg: EpsvArg,
+    },
+    Port {
+        addr: SocketAddrV4,
+    },
+    Eprt {
+        addr: SocketAddr,
+    },
+    Retr {
+        path: Vec<u8>,
+    },
+    Rest {
+        offset: u64,
+    },
+    Size {
+        path: Vec<u8>,
+    },
+    Mdtm {
+        path: Vec<u8>,
+    },
+    List {
+        format: ListFormat,
+        path: Option<Vec<u8>>,
+    },
+    Mlst {
+        path: Option<Vec<u8>>,
+    },
     Allo,
     Abor,
     /// Commands that change the filesystem; refused by the permission gate until users can write.
-    Write { verb: &'static str },
+    Write {
+        verb: &'static str,
+    },
 }
 
 /// Why a line is not a command we run; each maps to one reply in `session`.
@@ -112,7 +148,9 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     let optional = || (!arg.is_empty()).then(|| arg.to_vec());
     Ok(match verb {
         b"USER" => Command::User { name: path()? },
-        b"PASS" => Command::Pass { password: arg.to_vec() },
+        b"PASS" => Command::Pass {
+            password: arg.to_vec(),
+        },
         b"ACCT" => Command::Acct,
         b"SYST" => Command::Syst,
         b"FEAT" => Command::Feat,
@@ -122,12 +160,17 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
                 Some(i) => (&arg[..i], &arg[i + 1..]),
                 None => (arg, &[][..]),
             };
-            Command::Opts { option: option.to_ascii_uppercase(), value: value.to_vec() }
+            Command::Opts {
+                option: option.to_ascii_uppercase(),
+                value: value.to_vec(),
+            }
         }
         b"PWD" | b"XPWD" => Command::Pwd,
         b"CWD" | b"XCWD" => Command::Cwd { path: path()? },
         b"CDUP" | b"XCUP" => Command::Cdup,
-        b"TYPE" => Command::Type { ty: parse_type(arg)? },
+        b"TYPE" => Command::Type {
+            ty: parse_type(arg)?,
+        },
         b"MODE" => one_letter(arg, b'S').map(|()| Command::Mode)?,
         b"STRU" => one_letter(arg, b'F').map(|()| Command::Stru)?,
         b"NOOP" => Command::Noop,
@@ -135,16 +178,33 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"STAT" => Command::Stat { path: optional() },
         b"QUIT" => Command::Quit,
         b"PASV" => Command::Pasv,
-        b"EPSV" => Command::Epsv { arg: addr::parse_epsv(arg)? },
-        b"PORT" => Command::Port { addr: addr::parse_port(required(arg)?)? },
-        b"EPRT" => Command::Eprt { addr: addr::parse_eprt(required(arg)?)? },
+        b"EPSV" => Command::Epsv {
+            arg: addr::parse_epsv(arg)?,
+        },
+        b"PORT" => Command::Port {
+            addr: addr::parse_port(required(arg)?)?,
+        },
+        b"EPRT" => Command::Eprt {
+            addr: addr::parse_eprt(required(arg)?)?,
+        },
         b"RETR" => Command::Retr { path: path()? },
-        b"REST" => Command::Rest { offset: parse_u64(arg)? },
+        b"REST" => Command::Rest {
+            offset: parse_u64(arg)?,
+        },
         b"SIZE" => Command::Size { path: path()? },
         b"MDTM" => Command::Mdtm { path: path()? },
-        b"LIST" => Command::List { format: ListFormat::List, path: list_path(arg) },
-        b"NLST" => Command::List { format: ListFormat::Nlst, path: list_path(arg) },
-        b"MLSD" => Command::List { format: ListFormat::Mlsd, path: optional() },
+        b"LIST" => Command::List {
+            format: ListFormat::List,
+            path: list_path(arg),
+        },
+        b"NLST" => Command::List {
+            format: ListFormat::Nlst,
+            path: list_path(arg),
+        },
+        b"MLSD" => Command::List {
+            format: ListFormat::Mlsd,
+            path: optional(),
+        },
         b"MLST" => Command::Mlst { path: optional() },
         b"ALLO" => Command::Allo,
         b"ABOR" => Command::Abor,
@@ -158,14 +218,18 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"RNTO" => Command::Write { verb: "RNTO" },
         b"SITE" => Command::Write { verb: "SITE" },
         b"MFMT" => Command::Write { verb: "MFMT" },
-        b"SMNT" | b"REIN" | b"AUTH" | b"PBSZ" | b"PROT" | b"CCC" | b"LPRT" | b"LPSV" | b"LANG" | b"ADAT" | b"MIC"
-        | b"CONF" | b"ENC" | b"HOST" => return Err(ParseError::NotImplemented),
+        b"SMNT" | b"REIN" | b"AUTH" | b"PBSZ" | b"PROT" | b"CCC" | b"LPRT" | b"LPSV" | b"LANG"
+        | b"ADAT" | b"MIC" | b"CONF" | b"ENC" | b"HOST" => return Err(ParseError::NotImplemented),
         _ => return Err(ParseError::Unknown),
     })
 }
 
 fn required(arg: &[u8]) -> Result<&[u8], ParseError> {
-    if arg.is_empty() { Err(ParseError::Syntax) } else { Ok(arg) }
+    if arg.is_empty() {
+        Err(ParseError::Syntax)
+    } else {
+        Ok(arg)
+    }
 }
 
 fn parse_u64(arg: &[u8]) -> Result<u64, ParseError> {
@@ -179,7 +243,10 @@ fn parse_u64(arg: &[u8]) -> Result<u64, ParseError> {
 /// TYPE A [N], TYPE I, TYPE L 8 are supported; other known types are 504, garbage is 501.
 fn parse_type(arg: &[u8]) -> Result<TransferType, ParseError> {
     let upper = arg.to_ascii_uppercase();
-    let words: Vec<&[u8]> = upper.split(|&b| b == b' ').filter(|w| !w.is_empty()).collect();
+    let words: Vec<&[u8]> = upper
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .collect();
     match words.as_slice() {
         [b"A"] | [b"A", b"N"] => Ok(TransferType::Ascii),
         [b"I"] | [b"L", b"8"] => Ok(TransferType::Image),
@@ -219,37 +286,91 @@ mod tests {
         assert_eq!(parse(b"noop"), Ok(Command::Noop));
         assert_eq!(parse(b"XPWD"), Ok(Command::Pwd));
         assert_eq!(parse(b"xcup"), Ok(Command::Cdup));
-        assert_eq!(parse(b"CWD /a b"), Ok(Command::Cwd { path: b"/a b".to_vec() }));
+        assert_eq!(
+            parse(b"CWD /a b"),
+            Ok(Command::Cwd {
+                path: b"/a b".to_vec()
+            })
+        );
     }
 
     #[test]
     fn arguments_keep_spaces_and_utf8() {
-        assert_eq!(parse("RETR  lead é".as_bytes()), Ok(Command::Retr { path: " lead é".as_bytes().to_vec() }));
+        assert_eq!(
+            parse("RETR  lead é".as_bytes()),
+            Ok(Command::Retr {
+                path: " lead é".as_bytes().to_vec()
+            })
+        );
     }
 
     #[test]
     fn typed_arguments() {
         assert_eq!(parse(b"REST 100"), Ok(Command::Rest { offset: 100 }));
         assert_eq!(parse(b"REST -1"), Err(ParseError::Syntax));
-        assert_eq!(parse(b"REST 99999999999999999999999"), Err(ParseError::Syntax));
-        assert_eq!(parse(b"TYPE I"), Ok(Command::Type { ty: TransferType::Image }));
-        assert_eq!(parse(b"TYPE a n"), Ok(Command::Type { ty: TransferType::Ascii }));
-        assert_eq!(parse(b"TYPE L 8"), Ok(Command::Type { ty: TransferType::Image }));
+        assert_eq!(
+            parse(b"REST 99999999999999999999999"),
+            Err(ParseError::Syntax)
+        );
+        assert_eq!(
+            parse(b"TYPE I"),
+            Ok(Command::Type {
+                ty: TransferType::Image
+            })
+        );
+        assert_eq!(
+            parse(b"TYPE a n"),
+            Ok(Command::Type {
+                ty: TransferType::Ascii
+            })
+        );
+        assert_eq!(
+            parse(b"TYPE L 8"),
+            Ok(Command::Type {
+                ty: TransferType::Image
+            })
+        );
         assert_eq!(parse(b"TYPE E"), Err(ParseError::ParameterNotImplemented));
         assert_eq!(parse(b"TYPE X"), Err(ParseError::Syntax));
         assert_eq!(parse(b"MODE S"), Ok(Command::Mode));
         assert_eq!(parse(b"MODE B"), Err(ParseError::ParameterNotImplemented));
         assert_eq!(parse(b"STRU R"), Err(ParseError::ParameterNotImplemented));
-        assert_eq!(parse(b"PORT 127,0,0,1,4,1"), Ok(Command::Port { addr: "127.0.0.1:1025".parse().unwrap() }));
-        assert_eq!(parse(b"EPRT |3|x|1|"), Err(ParseError::ProtocolNotSupported));
+        assert_eq!(
+            parse(b"PORT 127,0,0,1,4,1"),
+            Ok(Command::Port {
+                addr: "127.0.0.1:1025".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            parse(b"EPRT |3|x|1|"),
+            Err(ParseError::ProtocolNotSupported)
+        );
         assert_eq!(parse(b"EPSV ALL"), Ok(Command::Epsv { arg: EpsvArg::All }));
     }
 
     #[test]
     fn list_options_are_dropped() {
-        assert_eq!(parse(b"LIST -la"), Ok(Command::List { format: ListFormat::List, path: None }));
-        assert_eq!(parse(b"LIST -a pub"), Ok(Command::List { format: ListFormat::List, path: Some(b"pub".to_vec()) }));
-        assert_eq!(parse(b"NLST"), Ok(Command::List { format: ListFormat::Nlst, path: None }));
+        assert_eq!(
+            parse(b"LIST -la"),
+            Ok(Command::List {
+                format: ListFormat::List,
+                path: None
+            })
+        );
+        assert_eq!(
+            parse(b"LIST -a pub"),
+            Ok(Command::List {
+                format: ListFormat::List,
+                path: Some(b"pub".to_vec())
+            })
+        );
+        assert_eq!(
+            parse(b"NLST"),
+            Ok(Command::List {
+                format: ListFormat::Nlst,
+                path: None
+            })
+        );
     }
 
     #[test]

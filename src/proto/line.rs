@@ -85,13 +85,20 @@ mod tests {
     fn splits_crlf_and_lf() {
         assert_eq!(
             frames(&[b"USER a\r\nPASS b\nNOOP\r\n"]),
-            vec![Frame::Line(b"USER a".to_vec()), Frame::Line(b"PASS b".to_vec()), Frame::Line(b"NOOP".to_vec())]
+            vec![
+                Frame::Line(b"USER a".to_vec()),
+                Frame::Line(b"PASS b".to_vec()),
+                Frame::Line(b"NOOP".to_vec())
+            ]
         );
     }
 
     #[test]
     fn reassembles_across_reads() {
-        assert_eq!(frames(&[b"US", b"ER a\r", b"\n"]), vec![Frame::Line(b"USER a".to_vec())]);
+        assert_eq!(
+            frames(&[b"US", b"ER a\r", b"\n"]),
+            vec![Frame::Line(b"USER a".to_vec())]
+        );
     }
 
     #[test]
@@ -105,7 +112,10 @@ mod tests {
     fn line_just_under_the_cap_is_accepted() {
         let mut line = vec![b'A'; MAX_LINE_BYTES - 2];
         line.extend_from_slice(b"\r\n");
-        assert_eq!(frames(&[&line]), vec![Frame::Line(vec![b'A'; MAX_LINE_BYTES - 2])]);
+        assert_eq!(
+            frames(&[&line]),
+            vec![Frame::Line(vec![b'A'; MAX_LINE_BYTES - 2])]
+        );
     }
 
     #[test]

@@ -64,11 +64,19 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(code: ReplyCode, text: impl Into<Vec<u8>>) -> Reply {
-        Reply { code, lines: vec![text.into()] }
+        Reply {
+            code,
+            lines: vec![text.into()],
+        }
     }
 
     /// A multi-line reply: `first`, the `body` lines, then `last` (RFC 959 section 4.2).
-    pub fn multi(code: ReplyCode, first: impl Into<Vec<u8>>, body: Vec<Vec<u8>>, last: impl Into<Vec<u8>>) -> Reply {
+    pub fn multi(
+        code: ReplyCode,
+        first: impl Into<Vec<u8>>,
+        body: Vec<Vec<u8>>,
+        last: impl Into<Vec<u8>>,
+    ) -> Reply {
         let mut lines = Vec::with_capacity(body.len() + 2);
         lines.push(first.into());
         lines.extend(body);
@@ -87,7 +95,11 @@ impl Reply {
     /// (a name can contain them; RFC 959 forbids them inside a reply line).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let code = self.code.as_u16();
-        let digits = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
+        let digits = [
+            b'0' + (code / 100) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+        ];
         let n = self.lines.len();
         for (i, line) in self.lines.iter().enumerate() {
             if i == 0 || i == n - 1 {
@@ -96,7 +108,10 @@ impl Reply {
             } else if line.len() >= 3 && line[..3] == digits {
                 out.push(b' ');
             }
-            out.extend(line.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+            out.extend(
+                line.iter()
+                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -120,13 +135,26 @@ mod tests {
 
     #[test]
     fn multi_line_rfc959_format() {
-        let r = Reply::multi(ReplyCode::SystemStatus, "Features:", vec![b" EPSV".to_vec(), b" SIZE".to_vec()], "End");
-        assert_eq!(r.to_bytes(), b"211-Features:\r\n EPSV\r\n SIZE\r\n211 End\r\n");
+        let r = Reply::multi(
+            ReplyCode::SystemStatus,
+            "Features:",
+            vec![b" EPSV".to_vec(), b" SIZE".to_vec()],
+            "End",
+        );
+        assert_eq!(
+            r.to_bytes(),
+            b"211-Features:\r\n EPSV\r\n SIZE\r\n211 End\r\n"
+        );
     }
 
     #[test]
     fn body_line_that_looks_final_is_indented() {
-        let r = Reply::multi(ReplyCode::FileStatus, "Status:", vec![b"213 x".to_vec()], "End");
+        let r = Reply::multi(
+            ReplyCode::FileStatus,
+            "Status:",
+            vec![b"213 x".to_vec()],
+            "End",
+        );
         assert_eq!(r.to_bytes(), b"213-Status:\r\n 213 x\r\n213 End\r\n");
     }
 

@@ -58,9 +58,18 @@ pub enum Effect {
     /// Stat a path and report `Outcome::Stat`.
     Stat(VirtualPath),
     /// Open `path` and send it from `offset` over the data connection.
-    Retr { path: VirtualPath, offset: u64, ascii: bool },
+    Retr {
+        path: VirtualPath,
+        offset: u64,
+        ascii: bool,
+    },
     /// Produce a listing of `path` and send it (Data) or report `Outcome::Listing` (Control).
-    List { path: VirtualPath, format: ListFormat, facts: Facts, target: ListTarget },
+    List {
+        path: VirtualPath,
+        format: ListFormat,
+        facts: Facts,
+        target: ListTarget,
+    },
     /// Abort the transfer in progress (if any) and close the data channel; report `Outcome::Aborted`.
     Abort,
 }
@@ -73,8 +82,14 @@ enum Pending {
     Mdtm,
     Mlst(VirtualPath),
     StatPath(VirtualPath),
-    Passive { extended: bool },
-    Transfer { name: Vec<u8>, listing: Option<ListFormat>, started: bool },
+    Passive {
+        extended: bool,
+    },
+    Transfer {
+        name: Vec<u8>,
+        listing: Option<ListFormat>,
+        started: bool,
+    },
     Abort,
 }
 
@@ -103,11 +118,15 @@ pub enum Outcome {
     /// The listing for a `ListTarget::Control` request.
     Listing(Result<Vec<u8>, FileError>),
     /// The data connection is up and the transfer begins; `size` is known for files.
-    TransferStarting { size: Option<u64> },
+    TransferStarting {
+        size: Option<u64>,
+    },
     TransferDone,
     TransferFailed(TransferError),
     /// `Effect::Abort` ran; `transfer_was_active` says whether a transfer was cut short.
-    Aborted { transfer_was_active: bool },
+    Aborted {
+        transfer_was_active: bool,
+    },
 }
 
 /// The session's answer to a command or an outcome.
@@ -119,11 +138,17 @@ pub struct Step {
 
 impl Step {
     fn reply(code: ReplyCode, text: impl Into<Vec<u8>>) -> Step {
-        Step { replies: vec![Reply::new(code, text)], effect: None }
+        Step {
+            replies: vec![Reply::new(code, text)],
+            effect: None,
+        }
     }
 
     fn effect(effect: Effect) -> Step {
-        Step { replies: Vec::new(), effect: Some(effect) }
+        Step {
+            replies: Vec::new(),
+            effect: Some(effect),
+        }
     }
 }
 
@@ -152,14 +177,24 @@ pub fn parse_error_reply(e: ParseError) -> Reply {
     let (code, text) = match e {
         ParseError::Unknown => (ReplyCode::SyntaxError, "Unknown command."),
         ParseError::NotImplemented => (ReplyCode::NotImplemented, "Command not implemented."),
-        ParseError::Syntax => (ReplyCode::ParameterSyntaxError, "Syntax error in parameters or arguments."),
-        ParseError::ParameterNotImplemented => {
-            (ReplyCode::ParameterNotImplemented, "Command not implemented for that parameter.")
-        }
-        ParseError::ProtocolNotSupported => (ReplyCode::ProtocolNotSupported, "Network protocol not supported, use (1,2)."),
+        ParseError::Syntax => (
+            ReplyCode::ParameterSyntaxError,
+            "Syntax error in parameters or arguments.",
+        ),
+        ParseError::ParameterNotImplemented => (
+            ReplyCode::ParameterNotImplemented,
+            "Command not implemented for that parameter.",
+        ),
+        ParseError::ProtocolNotSupported => (
+            ReplyCode::ProtocolNotSupported,
+            "Network protocol not supported, use (1,2).",
+        ),
         ParseError::Nul => (ReplyCode::ParameterSyntaxError, "NUL byte in command line."),
         ParseError::BareCr => (ReplyCode::ParameterSyntaxError, "Bare CR in command line."),
-        ParseError::InvalidUtf8 => (ReplyCode::ParameterSyntaxError, "Invalid UTF-8 in command line."),
+        ParseError::InvalidUtf8 => (
+            ReplyCode::ParameterSyntaxError,
+            "Invalid UTF-8 in command line.",
+        ),
     };
     Reply::new(code, text)
 }
@@ -223,7 +258,9 @@ impl Session {
     pub fn accepts_now(&self, cmd: &Result<Command, ParseError>) -> bool {
         match &self.pending {
             None => true,
-            Some(Pending::Transfer { .. }) => matches!(cmd, Ok(Command::Abor | Command::Stat { path: None })),
+            Some(Pending::Transfer { .. }) => {
+                matches!(cmd, Ok(Command::Abor | Command::Stat { path: None }))
+            }
             Some(_) => false,
         }
     }
@@ -267,10 +304,15 @@ impl Session {
         match cmd {
             Command::User { name } => self.user_cmd(name),
             Command::Pass { .. } => self.pass_cmd(),
-            Command::Acct if logged_in => Step::reply(ReplyCode::CommandSuperfluous, "No account needed."),
+            Command::Acct if logged_in => {
+                Step::reply(ReplyCode::CommandSuperfluous, "No account needed.")
+            }
             Command::Acct => Step::reply(ReplyCode::NotImplemented, "ACCT not implemented."),
             Command::Syst => Step::reply(ReplyCode::SystemType, "UNIX Type: L8"),
-            Command::Feat => Step { replies: vec![self.feat()], effect: None },
+            Command::Feat => Step {
+                replies: vec![self.feat()],
+                effect: None,
+            },
             Command::Opts { option, value } => self.opts(&option, &value),
             Command::Noop => Step::reply(ReplyCode::CommandOkay, "NOOP ok."),
             Command::Help { topic } => self.help(topic),
@@ -283,7 +325,9 @@ impl Session {
                 text.extend_from_slice(b" is the current directory.");
                 Step::reply(ReplyCode::PathCreated, text)
             }
-            Command::Cwd { path } => self.with_path(&path, |s, p| s.stat_for(Pending::Cwd(p.clone()), p)),
+            Command::Cwd { path } => {
+                self.with_path(&path, |s, p| s.stat_for(Pending::Cwd(p.clone()), p))
+            }
             Command::Cdup => {
                 let parent = self.cwd.parent();
                 self.stat_for(Pending::Cwd(parent.clone()), parent)
@@ -291,8 +335,12 @@ impl Session {
             Command::Type { ty } => {
                 self.ty = ty;
                 match ty {
-                    TransferType::Ascii => Step::reply(ReplyCode::CommandOkay, "Switching to ASCII mode."),
-                    TransferType::Image => Step::reply(ReplyCode::CommandOkay, "Switching to Binary mode."),
+                    TransferType::Ascii => {
+                        Step::reply(ReplyCode::CommandOkay, "Switching to ASCII mode.")
+                    }
+                    TransferType::Image => {
+                        Step::reply(ReplyCode::CommandOkay, "Switching to Binary mode.")
+                    }
                 }
             }
             Command::Mode => Step::reply(ReplyCode::CommandOkay, "Mode set to S."),
@@ -300,14 +348,23 @@ impl Session {
             Command::Stat { path: None } => self.status(),
             Command::Stat { path: Some(p) } => self.with_path(&p, |s, p| {
                 s.pending = Some(Pending::StatPath(p.clone()));
-                Step::effect(Effect::List { path: p, format: ListFormat::List, facts: s.facts, target: ListTarget::Control })
+                Step::effect(Effect::List {
+                    path: p,
+                    format: ListFormat::List,
+                    facts: s.facts,
+                    target: ListTarget::Control,
+                })
             }),
-            Command::Pasv if self.epsv_all => {
-                Step::reply(ReplyCode::BadSequence, "Only EPSV is allowed after EPSV ALL.")
-            }
+            Command::Pasv if self.epsv_all => Step::reply(
+                ReplyCode::BadSequence,
+                "Only EPSV is allowed after EPSV ALL.",
+            ),
             Command::Pasv => {
                 if addr::net_prt(self.peer) != 1 {
-                    return Step::reply(ReplyCode::CantOpenDataConnection, "PASV is IPv4 only; use EPSV.");
+                    return Step::reply(
+                        ReplyCode::CantOpenDataConnection,
+                        "PASV is IPv4 only; use EPSV.",
+                    );
                 }
                 self.pending = Some(Pending::Passive { extended: false });
                 Step::effect(Effect::Passive)
@@ -319,8 +376,15 @@ impl Session {
             Command::Epsv { arg } => {
                 if let EpsvArg::Proto(p) = arg {
                     if p != addr::net_prt(self.peer) {
-                        let use_ = if addr::net_prt(self.peer) == 1 { "(1)" } else { "(2)" };
-                        return Step::reply(ReplyCode::ProtocolNotSupported, format!("Network protocol not supported, use {use_}."));
+                        let use_ = if addr::net_prt(self.peer) == 1 {
+                            "(1)"
+                        } else {
+                            "(2)"
+                        };
+                        return Step::reply(
+                            ReplyCode::ProtocolNotSupported,
+                            format!("Network protocol not supported, use {use_}."),
+                        );
                     }
                 }
                 self.pending = Some(Pending::Passive { extended: true });
@@ -330,7 +394,10 @@ impl Session {
             Command::Eprt { addr } => self.active(addr),
             Command::Rest { offset } => {
                 self.rest = offset;
-                Step::reply(ReplyCode::FileActionPending, format!("Restart position accepted ({offset})."))
+                Step::reply(
+                    ReplyCode::FileActionPending,
+                    format!("Restart position accepted ({offset})."),
+                )
             }
             Command::Retr { path } => self.with_path(&path, |s, p| s.retr(p)),
             Command::Size { path } => self.with_path(&path, |s, p| s.stat_for(Pending::Size, p)),
@@ -348,9 +415,10 @@ impl Session {
                 self.pending = Some(Pending::Abort);
                 Step::effect(Effect::Abort)
             }
-            Command::Write { verb } => {
-                Step::reply(ReplyCode::FileUnavailable, format!("Permission denied: {verb} is not allowed here."))
-            }
+            Command::Write { verb } => Step::reply(
+                ReplyCode::FileUnavailable,
+                format!("Permission denied: {verb} is not allowed here."),
+            ),
         }
     }
 
@@ -360,20 +428,31 @@ impl Session {
             (Some(Pending::Passive { extended }), Outcome::PassiveReady(addr)) => {
                 self.data = DataPlan::Passive;
                 match (extended, addr) {
-                    (false, SocketAddr::V4(v4)) => Step::reply(ReplyCode::EnteringPassiveMode, addr::format_pasv(v4)),
+                    (false, SocketAddr::V4(v4)) => {
+                        Step::reply(ReplyCode::EnteringPassiveMode, addr::format_pasv(v4))
+                    }
                     (false, SocketAddr::V6(v6)) => match v6.ip().to_ipv4_mapped() {
                         Some(v4) => Step::reply(
                             ReplyCode::EnteringPassiveMode,
                             addr::format_pasv(std::net::SocketAddrV4::new(v4, v6.port())),
                         ),
-                        None => Step::reply(ReplyCode::CantOpenDataConnection, "PASV is IPv4 only; use EPSV."),
+                        None => Step::reply(
+                            ReplyCode::CantOpenDataConnection,
+                            "PASV is IPv4 only; use EPSV.",
+                        ),
                     },
-                    (true, addr) => Step::reply(ReplyCode::EnteringExtendedPassiveMode, addr::format_epsv(addr.port())),
+                    (true, addr) => Step::reply(
+                        ReplyCode::EnteringExtendedPassiveMode,
+                        addr::format_epsv(addr.port()),
+                    ),
                 }
             }
             (Some(Pending::Passive { .. }), _) => {
                 self.data = DataPlan::None;
-                Step::reply(ReplyCode::CantOpenDataConnection, "Could not open a passive port.")
+                Step::reply(
+                    ReplyCode::CantOpenDataConnection,
+                    "Could not open a passive port.",
+                )
             }
             (Some(Pending::Cwd(path)), Outcome::Stat(r)) => match r {
                 Ok(e) if e.kind == FileKind::Dir => {
@@ -383,43 +462,102 @@ impl Session {
                 _ => Step::reply(ReplyCode::FileUnavailable, "Failed to change directory."),
             },
             (Some(Pending::Size), Outcome::Stat(r)) => match r {
-                Ok(e) if e.kind == FileKind::File => Step::reply(ReplyCode::FileStatus, e.size.to_string()),
-                Ok(_) => Step::reply(ReplyCode::FileUnavailable, "Could not get file size: not a regular file."),
-                Err(e) => Step { replies: vec![file_error_reply(e)], effect: None },
+                Ok(e) if e.kind == FileKind::File => {
+                    Step::reply(ReplyCode::FileStatus, e.size.to_string())
+                }
+                Ok(_) => Step::reply(
+                    ReplyCode::FileUnavailable,
+                    "Could not get file size: not a regular file.",
+                ),
+                Err(e) => Step {
+                    replies: vec![file_error_reply(e)],
+                    effect: None,
+                },
             },
             (Some(Pending::Mdtm), Outcome::Stat(r)) => match r {
-                Ok(e) if e.kind == FileKind::File => Step::reply(ReplyCode::FileStatus, listing::format_time_val(e.mtime)),
-                Ok(_) => Step::reply(ReplyCode::FileUnavailable, "Could not get modification time: not a regular file."),
-                Err(e) => Step { replies: vec![file_error_reply(e)], effect: None },
+                Ok(e) if e.kind == FileKind::File => {
+                    Step::reply(ReplyCode::FileStatus, listing::format_time_val(e.mtime))
+                }
+                Ok(_) => Step::reply(
+                    ReplyCode::FileUnavailable,
+                    "Could not get modification time: not a regular file.",
+                ),
+                Err(e) => Step {
+                    replies: vec![file_error_reply(e)],
+                    effect: None,
+                },
             },
             (Some(Pending::Mlst(path)), Outcome::Stat(r)) => match r {
                 Ok(e) => {
                     // RFC 3659 section 7.2: the entry line starts with a single space.
                     let mut line = vec![b' '];
-                    listing::mlsx_line(&mut line, &e, path.as_bytes(), MlsdRole::Entry, self.facts, false);
+                    listing::mlsx_line(
+                        &mut line,
+                        &e,
+                        path.as_bytes(),
+                        MlsdRole::Entry,
+                        self.facts,
+                        false,
+                    );
                     line.truncate(line.len() - 2);
                     let mut first = b"Listing ".to_vec();
                     first.extend_from_slice(path.as_bytes());
-                    Step { replies: vec![Reply::multi(ReplyCode::FileActionOkay, first, vec![line], "End")], effect: None }
+                    Step {
+                        replies: vec![Reply::multi(
+                            ReplyCode::FileActionOkay,
+                            first,
+                            vec![line],
+                            "End",
+                        )],
+                        effect: None,
+                    }
                 }
-                Err(e) => Step { replies: vec![file_error_reply(e)], effect: None },
+                Err(e) => Step {
+                    replies: vec![file_error_reply(e)],
+                    effect: None,
+                },
             },
             (Some(Pending::StatPath(path)), Outcome::Listing(r)) => match r {
                 Ok(bytes) => {
-                    let body: Vec<Vec<u8>> =
-                        bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec()).collect();
+                    let body: Vec<Vec<u8>> = bytes
+                        .split(|&b| b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+                        .collect();
                     let mut first = b"Status of ".to_vec();
                     first.extend_from_slice(path.as_bytes());
                     first.push(b':');
-                    Step { replies: vec![Reply::multi(ReplyCode::FileStatus, first, body, "End of status")], effect: None }
+                    Step {
+                        replies: vec![Reply::multi(
+                            ReplyCode::FileStatus,
+                            first,
+                            body,
+                            "End of status",
+                        )],
+                        effect: None,
+                    }
                 }
-                Err(e) => Step { replies: vec![file_error_reply(e)], effect: None },
+                Err(e) => Step {
+                    replies: vec![file_error_reply(e)],
+                    effect: None,
+                },
             },
-            (Some(Pending::Transfer { name, listing, started: false }), Outcome::TransferStarting { size }) => {
+            (
+                Some(Pending::Transfer {
+                    name,
+                    listing,
+                    started: false,
+                }),
+                Outcome::TransferStarting { size },
+            ) => {
                 let mut text = match (listing, self.ty) {
                     (Some(_), _) => b"Here comes the directory listing".to_vec(),
-                    (None, TransferType::Ascii) => b"Opening ASCII mode data connection for ".to_vec(),
-                    (None, TransferType::Image) => b"Opening BINARY mode data connection for ".to_vec(),
+                    (None, TransferType::Ascii) => {
+                        b"Opening ASCII mode data connection for ".to_vec()
+                    }
+                    (None, TransferType::Image) => {
+                        b"Opening BINARY mode data connection for ".to_vec()
+                    }
                 };
                 if listing.is_none() {
                     text.extend_from_slice(&name);
@@ -428,30 +566,55 @@ impl Session {
                     text.extend_from_slice(format!(" ({size} bytes)").as_bytes());
                 }
                 text.push(b'.');
-                self.pending = Some(Pending::Transfer { name, listing, started: true });
+                self.pending = Some(Pending::Transfer {
+                    name,
+                    listing,
+                    started: true,
+                });
                 Step::reply(ReplyCode::FileStatusOkay, text)
             }
             (Some(Pending::Transfer { listing, .. }), Outcome::TransferDone) => {
                 self.data = DataPlan::None;
-                let text = if listing.is_some() { "Directory send OK." } else { "Transfer complete." };
+                let text = if listing.is_some() {
+                    "Directory send OK."
+                } else {
+                    "Transfer complete."
+                };
                 Step::reply(ReplyCode::ClosingDataConnection, text)
             }
             (Some(Pending::Transfer { listing, .. }), Outcome::TransferFailed(e)) => {
                 self.data = DataPlan::None;
-                Step { replies: vec![transfer_error_reply(e, listing)], effect: None }
+                Step {
+                    replies: vec![transfer_error_reply(e, listing)],
+                    effect: None,
+                }
             }
-            (Some(Pending::Abort), Outcome::Aborted { transfer_was_active }) => {
+            (
+                Some(Pending::Abort),
+                Outcome::Aborted {
+                    transfer_was_active,
+                },
+            ) => {
                 self.data = DataPlan::None;
                 self.rest = 0;
                 let replies = if transfer_was_active {
                     vec![
-                        Reply::new(ReplyCode::TransferAborted, "Connection closed; transfer aborted."),
+                        Reply::new(
+                            ReplyCode::TransferAborted,
+                            "Connection closed; transfer aborted.",
+                        ),
                         Reply::new(ReplyCode::ClosingDataConnection, "ABOR successful."),
                     ]
                 } else {
-                    vec![Reply::new(ReplyCode::DataConnectionOpenNoTransfer, "No transfer to ABOR.")]
+                    vec![Reply::new(
+                        ReplyCode::DataConnectionOpenNoTransfer,
+                        "No transfer to ABOR.",
+                    )]
                 };
-                Step { replies, effect: None }
+                Step {
+                    replies,
+                    effect: None,
+                }
             }
             (pending, outcome) => {
                 // A stale outcome (e.g. a transfer that ended while ABOR was on its way): keep waiting.
@@ -464,12 +627,23 @@ impl Session {
 
     fn user_cmd(&mut self, name: Vec<u8>) -> Step {
         if matches!(self.login, Login::LoggedIn { .. }) {
-            return Step::reply(ReplyCode::BadSequence, "Already logged in; USER cannot change user.");
+            return Step::reply(
+                ReplyCode::BadSequence,
+                "Already logged in; USER cannot change user.",
+            );
         }
-        let anonymous = ANONYMOUS_NAMES.iter().any(|n| n.eq_ignore_ascii_case(&name));
-        self.login = Login::AwaitPass { user: name, anonymous };
+        let anonymous = ANONYMOUS_NAMES
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&name));
+        self.login = Login::AwaitPass {
+            user: name,
+            anonymous,
+        };
         if anonymous {
-            Step::reply(ReplyCode::NeedPassword, "Anonymous login ok, send your email as password.")
+            Step::reply(
+                ReplyCode::NeedPassword,
+                "Anonymous login ok, send your email as password.",
+            )
         } else {
             Step::reply(ReplyCode::NeedPassword, "Please specify the password.")
         }
@@ -482,7 +656,10 @@ impl Session {
                 self.login = Login::LoggedIn { user };
                 Step::reply(ReplyCode::UserLoggedIn, "Already logged in.")
             }
-            Login::AwaitPass { user, anonymous: true } if self.allow_anonymous => {
+            Login::AwaitPass {
+                user,
+                anonymous: true,
+            } if self.allow_anonymous => {
                 self.login = Login::LoggedIn { user };
                 Step::reply(ReplyCode::UserLoggedIn, "Login successful.")
             }
@@ -503,18 +680,28 @@ impl Session {
             " TVFS".to_string(),
             " UTF8".to_string(),
         ];
-        Reply::multi(ReplyCode::SystemStatus, "Features:", body.into_iter().map(String::into_bytes).collect(), "End")
+        Reply::multi(
+            ReplyCode::SystemStatus,
+            "Features:",
+            body.into_iter().map(String::into_bytes).collect(),
+            "End",
+        )
     }
 
     fn opts(&mut self, option: &[u8], value: &[u8]) -> Step {
         match option {
             // RFC 2640: names are always UTF-8 here, so both ON and OFF are accepted and change nothing.
-            b"UTF8" | b"UTF-8" if value.eq_ignore_ascii_case(b"ON") || value.eq_ignore_ascii_case(b"OFF") => {
+            b"UTF8" | b"UTF-8"
+                if value.eq_ignore_ascii_case(b"ON") || value.eq_ignore_ascii_case(b"OFF") =>
+            {
                 Step::reply(ReplyCode::CommandOkay, "Always in UTF8 mode.")
             }
             b"MLST" => {
                 self.facts = Facts::from_opts(value);
-                Step::reply(ReplyCode::CommandOkay, format!("MLST OPTS {}", self.facts.enabled_list()))
+                Step::reply(
+                    ReplyCode::CommandOkay,
+                    format!("MLST OPTS {}", self.facts.enabled_list()),
+                )
             }
             _ => Step::reply(ReplyCode::ParameterSyntaxError, "Option not understood."),
         }
@@ -523,18 +710,32 @@ impl Session {
     fn help(&self, topic: Option<Vec<u8>>) -> Step {
         match topic {
             Some(t) => {
-                let known = HELP_VERBS.split(' ').any(|v| v.as_bytes().eq_ignore_ascii_case(&t));
+                let known = HELP_VERBS
+                    .split(' ')
+                    .any(|v| v.as_bytes().eq_ignore_ascii_case(&t));
                 if known {
-                    Step::reply(ReplyCode::HelpMessage, "Syntax as in RFC 959, RFC 2428 and RFC 3659.")
+                    Step::reply(
+                        ReplyCode::HelpMessage,
+                        "Syntax as in RFC 959, RFC 2428 and RFC 3659.",
+                    )
                 } else {
                     Step::reply(ReplyCode::ParameterSyntaxError, "Unknown command.")
                 }
             }
             None => {
-                let body: Vec<Vec<u8>> =
-                    HELP_VERBS.split(' ').collect::<Vec<_>>().chunks(8).map(|c| format!(" {}", c.join(" ")).into_bytes()).collect();
+                let body: Vec<Vec<u8>> = HELP_VERBS
+                    .split(' ')
+                    .collect::<Vec<_>>()
+                    .chunks(8)
+                    .map(|c| format!(" {}", c.join(" ")).into_bytes())
+                    .collect();
                 Step {
-                    replies: vec![Reply::multi(ReplyCode::HelpMessage, "The following commands are recognized.", body, "Help OK.")],
+                    replies: vec![Reply::multi(
+                        ReplyCode::HelpMessage,
+                        "The following commands are recognized.",
+                        body,
+                        "Help OK.",
+                    )],
                     effect: None,
                 }
             }
@@ -555,10 +756,22 @@ impl Session {
         body.push(format!(" TYPE: {ty}; STRUcture: File; transfer MODE: Stream").into_bytes());
         body.push(b" No data connection".to_vec());
         body.push(format!(" ringftpd {}", env!("CARGO_PKG_VERSION")).into_bytes());
-        Step { replies: vec![Reply::multi(ReplyCode::SystemStatus, "FTP server status:", body, "End of status")], effect: None }
+        Step {
+            replies: vec![Reply::multi(
+                ReplyCode::SystemStatus,
+                "FTP server status:",
+                body,
+                "End of status",
+            )],
+            effect: None,
+        }
     }
 
-    fn with_path(&mut self, arg: &[u8], then: impl FnOnce(&mut Session, VirtualPath) -> Step) -> Step {
+    fn with_path(
+        &mut self,
+        arg: &[u8],
+        then: impl FnOnce(&mut Session, VirtualPath) -> Step,
+    ) -> Step {
         match self.cwd.join(arg) {
             Ok(p) => then(self, p),
             Err(e) => Step::reply(ReplyCode::NameNotAllowed, format!("Path not allowed: {e}.")),
@@ -572,26 +785,41 @@ impl Session {
 
     fn active(&mut self, target: SocketAddr) -> Step {
         if self.epsv_all {
-            return Step::reply(ReplyCode::BadSequence, "Only EPSV is allowed after EPSV ALL.");
+            return Step::reply(
+                ReplyCode::BadSequence,
+                "Only EPSV is allowed after EPSV ALL.",
+            );
         }
         // RFC 2577 section 3: connecting anywhere but back to the client, or to a privileged port,
         // turns the server into a bounce proxy.
         if addr::canonical_ip(target.ip()) != self.peer {
-            return Step::reply(ReplyCode::ParameterNotImplemented, "Data connections go only to the client's own address.");
+            return Step::reply(
+                ReplyCode::ParameterNotImplemented,
+                "Data connections go only to the client's own address.",
+            );
         }
         if target.port() < 1024 {
-            return Step::reply(ReplyCode::ParameterNotImplemented, "Data connections to ports below 1024 are refused.");
+            return Step::reply(
+                ReplyCode::ParameterNotImplemented,
+                "Data connections to ports below 1024 are refused.",
+            );
         }
         self.data = DataPlan::Active(target);
         Step {
-            replies: vec![Reply::new(ReplyCode::CommandOkay, "PORT command successful. Consider using EPSV.")],
+            replies: vec![Reply::new(
+                ReplyCode::CommandOkay,
+                "PORT command successful. Consider using EPSV.",
+            )],
             effect: Some(Effect::Active(target)),
         }
     }
 
     fn needs_data(&self) -> Option<Step> {
         match self.data {
-            DataPlan::None => Some(Step::reply(ReplyCode::CantOpenDataConnection, "Use PORT, EPRT, PASV or EPSV first.")),
+            DataPlan::None => Some(Step::reply(
+                ReplyCode::CantOpenDataConnection,
+                "Use PORT, EPRT, PASV or EPSV first.",
+            )),
             _ => None,
         }
     }
@@ -602,16 +830,33 @@ impl Session {
             return step;
         }
         let name = path.file_name().unwrap_or(b"/").to_vec();
-        self.pending = Some(Pending::Transfer { name, listing: None, started: false });
-        Step::effect(Effect::Retr { path, offset, ascii: self.ty == TransferType::Ascii })
+        self.pending = Some(Pending::Transfer {
+            name,
+            listing: None,
+            started: false,
+        });
+        Step::effect(Effect::Retr {
+            path,
+            offset,
+            ascii: self.ty == TransferType::Ascii,
+        })
     }
 
     fn list(&mut self, format: ListFormat, path: VirtualPath) -> Step {
         if let Some(step) = self.needs_data() {
             return step;
         }
-        self.pending = Some(Pending::Transfer { name: Vec::new(), listing: Some(format), started: false });
-        Step::effect(Effect::List { path, format, facts: self.facts, target: ListTarget::Data })
+        self.pending = Some(Pending::Transfer {
+            name: Vec::new(),
+            listing: Some(format),
+            started: false,
+        });
+        Step::effect(Effect::List {
+            path,
+            format,
+            facts: self.facts,
+            target: ListTarget::Data,
+        })
     }
 }
 
@@ -622,10 +867,22 @@ fn transfer_error_reply(e: TransferError, listing: Option<ListFormat>) -> Reply 
             Reply::new(ReplyCode::ParameterSyntaxError, "MLSD needs a directory.")
         }
         TransferError::File(e) => file_error_reply(e),
-        TransferError::NoDataConnection => Reply::new(ReplyCode::CantOpenDataConnection, "Failed to establish connection."),
-        TransferError::ConnectionLost => Reply::new(ReplyCode::TransferAborted, "Connection closed; transfer aborted."),
-        TransferError::FileChanged => Reply::new(ReplyCode::LocalError, "File changed during transfer; transfer aborted."),
-        TransferError::Local(errno) => Reply::new(ReplyCode::LocalError, format!("Local error in processing (errno {errno}).")),
+        TransferError::NoDataConnection => Reply::new(
+            ReplyCode::CantOpenDataConnection,
+            "Failed to establish connection.",
+        ),
+        TransferError::ConnectionLost => Reply::new(
+            ReplyCode::TransferAborted,
+            "Connection closed; transfer aborted.",
+        ),
+        TransferError::FileChanged => Reply::new(
+            ReplyCode::LocalError,
+            "File changed during transfer; transfer aborted.",
+        ),
+        TransferError::Local(errno) => Reply::new(
+            ReplyCode::LocalError,
+            format!("Local error in processing (errno {errno})."),
+        ),
     }
 }
 
@@ -654,7 +911,18 @@ mod tests {
     }
 
     fn file(size: u64) -> Entry {
-        Entry { name: b"f".to_vec(), kind: FileKind::File, size, mtime: 0, mode: 0o644, nlink: 1, uid: 0, gid: 0, dev: 1, ino: 2 }
+        Entry {
+            name: b"f".to_vec(),
+            kind: FileKind::File,
+            size,
+            mtime: 0,
+            mode: 0o644,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            dev: 1,
+            ino: 2,
+        }
     }
 
     #[test]
@@ -684,14 +952,27 @@ mod tests {
         let step = run(&mut s, "PASV");
         assert_eq!(step.effect, Some(Effect::Passive));
         let step = s.on_outcome(Outcome::PassiveReady("127.0.0.1:50000".parse().unwrap()));
-        assert_eq!(step.replies[0].to_bytes(), b"227 Entering Passive Mode (127,0,0,1,195,80).\r\n");
+        assert_eq!(
+            step.replies[0].to_bytes(),
+            b"227 Entering Passive Mode (127,0,0,1,195,80).\r\n"
+        );
         assert_eq!(codes(&run(&mut s, "REST 10")), [350]);
         let step = run(&mut s, "RETR /d/f");
-        assert_eq!(step.effect, Some(Effect::Retr { path: VirtualPath::root().join(b"/d/f").unwrap(), offset: 10, ascii: false }));
+        assert_eq!(
+            step.effect,
+            Some(Effect::Retr {
+                path: VirtualPath::root().join(b"/d/f").unwrap(),
+                offset: 10,
+                ascii: false
+            })
+        );
         assert!(!s.accepts_now(&parse(b"NOOP")));
         assert!(s.accepts_now(&parse(b"ABOR")));
         let step = s.on_outcome(Outcome::TransferStarting { size: Some(5) });
-        assert_eq!(step.replies[0].to_bytes(), b"150 Opening BINARY mode data connection for f (5 bytes).\r\n");
+        assert_eq!(
+            step.replies[0].to_bytes(),
+            b"150 Opening BINARY mode data connection for f (5 bytes).\r\n"
+        );
         assert_eq!(codes(&s.on_outcome(Outcome::TransferDone)), [226]);
         // The passive channel is used up and REST applies to one transfer only.
         assert_eq!(codes(&run(&mut s, "RETR f")), [425]);
@@ -701,15 +982,30 @@ mod tests {
     fn abort_mid_transfer_gives_426_then_226() {
         let mut s = logged_in();
         run(&mut s, "EPSV");
-        assert_eq!(s.on_outcome(Outcome::PassiveReady("127.0.0.1:50001".parse().unwrap())).replies[0].to_bytes(), b"229 Entering Extended Passive Mode (|||50001|)\r\n");
+        assert_eq!(
+            s.on_outcome(Outcome::PassiveReady("127.0.0.1:50001".parse().unwrap()))
+                .replies[0]
+                .to_bytes(),
+            b"229 Entering Extended Passive Mode (|||50001|)\r\n"
+        );
         run(&mut s, "RETR f");
         s.on_outcome(Outcome::TransferStarting { size: None });
         assert_eq!(run(&mut s, "ABOR").effect, Some(Effect::Abort));
         // The transfer's own end racing with ABOR is ignored.
         assert!(s.on_outcome(Outcome::TransferDone).replies.is_empty());
-        assert_eq!(codes(&s.on_outcome(Outcome::Aborted { transfer_was_active: true })), [426, 226]);
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::Aborted {
+                transfer_was_active: true
+            })),
+            [426, 226]
+        );
         assert_eq!(codes(&run(&mut s, "ABOR")), []);
-        assert_eq!(codes(&s.on_outcome(Outcome::Aborted { transfer_was_active: false })), [225]);
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::Aborted {
+                transfer_was_active: false
+            })),
+            [225]
+        );
     }
 
     #[test]
@@ -725,7 +1021,11 @@ mod tests {
             run(&mut s, "PASV");
             s.on_outcome(Outcome::PassiveReady("127.0.0.1:50000".parse().unwrap()));
             run(&mut s, "RETR f");
-            assert_eq!(codes(&s.on_outcome(Outcome::TransferFailed(err))), [code], "{err:?}");
+            assert_eq!(
+                codes(&s.on_outcome(Outcome::TransferFailed(err))),
+                [code],
+                "{err:?}"
+            );
         }
     }
 
@@ -735,7 +1035,12 @@ mod tests {
         run(&mut s, "PASV");
         s.on_outcome(Outcome::PassiveReady("127.0.0.1:50000".parse().unwrap()));
         run(&mut s, "MLSD f");
-        assert_eq!(codes(&s.on_outcome(Outcome::TransferFailed(TransferError::File(FileError::NotADirectory)))), [501]);
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::TransferFailed(TransferError::File(
+                FileError::NotADirectory
+            )))),
+            [501]
+        );
     }
 
     #[test]
@@ -746,7 +1051,10 @@ mod tests {
         assert_eq!(codes(&run(&mut s, "PORT 127,0,0,1")), [501]);
         let step = run(&mut s, "PORT 127,0,0,1,200,10");
         assert_eq!(codes(&step), [200]);
-        assert_eq!(step.effect, Some(Effect::Active("127.0.0.1:51210".parse().unwrap())));
+        assert_eq!(
+            step.effect,
+            Some(Effect::Active("127.0.0.1:51210".parse().unwrap()))
+        );
         assert_eq!(codes(&run(&mut s, "EPRT |2|::1|5000|")), [504]);
         assert_eq!(codes(&run(&mut s, "EPRT |1|127.0.0.1|5000|")), [200]);
         assert_eq!(codes(&run(&mut s, "EPRT |9|x|5000|")), [522]);
@@ -779,18 +1087,33 @@ mod tests {
     #[test]
     fn cwd_pwd_cdup() {
         let mut s = logged_in();
-        assert_eq!(run(&mut s, "PWD").replies[0].to_bytes(), b"257 \"/\" is the current directory.\r\n");
+        assert_eq!(
+            run(&mut s, "PWD").replies[0].to_bytes(),
+            b"257 \"/\" is the current directory.\r\n"
+        );
         let step = run(&mut s, "CWD a \"q\"");
-        assert_eq!(step.effect, Some(Effect::Stat(VirtualPath::root().join(b"a \"q\"").unwrap())));
+        assert_eq!(
+            step.effect,
+            Some(Effect::Stat(VirtualPath::root().join(b"a \"q\"").unwrap()))
+        );
         let mut dir = file(0);
         dir.kind = FileKind::Dir;
         assert_eq!(codes(&s.on_outcome(Outcome::Stat(Ok(dir.clone())))), [250]);
-        assert_eq!(run(&mut s, "PWD").replies[0].to_bytes(), b"257 \"/a \"\"q\"\"\" is the current directory.\r\n");
+        assert_eq!(
+            run(&mut s, "PWD").replies[0].to_bytes(),
+            b"257 \"/a \"\"q\"\"\" is the current directory.\r\n"
+        );
         run(&mut s, "CWD f");
         assert_eq!(codes(&s.on_outcome(Outcome::Stat(Ok(file(1))))), [550]);
         run(&mut s, "CWD missing");
-        assert_eq!(codes(&s.on_outcome(Outcome::Stat(Err(FileError::NotFound)))), [550]);
-        assert_eq!(run(&mut s, "CDUP").effect, Some(Effect::Stat(VirtualPath::root())));
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::Stat(Err(FileError::NotFound)))),
+            [550]
+        );
+        assert_eq!(
+            run(&mut s, "CDUP").effect,
+            Some(Effect::Stat(VirtualPath::root()))
+        );
         assert_eq!(codes(&s.on_outcome(Outcome::Stat(Ok(dir)))), [250]);
         assert_eq!(s.cwd(), &VirtualPath::root());
     }
@@ -799,9 +1122,15 @@ mod tests {
     fn size_mdtm_mlst() {
         let mut s = logged_in();
         run(&mut s, "SIZE f");
-        assert_eq!(s.on_outcome(Outcome::Stat(Ok(file(1234)))).replies[0].to_bytes(), b"213 1234\r\n");
+        assert_eq!(
+            s.on_outcome(Outcome::Stat(Ok(file(1234)))).replies[0].to_bytes(),
+            b"213 1234\r\n"
+        );
         run(&mut s, "MDTM f");
-        assert_eq!(s.on_outcome(Outcome::Stat(Ok(file(1)))).replies[0].to_bytes(), b"213 19700101000000\r\n");
+        assert_eq!(
+            s.on_outcome(Outcome::Stat(Ok(file(1)))).replies[0].to_bytes(),
+            b"213 19700101000000\r\n"
+        );
         run(&mut s, "SIZE d");
         let mut dir = file(0);
         dir.kind = FileKind::Dir;
@@ -809,14 +1138,20 @@ mod tests {
         run(&mut s, "MLST f");
         let r = s.on_outcome(Outcome::Stat(Ok(file(3)))).replies[0].to_bytes();
         let text = String::from_utf8(r).unwrap();
-        assert!(text.starts_with("250-Listing /f\r\n type=file;size=3;"), "{text}");
+        assert!(
+            text.starts_with("250-Listing /f\r\n type=file;size=3;"),
+            "{text}"
+        );
         assert!(text.ends_with(" /f\r\n250 End\r\n"), "{text}");
     }
 
     #[test]
     fn simple_commands() {
         let mut s = logged_in();
-        assert_eq!(run(&mut s, "SYST").replies[0].to_bytes(), b"215 UNIX Type: L8\r\n");
+        assert_eq!(
+            run(&mut s, "SYST").replies[0].to_bytes(),
+            b"215 UNIX Type: L8\r\n"
+        );
         assert_eq!(codes(&run(&mut s, "TYPE A")), [200]);
         assert_eq!(codes(&run(&mut s, "TYPE E")), [504]);
         assert_eq!(codes(&run(&mut s, "MODE S")), [200]);
@@ -841,7 +1176,15 @@ mod tests {
     fn feat_lists_extensions() {
         let mut s = Session::new(peer(), true);
         let text = String::from_utf8(run(&mut s, "FEAT").replies[0].to_bytes()).unwrap();
-        for ext in ["EPSV", "EPRT", "MDTM", "MLST type*;", "REST STREAM", "SIZE", "UTF8"] {
+        for ext in [
+            "EPSV",
+            "EPRT",
+            "MDTM",
+            "MLST type*;",
+            "REST STREAM",
+            "SIZE",
+            "UTF8",
+        ] {
             assert!(text.contains(&format!(" {ext}")), "{ext} missing in {text}");
         }
         assert!(text.starts_with("211-") && text.ends_with("211 End\r\n"));

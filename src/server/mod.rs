@@ -1,1 +1,823 @@
-//! TODO
+//! Glue between the protocol core and the shards: each shard thread owns its ring, its control
+//! listeners, its sessions and their data connections, and runs the sessions' effects.
+//!
+//! The control side is the only writer of replies; 226/426/451 go out only after the data socket
+//! has been closed (the transfer log line follows them).
+
+mod data;
+pub mod fsworker;
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::Receiver;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use socket2::{Domain, Socket, Type};
+
+use crate::config::Config;
+use crate::proto::command::{self, Command, ParseError};
+use crate::proto::line::{Frame, LineFramer};
+use crate::proto::reply::{Reply, ReplyCode};
+use crate::proto::session::{self, Effect, ListTarget, Outcome, Session, Step, TransferError};
+use crate::shard::{Completion, Ring};
+use crate::vfs::Root;
+
+use data::{Data, Transfer};
+use fsworker::{Done, Job, Mailbox, Pool};
+
+/// Ring size per shard; completions are reaped every loop turn, so this bounds a burst, not sessions.
+const RING_ENTRIES: u32 = 1024;
+/// Commands a client may pipeline behind a running transfer or lookup before we stop listening.
+const MAX_QUEUED_LINES: usize = 64;
+/// Unsent reply bytes tolerated for a client that does not read its control connection.
+const MAX_PENDING_REPLY_BYTES: usize = 256 << 10;
+/// Control bytes read per readiness event, so one chatty client cannot hog the shard.
+const CONTROL_READ_BYTES: usize = 16 << 10;
+const TICK: Duration = Duration::from_secs(1);
+
+/// What an op is for; the low byte of every token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    Accept = 1,
+    Wake = 2,
+    Tick = 3,
+    CtrlIn = 4,
+    CtrlOut = 5,
+    DataListen = 6,
+    DataConnect = 7,
+    DataOut = 8,
+    Job = 9,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Accept,
+            2 => Kind::Wake,
+            3 => Kind::Tick,
+            4 => Kind::CtrlIn,
+            5 => Kind::CtrlOut,
+            6 => Kind::DataListen,
+            7 => Kind::DataConnect,
+            8 => Kind::DataOut,
+            9 => Kind::Job,
+            _ => return None,
+        })
+    }
+}
+
+/// A session slot reference: index in the shard's table plus the slot's generation, so completions
+/// for a closed session (or an earlier data socket) are recognised and dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnRef {
+    index: u32,
+    generation: u32,
+}
+
+/// Token layout: index (24 bits) | generation (24) | data epoch (8) | kind (8).
+fn token(kind: Kind, conn: ConnRef, epoch: u8) -> u64 {
+    u64::from(conn.index & 0xff_ffff) << 40
+        | u64::from(conn.generation & 0xff_ffff) << 16
+        | u64::from(epoch) << 8
+        | kind as u64
+}
+
+fn untoken(token: u64) -> (Option<Kind>, ConnRef, u8) {
+    let conn = ConnRef {
+        index: (token >> 40) as u32,
+        generation: ((token >> 16) & 0xff_ffff) as u32,
+    };
+    (Kind::from_u8(token as u8), conn, (token >> 8) as u8)
+}
+
+/// A running server: shard threads plus the helper pool.
+pub struct Server {
+    threads: Vec<JoinHandle<()>>,
+    wakers: Vec<Arc<EventFd>>,
+    stop: Arc<AtomicBool>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Server {
+    /// The bound control addresses (with the real port when 0 was asked for).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
+    }
+
+    /// Stop every shard and wait for them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            let _ = w.write(1);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Block until the shards exit (they run until stopped).
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bind every listener (one per shard per address, SO_REUSEPORT), start the pool and the shards.
+pub fn start(config: Config) -> io::Result<Server> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    Ring::probe()?;
+    let root = Arc::new(Root::open(&config.root)?);
+    let shards = config.shards;
+    let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut addrs = Vec::new();
+    for want in &config.listen {
+        let mut addr = *want;
+        for listeners in per_shard.iter_mut() {
+            let l = bind_control(addr)?;
+            addr = l.local_addr()?;
+            listeners.push(l);
+        }
+        addrs.push(addr);
+    }
+    let mut mailboxes = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..shards {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let wake = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+        )?);
+        mailboxes.push(Mailbox {
+            tx,
+            wake: Arc::clone(&wake),
+        });
+        inboxes.push((rx, wake));
+    }
+    let wakers: Vec<Arc<EventFd>> = inboxes.iter().map(|(_, w)| Arc::clone(w)).collect();
+    let pool = Pool::start(config.fs_workers, mailboxes)?;
+    let config = Arc::new(config);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sessions = Arc::new(AtomicUsize::new(0));
+    let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
+    let mut threads = Vec::new();
+    for (index, (listeners, (done_rx, wake))) in per_shard.into_iter().zip(inboxes).enumerate() {
+        let shared = Shared {
+            config: Arc::clone(&config),
+            root: Arc::clone(&root),
+            pool: pool.clone(),
+            stop: Arc::clone(&stop),
+            sessions: Arc::clone(&sessions),
+        };
+        let cpu = cpus.and_then(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .nth(index)
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = thread::Builder::new()
+            .name(format!("ringftpd-shard{index}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    let mut set = nix::sched::CpuSet::new();
+                    if set.set(cpu).is_ok() {
+                        // Pinning is best effort (it fails in restricted cpusets); the shard still works.
+                        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+                    }
+                }
+                match Shard::new(index, shared, listeners, done_rx, wake) {
+                    Ok(mut shard) => {
+                        let _ = ready_tx.send(Ok(()));
+                        if let Err(e) = shard.run() {
+                            log::error!("shard {index} stopped: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("shard thread died"))??;
+        threads.push(thread);
+    }
+    Ok(Server {
+        threads,
+        wakers,
+        stop,
+        addrs,
+    })
+}
+
+fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        // Let an IPv4 listener on the same port coexist with this one.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// What every shard shares (read-only, or atomics off the per-byte path).
+struct Shared {
+    config: Arc<Config>,
+    root: Arc<Root>,
+    pool: Pool,
+    stop: Arc<AtomicBool>,
+    /// Sessions across all shards, for `max_sessions`.
+    sessions: Arc<AtomicUsize>,
+}
+
+/// One control connection and everything hanging off it.
+struct Conn {
+    ctrl: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    session: Session,
+    framer: LineFramer,
+    /// Lines received while an effect is outstanding, run in order once it completes.
+    queued: VecDeque<Vec<u8>>,
+    /// Reply bytes the socket did not take yet.
+    out: Vec<u8>,
+    out_armed: bool,
+    /// QUIT, a fatal error or a timeout: close once the replies are written.
+    closing: bool,
+    /// The client shut down its sending side: close once the queued work is done.
+    eof: bool,
+    last_active: Instant,
+    data: Data,
+    /// Bumped whenever a data fd is closed, so late completions for it are ignored.
+    data_epoch: u8,
+    transfer: Option<Transfer>,
+    /// The helper-pool job this session waits for.
+    job: Option<u32>,
+}
+
+struct Slot {
+    generation: u32,
+    conn: Option<Box<Conn>>,
+}
+
+pub(crate) struct Shard {
+    index: usize,
+    ring: Ring,
+    shared: Shared,
+    listeners: Vec<TcpListener>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    done_rx: Receiver<(u64, Done)>,
+    wake: Arc<EventFd>,
+    /// Transfers that used up their budget this turn and want another go.
+    ready: Vec<ConnRef>,
+    /// Control reads land here before framing; sessions hold no receive buffer while idle.
+    scratch: Vec<u8>,
+    pasv_next: u16,
+    next_job: u32,
+    now: Instant,
+}
+
+impl Shard {
+    fn new(
+        index: usize,
+        shared: Shared,
+        listeners: Vec<TcpListener>,
+        done_rx: Receiver<(u64, Done)>,
+        wake: Arc<EventFd>,
+    ) -> io::Result<Shard> {
+        let ring = Ring::new(RING_ENTRIES)?;
+        let pasv_next = shared.config.pasv_slice(index).map_or(0, |(lo, _)| lo);
+        Ok(Shard {
+            index,
+            ring,
+            shared,
+            listeners,
+            slots: Vec::new(),
+            free: Vec::new(),
+            done_rx,
+            wake,
+            ready: Vec::new(),
+            scratch: vec![0; CONTROL_READ_BYTES],
+            pasv_next,
+            next_job: 0,
+            now: Instant::now(),
+        })
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        let none = ConnRef {
+            index: 0,
+            generation: 0,
+        };
+        for i in 0..self.listeners.len() {
+            let fd = self.listeners[i].as_raw_fd();
+            self.ring.accept_multi(
+                fd,
+                token(
+                    Kind::Accept,
+                    ConnRef {
+                        index: i as u32,
+                        generation: 0,
+                    },
+                    0,
+                ),
+            );
+        }
+        self.ring.poll(
+            self.wake.as_fd().as_raw_fd(),
+            libc::POLLIN as u32,
+            true,
+            token(Kind::Wake, none, 0),
+        );
+        self.ring.timeout(TICK, token(Kind::Tick, none, 0));
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let want = if self.ready.is_empty() { 1 } else { 0 };
+            self.ring.wait(want)?;
+            self.now = Instant::now();
+            while let Some(c) = self.ring.next_completion() {
+                self.on_completion(c);
+            }
+            self.run_ready();
+        }
+        let open: Vec<ConnRef> = self.live_conns();
+        for r in open {
+            if let Some(conn) = self.take(r) {
+                self.close_conn(r, conn);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_completion(&mut self, c: Completion) {
+        let (kind, r, epoch) = untoken(c.token);
+        let Some(kind) = kind else { return };
+        match kind {
+            Kind::Accept => self.on_accept(r.index as usize, c),
+            Kind::Wake => {
+                let _ = self.wake.read();
+                if !c.more {
+                    let none = ConnRef {
+                        index: 0,
+                        generation: 0,
+                    };
+                    self.ring.poll(
+                        self.wake.as_fd().as_raw_fd(),
+                        libc::POLLIN as u32,
+                        true,
+                        token(Kind::Wake, none, 0),
+                    );
+                }
+                while let Ok((token, done)) = self.done_rx.try_recv() {
+                    self.on_job_done(token, done);
+                }
+            }
+            Kind::Tick => {
+                self.on_tick();
+                self.ring.timeout(TICK, c.token);
+            }
+            Kind::Job => {}
+            Kind::CtrlIn | Kind::CtrlOut | Kind::DataListen | Kind::DataConnect | Kind::DataOut => {
+                if c.result == -libc::ECANCELED {
+                    return;
+                }
+                let Some(mut conn) = self.take(r) else { return };
+                let data_kind =
+                    matches!(kind, Kind::DataListen | Kind::DataConnect | Kind::DataOut);
+                if data_kind && epoch != conn.data_epoch {
+                    self.put(r, conn);
+                    return;
+                }
+                match kind {
+                    Kind::CtrlIn => self.on_ctrl_readable(r, &mut conn, c.result, c.more),
+                    Kind::CtrlOut => {
+                        conn.out_armed = false;
+                        self.flush(r, &mut conn);
+                    }
+                    Kind::DataListen => self.on_data_listen(r, &mut conn),
+                    Kind::DataConnect => self.on_data_connect(r, &mut conn),
+                    _ => self.on_data_writable(r, &mut conn),
+                }
+                self.settle(r, conn);
+            }
+        }
+    }
+
+    fn on_accept(&mut self, listener: usize, c: Completion) {
+        if !c.more {
+            // Multishot accept ends on errors such as EMFILE; re-arm and keep serving.
+            let fd = self.listeners[listener].as_raw_fd();
+            self.ring.accept_multi(fd, c.token);
+        }
+        let Some(fd) = c.fd else {
+            log::warn!("accept failed: {}", io::Error::from_raw_os_error(-c.result));
+            return;
+        };
+        let stream = TcpStream::from(fd);
+        let sessions = self.shared.sessions.fetch_add(1, Ordering::Relaxed);
+        if sessions >= self.shared.config.max_sessions {
+            self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+            let _ = (&stream).write(b"421 Too many users, try again later.\r\n");
+            return;
+        }
+        let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+            self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        // Clients send ABOR as Telnet "urgent" data (ftplib even marks the whole line urgent):
+        // keep those bytes in the stream instead of losing one to the out-of-band slot.
+        let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
+        let conn = Box::new(Conn {
+            ctrl: stream,
+            peer,
+            local,
+            session: Session::new(peer.ip(), self.shared.config.allow_anonymous),
+            framer: LineFramer::new(),
+            queued: VecDeque::new(),
+            out: Vec::new(),
+            out_armed: false,
+            closing: false,
+            eof: false,
+            last_active: self.now,
+            data: Data::None,
+            data_epoch: 0,
+            transfer: None,
+            job: None,
+        });
+        let r = self.insert(conn);
+        let mut conn = self.take(r).expect("just inserted");
+        let fd = conn.ctrl.as_raw_fd();
+        self.ring.poll(
+            fd,
+            (libc::POLLIN | libc::POLLRDHUP) as u32,
+            true,
+            token(Kind::CtrlIn, r, 0),
+        );
+        Session::greeting().encode(&mut conn.out);
+        self.flush(r, &mut conn);
+        self.settle(r, conn);
+    }
+
+    fn on_ctrl_readable(&mut self, r: ConnRef, conn: &mut Conn, result: i32, more: bool) {
+        if result < 0 {
+            conn.closing = true;
+            return;
+        }
+        if !more {
+            let fd = conn.ctrl.as_raw_fd();
+            self.ring.poll(
+                fd,
+                (libc::POLLIN | libc::POLLRDHUP) as u32,
+                true,
+                token(Kind::CtrlIn, r, 0),
+            );
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        let mut frames = Vec::new();
+        match (&conn.ctrl).read(&mut buf) {
+            Ok(0) => conn.eof = true,
+            Ok(n) => conn.framer.push(&buf[..n], &mut frames),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => conn.closing = true,
+        }
+        self.scratch = buf;
+        if !frames.is_empty() {
+            conn.last_active = self.now;
+        }
+        for frame in frames {
+            if conn.closing {
+                break;
+            }
+            match frame {
+                Frame::TooLong => self.apply(
+                    r,
+                    conn,
+                    Step {
+                        replies: vec![session::line_too_long_reply()],
+                        effect: None,
+                    },
+                ),
+                Frame::Line(line) => self.on_line(r, conn, line),
+            }
+        }
+    }
+
+    fn on_line(&mut self, r: ConnRef, conn: &mut Conn, line: Vec<u8>) {
+        let cmd = command::parse(&line);
+        if !conn.queued.is_empty() || !conn.session.accepts_now(&cmd) {
+            if conn.queued.len() >= MAX_QUEUED_LINES {
+                Reply::new(ReplyCode::ServiceNotAvailable, "Too many queued commands.")
+                    .encode(&mut conn.out);
+                conn.closing = true;
+            } else {
+                conn.queued.push_back(line);
+            }
+            return;
+        }
+        self.run_command(r, conn, cmd);
+    }
+
+    fn run_command(&mut self, r: ConnRef, conn: &mut Conn, cmd: Result<Command, ParseError>) {
+        let step = conn.session.on_command(cmd);
+        self.apply(r, conn, step);
+    }
+
+    /// Write a step's replies and run its effect.
+    fn apply(&mut self, r: ConnRef, conn: &mut Conn, step: Step) {
+        for reply in &step.replies {
+            reply.encode(&mut conn.out);
+        }
+        if let Some(effect) = step.effect {
+            self.run_effect(r, conn, effect);
+        }
+    }
+
+    fn outcome(&mut self, r: ConnRef, conn: &mut Conn, outcome: Outcome) {
+        let step = conn.session.on_outcome(outcome);
+        self.apply(r, conn, step);
+        self.drain_queued(r, conn);
+    }
+
+    fn drain_queued(&mut self, r: ConnRef, conn: &mut Conn) {
+        while let Some(line) = conn.queued.front() {
+            if conn.closing {
+                return;
+            }
+            let cmd = command::parse(line);
+            if !conn.session.accepts_now(&cmd) {
+                return;
+            }
+            conn.queued.pop_front();
+            self.run_command(r, conn, cmd);
+        }
+    }
+
+    fn run_effect(&mut self, r: ConnRef, conn: &mut Conn, effect: Effect) {
+        match effect {
+            Effect::None => {}
+            Effect::Close => conn.closing = true,
+            Effect::Passive => {
+                let outcome = self.open_passive(r, conn);
+                self.outcome(r, conn, outcome);
+            }
+            Effect::Active(addr) => {
+                self.close_data(conn);
+                conn.data = Data::Active(addr);
+            }
+            Effect::Stat(path) => self.submit_job(r, conn, Job::Stat(path)),
+            Effect::Retr {
+                path,
+                offset,
+                ascii,
+            } => {
+                conn.transfer = Some(Transfer::pending_file(
+                    path.as_bytes().to_vec(),
+                    offset,
+                    ascii,
+                    self.now,
+                ));
+                self.submit_job(r, conn, Job::Open(path));
+            }
+            Effect::List {
+                path,
+                format,
+                facts,
+                target,
+            } => {
+                if target == ListTarget::Data {
+                    conn.transfer = Some(Transfer::pending_listing(
+                        path.as_bytes().to_vec(),
+                        self.now,
+                    ));
+                }
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                self.submit_job(
+                    r,
+                    conn,
+                    Job::List {
+                        path,
+                        format,
+                        facts,
+                        now,
+                    },
+                );
+            }
+            Effect::Abort => {
+                let transfer_was_active = conn.transfer.is_some() || conn.job.is_some();
+                conn.job = None;
+                conn.transfer = None;
+                self.close_data(conn);
+                self.outcome(
+                    r,
+                    conn,
+                    Outcome::Aborted {
+                        transfer_was_active,
+                    },
+                );
+            }
+        }
+    }
+
+    fn submit_job(&mut self, r: ConnRef, conn: &mut Conn, job: Job) {
+        self.next_job = self.next_job.wrapping_add(1);
+        conn.job = Some(self.next_job);
+        // The job token carries the job number where other tokens carry the generation; the
+        // session checks it against `conn.job` when the result comes back.
+        let t =
+            u64::from(r.index & 0xff_ffff) << 40 | u64::from(self.next_job) << 8 | Kind::Job as u64;
+        self.shared
+            .pool
+            .submit(self.index, &self.shared.root, t, job);
+    }
+
+    fn on_job_done(&mut self, t: u64, done: Done) {
+        let index = (t >> 40) as u32;
+        let job = (t >> 8) as u32;
+        let Some(generation) = self.slots.get(index as usize).map(|s| s.generation) else {
+            return;
+        };
+        let r = ConnRef { index, generation };
+        let Some(mut conn) = self.take(r) else { return };
+        if conn.job != Some(job) {
+            self.put(r, conn);
+            return;
+        }
+        conn.job = None;
+        match done {
+            Done::Stat(result) => self.outcome(r, &mut conn, Outcome::Stat(result)),
+            Done::Open(Err(e)) | Done::Listing(Err(e)) if conn.transfer.is_some() => {
+                conn.transfer = None;
+                // The failed command used up the data channel (RFC 959: one transfer per PASV/PORT).
+                self.close_data(&mut conn);
+                self.outcome(
+                    r,
+                    &mut conn,
+                    Outcome::TransferFailed(TransferError::File(e)),
+                );
+            }
+            Done::Open(Ok((file, entry))) => {
+                let copy = self.shared.config.data_path == crate::config::DataPath::Copy;
+                if let Some(t) = conn.transfer.as_mut() {
+                    t.set_file(file, entry.size, copy);
+                }
+                self.begin_transfer(r, &mut conn);
+            }
+            Done::Listing(result) if conn.transfer.is_none() => {
+                self.outcome(r, &mut conn, Outcome::Listing(result))
+            }
+            Done::Listing(Ok(bytes)) => {
+                if let Some(t) = conn.transfer.as_mut() {
+                    t.set_buffer(bytes);
+                }
+                self.begin_transfer(r, &mut conn);
+            }
+            Done::Open(Err(_)) | Done::Listing(Err(_)) => {}
+        }
+        self.settle(r, conn);
+    }
+
+    fn on_tick(&mut self) {
+        let idle = self.shared.config.idle_timeout;
+        let data_timeout = self.shared.config.data_timeout;
+        for r in self.live_conns() {
+            let Some(mut conn) = self.take(r) else {
+                continue;
+            };
+            let busy = conn.transfer.is_some() || conn.job.is_some();
+            if !busy && self.now.duration_since(conn.last_active) > idle {
+                Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Timeout; closing control connection.",
+                )
+                .encode(&mut conn.out);
+                conn.closing = true;
+            } else {
+                self.check_data_deadlines(r, &mut conn, data_timeout);
+            }
+            self.settle(r, conn);
+        }
+    }
+
+    /// Write pending reply bytes; on EAGAIN wait for POLLOUT.
+    fn flush(&mut self, r: ConnRef, conn: &mut Conn) {
+        while !conn.out.is_empty() {
+            match (&conn.ctrl).write(&conn.out) {
+                Ok(n) => {
+                    conn.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if conn.out.len() > MAX_PENDING_REPLY_BYTES {
+                        conn.closing = true;
+                        conn.out.clear();
+                    } else if !conn.out_armed {
+                        conn.out_armed = true;
+                        let fd = conn.ctrl.as_raw_fd();
+                        self.ring
+                            .poll(fd, libc::POLLOUT as u32, false, token(Kind::CtrlOut, r, 0));
+                    }
+                    return;
+                }
+                Err(_) => {
+                    conn.closing = true;
+                    conn.out.clear();
+                    return;
+                }
+            }
+        }
+        if conn.out.capacity() > 4096 {
+            conn.out = Vec::new();
+        }
+    }
+
+    /// Flush, then either put the session back or close it.
+    fn settle(&mut self, r: ConnRef, mut conn: Box<Conn>) {
+        self.flush(r, &mut conn);
+        let idle = conn.job.is_none() && conn.transfer.is_none() && conn.queued.is_empty();
+        if conn.closing || (conn.eof && idle) {
+            self.close_conn(r, conn);
+        } else {
+            self.put(r, conn);
+        }
+    }
+
+    fn close_conn(&mut self, r: ConnRef, mut conn: Box<Conn>) {
+        if let Some(t) = conn.transfer.take() {
+            log::info!(
+                "{} transfer of {:?} cut off after {} bytes: session closed",
+                conn.peer,
+                String::from_utf8_lossy(t.what()),
+                t.bytes()
+            );
+        }
+        self.close_data(&mut conn);
+        let Conn { ctrl, .. } = *conn;
+        self.ring.close(OwnedFd::from(ctrl));
+        self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        // The slot's generation moves on, so late completions for this session find nothing.
+        let slot = &mut self.slots[r.index as usize];
+        slot.generation = slot.generation.wrapping_add(1) & 0xff_ffff;
+        self.free.push(r.index);
+    }
+
+    fn insert(&mut self, conn: Box<Conn>) -> ConnRef {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.conn = Some(conn);
+        ConnRef {
+            index,
+            generation: slot.generation,
+        }
+    }
+
+    fn take(&mut self, r: ConnRef) -> Option<Box<Conn>> {
+        let slot = self.slots.get_mut(r.index as usize)?;
+        if slot.generation != r.generation {
+            return None;
+        }
+        slot.conn.take()
+    }
+
+    fn put(&mut self, r: ConnRef, conn: Box<Conn>) {
+        self.slots[r.index as usize].conn = Some(conn);
+    }
+
+    fn live_conns(&self) -> Vec<ConnRef> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.conn.is_some())
+            .map(|(i, s)| ConnRef {
+                index: i as u32,
+                generation: s.generation,
+            })
+            .collect()
+    }
+}

@@ -5,7 +5,7 @@
 //! the op table until its final completion, so nothing the kernel may still write can be freed early.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
@@ -15,7 +15,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 pub struct OpId(u64);
 
 /// A completion handed to the owner of the op.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Completion {
     /// The caller's token, as given when the op was submitted.
     pub token: u64,
@@ -23,11 +23,15 @@ pub struct Completion {
     pub result: i32,
     /// The op is multishot and stays armed.
     pub more: bool,
+    /// For accepts: the new connection.
+    pub fd: Option<OwnedFd>,
 }
 
 /// Resources the kernel may touch until the op's final completion.
 enum Owned {
     Nothing,
+    /// An accept op: its completions carry new fds, handed out as `OwnedFd`.
+    Accept,
     Timespec(#[allow(dead_code)] Box<types::Timespec>),
 }
 
@@ -56,8 +60,17 @@ impl Ring {
             .setup_defer_taskrun()
             .setup_cqsize(entries * 4)
             .build(entries)
-            .or_else(|_| IoUring::builder().setup_coop_taskrun().setup_cqsize(entries * 4).build(entries))?;
-        Ok(Ring { ring, slots: Vec::new(), free: Vec::new() })
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_coop_taskrun()
+                    .setup_cqsize(entries * 4)
+                    .build(entries)
+            })?;
+        Ok(Ring {
+            ring,
+            slots: Vec::new(),
+            free: Vec::new(),
+        })
     }
 
     /// Whether the kernel supports the opcodes this runtime uses.
@@ -72,7 +85,10 @@ impl Ring {
             (opcode::AsyncCancel2::CODE, "ASYNC_CANCEL"),
         ] {
             if !probe.is_supported(code) {
-                return Err(io::Error::new(io::ErrorKind::Unsupported, format!("io_uring lacks {name}")));
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("io_uring lacks {name}"),
+                ));
             }
         }
         Ok(())
@@ -82,7 +98,10 @@ impl Ring {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { generation: 0, op: None });
+                self.slots.push(Slot {
+                    generation: 0,
+                    op: None,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -107,14 +126,17 @@ impl Ring {
     /// Poll `fd` for `events` (POLLIN, POLLOUT, ...). A multishot poll stays armed until cancelled.
     pub fn poll(&mut self, fd: RawFd, events: u32, multishot: bool, token: u64) -> OpId {
         let id = self.alloc(token, Owned::Nothing);
-        let entry = opcode::PollAdd::new(types::Fd(fd), events).multi(multishot).build().user_data(id.0);
+        let entry = opcode::PollAdd::new(types::Fd(fd), events)
+            .multi(multishot)
+            .build()
+            .user_data(id.0);
         self.push(entry);
         id
     }
 
     /// Multishot accept on a listening socket; each completion carries a new non-blocking fd.
     pub fn accept_multi(&mut self, fd: RawFd, token: u64) -> OpId {
-        let id = self.alloc(token, Owned::Nothing);
+        let id = self.alloc(token, Owned::Accept);
         let entry = opcode::AcceptMulti::new(types::Fd(fd))
             .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
             .build()
@@ -137,60 +159,74 @@ impl Ring {
     /// fd number cannot be reused while the kernel still matches ops against it, and closing only
     /// after the polls are gone is what makes the peer see the FIN now rather than never.
     pub fn close(&mut self, fd: OwnedFd) {
-        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all())
-            .build()
-            .user_data(INTERNAL);
+        let entry =
+            opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all())
+                .build()
+                .user_data(INTERNAL);
         self.push(entry);
         // Poll cancellation runs inline in io_uring_enter, so after this returns no op holds the file.
         let _ = self.ring.submit();
         drop(fd);
     }
 
-    /// Submit queued ops and wait for at least `want` completions, then hand every completion to `f`.
-    pub fn run(&mut self, want: usize, mut f: impl FnMut(&mut Ring, Completion)) -> io::Result<()> {
+    /// Submit queued ops and wait until at least `want` completions are ready.
+    pub fn wait(&mut self, want: usize) -> io::Result<()> {
         match self.ring.submit_and_wait(want) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(e) => return Err(e),
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINTR)
+                    || e.raw_os_error() == Some(libc::EBUSY) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        // Reap into a small local batch so `f` can submit new ops while we iterate.
-        let mut batch: [(u64, i32, u32); 64] = [(0, 0, 0); 64];
+    }
+
+    /// The next completion of one of our ops, if any is ready (internal ops are skipped).
+    pub fn next_completion(&mut self) -> Option<Completion> {
         loop {
-            let mut n = 0;
-            for cqe in self.ring.completion().take(batch.len()) {
-                batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
-                n += 1;
+            let cqe = self.ring.completion().next()?;
+            let (user_data, result, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+            if user_data == INTERNAL {
+                continue;
             }
-            if n == 0 {
-                return Ok(());
-            }
-            for &(user_data, result, flags) in &batch[..n] {
-                if user_data == INTERNAL {
-                    continue;
-                }
-                let more = cqueue::more(flags);
-                if let Some(token) = self.finish(user_data, more) {
-                    f(self, Completion { token, result, more });
-                }
-            }
+            let more = cqueue::more(flags);
+            let Some((token, accept)) = self.finish(user_data, more) else {
+                continue;
+            };
+            let fd = if accept && result >= 0 {
+                // SAFETY: an ACCEPT completion with a non-negative result is a new fd the kernel just
+                // installed in our table for this op alone; nothing else refers to it yet.
+                Some(unsafe { OwnedFd::from_raw_fd(result) })
+            } else {
+                None
+            };
+            return Some(Completion {
+                token,
+                result,
+                more,
+                fd,
+            });
         }
     }
 
     /// Look up the op's token; free its slot unless it stays armed.
-    fn finish(&mut self, user_data: u64, more: bool) -> Option<u64> {
+    fn finish(&mut self, user_data: u64, more: bool) -> Option<(u64, bool)> {
         let index = (user_data & 0xffff_ffff) as usize;
         let generation = (user_data >> 32) as u32;
         let slot = self.slots.get_mut(index)?;
         if slot.generation != generation {
             return None;
         }
-        let token = slot.op.as_ref()?.0;
+        let (token, owned) = slot.op.as_ref()?;
+        let found = (*token, matches!(owned, Owned::Accept));
         if !more {
             slot.op = None;
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(index as u32);
         }
-        Some(token)
+        Some(found)
     }
 
     /// Ops in flight (for tests and metrics).
@@ -211,15 +247,15 @@ mod tests {
         let (a, mut b) = UnixStream::pair().unwrap();
         ring.poll(a.as_raw_fd(), libc::POLLIN as u32, true, 7);
         b.write_all(b"x").unwrap();
-        let mut got = Vec::new();
-        ring.run(1, |_, c| got.push(c)).unwrap();
+        ring.wait(1).unwrap();
+        let got: Vec<Completion> = std::iter::from_fn(|| ring.next_completion()).collect();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].token, 7);
         assert!(got[0].more);
         assert_eq!(ring.in_flight(), 1);
         ring.close(OwnedFd::from(a));
-        let mut cancelled = Vec::new();
-        ring.run(1, |_, c| cancelled.push(c)).unwrap();
+        ring.wait(1).unwrap();
+        let cancelled: Vec<Completion> = std::iter::from_fn(|| ring.next_completion()).collect();
         assert_eq!(cancelled.len(), 1);
         assert_eq!(cancelled[0].result, -libc::ECANCELED);
         assert_eq!(ring.in_flight(), 0);
@@ -229,8 +265,8 @@ mod tests {
     fn timeout_fires() {
         let mut ring = Ring::new(8).unwrap();
         ring.timeout(Duration::from_millis(1), 3);
-        let mut got = Vec::new();
-        ring.run(1, |_, c| got.push(c)).unwrap();
+        ring.wait(1).unwrap();
+        let got: Vec<Completion> = std::iter::from_fn(|| ring.next_completion()).collect();
         assert_eq!(got[0].token, 3);
         assert_eq!(got[0].result, -libc::ETIME);
         assert_eq!(ring.in_flight(), 0);

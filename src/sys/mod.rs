@@ -2,4 +2,3 @@
 //! Every `unsafe` block outside `shard/` lives here, each with a `// SAFETY:` line.
 
 pub mod fs;
-

@@ -1,0 +1,595 @@
+//! Data connections and transfers: passive listeners on the shard's own port slice, active connects
+//! back to the client, and the RETR/listing pump (sendfile with io_uring POLLOUT on EAGAIN, a copy
+//! path for TYPE A and for file systems that refuse sendfile).
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use socket2::{Domain, Socket, Type};
+
+use super::{Conn, ConnRef, Kind, Shard, token};
+use crate::proto::addr;
+use crate::proto::session::{Outcome, TransferError};
+
+/// Largest single sendfile/copy step; the per-turn budget caps the total.
+const COPY_CHUNK: usize = 64 << 10;
+
+/// The data channel as the shard holds it.
+pub(super) enum Data {
+    None,
+    /// PASV/EPSV: waiting for the client to connect.
+    Listening {
+        listener: TcpListener,
+        deadline: Instant,
+    },
+    /// PASV/EPSV: the client connected before the transfer command arrived.
+    Ready(TcpStream),
+    /// PORT/EPRT: connect here when a transfer starts.
+    Active(SocketAddr),
+    /// PORT/EPRT: connect in progress.
+    Connecting {
+        sock: TcpStream,
+        deadline: Instant,
+    },
+}
+
+enum Mode {
+    Sendfile,
+    Copy,
+    /// TYPE A: LF becomes CRLF (RFC 959 section 3.1.1.1), so bytes pass through user space.
+    Ascii,
+}
+
+enum Source {
+    /// Waiting for the helper pool to open the file or build the listing.
+    Pending,
+    File {
+        file: File,
+        offset: u64,
+        end: u64,
+        mode: Mode,
+        buf: Vec<u8>,
+        pos: usize,
+    },
+    Buffer {
+        data: Vec<u8>,
+        pos: usize,
+    },
+}
+
+pub(super) struct Transfer {
+    source: Source,
+    /// What is sent (for the log line).
+    what: Vec<u8>,
+    start_offset: u64,
+    ascii: bool,
+    size: Option<u64>,
+    sock: Option<TcpStream>,
+    /// A POLLOUT is in flight for `sock`.
+    armed: bool,
+    bytes: u64,
+    started: Instant,
+    last_progress: Instant,
+}
+
+impl Transfer {
+    pub(super) fn pending_file(what: Vec<u8>, offset: u64, ascii: bool, now: Instant) -> Transfer {
+        Transfer::new(what, offset, ascii, now)
+    }
+
+    pub(super) fn pending_listing(what: Vec<u8>, now: Instant) -> Transfer {
+        Transfer::new(what, 0, true, now)
+    }
+
+    fn new(what: Vec<u8>, start_offset: u64, ascii: bool, now: Instant) -> Transfer {
+        Transfer {
+            source: Source::Pending,
+            what,
+            start_offset,
+            ascii,
+            size: None,
+            sock: None,
+            armed: false,
+            bytes: 0,
+            started: now,
+            last_progress: now,
+        }
+    }
+
+    pub(super) fn set_file(&mut self, file: File, len: u64, copy: bool) {
+        let mode = match (self.ascii, copy) {
+            (true, _) => Mode::Ascii,
+            (false, true) => Mode::Copy,
+            (false, false) => Mode::Sendfile,
+        };
+        let offset = self.start_offset.min(len);
+        self.size = Some(len - offset);
+        self.source = Source::File {
+            file,
+            offset,
+            end: len,
+            mode,
+            buf: Vec::new(),
+            pos: 0,
+        };
+    }
+
+    pub(super) fn set_buffer(&mut self, data: Vec<u8>) {
+        self.source = Source::Buffer { data, pos: 0 };
+    }
+
+    pub(super) fn what(&self) -> &[u8] {
+        &self.what
+    }
+
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+enum Pump {
+    Done,
+    /// The socket is full: wait for POLLOUT.
+    Blocked,
+    /// The per-turn budget is spent: go again after the other sessions.
+    Budget,
+    Failed(TransferError),
+}
+
+/// Classify a failed socket write: the peer going away is 426, anything else is a local error.
+fn socket_error(errno: i32) -> TransferError {
+    match Errno::from_raw(errno) {
+        Errno::EPIPE
+        | Errno::ECONNRESET
+        | Errno::ENOTCONN
+        | Errno::ETIMEDOUT
+        | Errno::ESHUTDOWN => TransferError::ConnectionLost,
+        _ => TransferError::Local(errno),
+    }
+}
+
+/// Send from `t` until done, blocked, or `budget` bytes have gone out.
+fn pump(t: &mut Transfer, budget: usize) -> Pump {
+    let Some(sock) = t.sock.as_ref() else {
+        return Pump::Failed(TransferError::NoDataConnection);
+    };
+    let mut left = budget;
+    loop {
+        if left == 0 {
+            return Pump::Budget;
+        }
+        let sent = match &mut t.source {
+            Source::Pending => return Pump::Blocked,
+            Source::Buffer { data, pos } => {
+                if *pos == data.len() {
+                    return Pump::Done;
+                }
+                let end = data.len().min(*pos + left);
+                match (&*sock).write(&data[*pos..end]) {
+                    Ok(n) => {
+                        *pos += n;
+                        n
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Blocked,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                    Err(e) => {
+                        return Pump::Failed(socket_error(e.raw_os_error().unwrap_or(libc::EIO)));
+                    }
+                }
+            }
+            Source::File {
+                file,
+                offset,
+                end,
+                mode: mode @ Mode::Sendfile,
+                ..
+            } => {
+                if *offset >= *end {
+                    return Pump::Done;
+                }
+                let count = (*end - *offset).min(left as u64) as usize;
+                let mut off = *offset as libc::off_t;
+                match nix::sys::sendfile::sendfile(sock, &*file, Some(&mut off), count) {
+                    // The file ended before the size it had when opened: it shrank under us.
+                    Ok(0) => return Pump::Failed(TransferError::FileChanged),
+                    Ok(n) => {
+                        *offset = off as u64;
+                        n
+                    }
+                    Err(Errno::EAGAIN) => return Pump::Blocked,
+                    Err(Errno::EINTR) => 0,
+                    // The file system (or a special file) cannot sendfile: copy instead.
+                    Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                        log::debug!("sendfile refused; falling back to the copy path");
+                        *mode = Mode::Copy;
+                        0
+                    }
+                    Err(e) if e == Errno::EIO => {
+                        return Pump::Failed(TransferError::Local(e as i32));
+                    }
+                    Err(e) => return Pump::Failed(socket_error(e as i32)),
+                }
+            }
+            Source::File {
+                file,
+                offset,
+                end,
+                mode,
+                buf,
+                pos,
+            } => {
+                if *pos == buf.len() {
+                    if *offset >= *end {
+                        return Pump::Done;
+                    }
+                    let want = (*end - *offset).min(COPY_CHUNK as u64) as usize;
+                    let mut raw = vec![0u8; want];
+                    let n = match file.read_at(&mut raw, *offset) {
+                        Ok(0) => return Pump::Failed(TransferError::FileChanged),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Pump::Failed(TransferError::Local(
+                                e.raw_os_error().unwrap_or(libc::EIO),
+                            ));
+                        }
+                    };
+                    *offset += n as u64;
+                    raw.truncate(n);
+                    *buf = match mode {
+                        Mode::Ascii => to_crlf(&raw),
+                        _ => raw,
+                    };
+                    *pos = 0;
+                }
+                let end = buf.len().min(*pos + left);
+                match (&*sock).write(&buf[*pos..end]) {
+                    Ok(n) => {
+                        *pos += n;
+                        n
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Blocked,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                    Err(e) => {
+                        return Pump::Failed(socket_error(e.raw_os_error().unwrap_or(libc::EIO)));
+                    }
+                }
+            }
+        };
+        t.bytes += sent as u64;
+        left = left.saturating_sub(sent);
+    }
+}
+
+/// TYPE A on the wire: every LF is sent as CRLF.
+fn to_crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for &b in raw {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+impl Shard {
+    /// PASV/EPSV: a fresh listener on this shard's port slice, bound to the control connection's
+    /// local address so the client reaches the same interface.
+    pub(super) fn open_passive(&mut self, r: ConnRef, conn: &mut Conn) -> Outcome {
+        self.close_data(conn);
+        let ip = conn.local.ip();
+        match self.bind_passive(ip) {
+            Ok(listener) => {
+                let Ok(addr) = listener.local_addr() else {
+                    return Outcome::PassiveFailed;
+                };
+                let fd = listener.as_raw_fd();
+                self.ring.poll(
+                    fd,
+                    libc::POLLIN as u32,
+                    false,
+                    token(Kind::DataListen, r, conn.data_epoch),
+                );
+                let deadline = self.now + self.shared.config.data_timeout;
+                conn.data = Data::Listening { listener, deadline };
+                Outcome::PassiveReady(addr)
+            }
+            Err(e) => {
+                log::warn!("no passive port for {}: {e}", conn.peer);
+                Outcome::PassiveFailed
+            }
+        }
+    }
+
+    fn bind_passive(&mut self, ip: IpAddr) -> io::Result<TcpListener> {
+        let domain = Domain::for_address(SocketAddr::new(ip, 0));
+        let (ports, first): (Vec<u16>, u16) = match self.shared.config.pasv_slice(self.index) {
+            Some((lo, hi)) => ((lo..=hi).collect(), self.pasv_next.clamp(lo, hi)),
+            None => (vec![0], 0),
+        };
+        let start = ports.iter().position(|&p| p == first).unwrap_or(0);
+        let mut last = io::Error::new(io::ErrorKind::AddrInUse, "passive port range exhausted");
+        for i in 0..ports.len() {
+            let port = ports[(start + i) % ports.len()];
+            let socket = Socket::new(domain, Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.set_nonblocking(true)?;
+            socket.set_cloexec(true)?;
+            if let Err(e) = socket.bind(&SocketAddr::new(ip, port).into()) {
+                last = e;
+                continue;
+            }
+            socket.listen(1)?;
+            if port != 0 {
+                self.pasv_next = ports[(start + i + 1) % ports.len()];
+            }
+            return Ok(socket.into());
+        }
+        Err(last)
+    }
+
+    /// Close every data fd of the session (listener, connection, transfer socket).
+    pub(super) fn close_data(&mut self, conn: &mut Conn) {
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        match std::mem::replace(&mut conn.data, Data::None) {
+            Data::Listening { listener, .. } => fds.push(listener.into()),
+            Data::Ready(s) | Data::Connecting { sock: s, .. } => fds.push(s.into()),
+            Data::None | Data::Active(_) => {}
+        }
+        if let Some(t) = conn.transfer.as_mut() {
+            if let Some(s) = t.sock.take() {
+                fds.push(s.into());
+            }
+            t.armed = false;
+        }
+        if fds.is_empty() {
+            return;
+        }
+        conn.data_epoch = conn.data_epoch.wrapping_add(1);
+        for fd in fds {
+            self.ring.close(fd);
+        }
+    }
+
+    /// The file is open (or the listing built): get a data connection and start sending.
+    pub(super) fn begin_transfer(&mut self, r: ConnRef, conn: &mut Conn) {
+        match std::mem::replace(&mut conn.data, Data::None) {
+            Data::Ready(sock) => self.start_sending(r, conn, sock),
+            d @ (Data::Listening { .. } | Data::Connecting { .. }) => conn.data = d,
+            Data::Active(target) => match self.connect_active(conn.local.ip(), target) {
+                Ok(sock) => {
+                    let fd = sock.as_raw_fd();
+                    self.ring.poll(
+                        fd,
+                        libc::POLLOUT as u32,
+                        false,
+                        token(Kind::DataConnect, r, conn.data_epoch),
+                    );
+                    let deadline = self.now + self.shared.config.data_timeout;
+                    conn.data = Data::Connecting { sock, deadline };
+                }
+                Err(e) => {
+                    log::info!("{} active connect to {target} failed: {e}", conn.peer);
+                    self.fail_transfer(r, conn, TransferError::NoDataConnection);
+                }
+            },
+            Data::None => self.fail_transfer(r, conn, TransferError::NoDataConnection),
+        }
+    }
+
+    /// PORT/EPRT: a non-blocking connect from the control connection's local address.
+    fn connect_active(&self, local: IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
+        let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket.set_cloexec(true)?;
+        socket.bind(&SocketAddr::new(local, 0).into())?;
+        match socket.connect(&target.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(socket.into())
+    }
+
+    pub(super) fn on_data_listen(&mut self, r: ConnRef, conn: &mut Conn) {
+        let Data::Listening { listener, .. } = &conn.data else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    // RFC 2577 section 4 (port stealing): only the control peer may connect.
+                    if addr::canonical_ip(peer.ip()) != addr::canonical_ip(conn.peer.ip()) {
+                        log::warn!(
+                            "refused data connection from {peer} for session of {}",
+                            conn.peer
+                        );
+                        continue;
+                    }
+                    if sock.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    // The listener's one-shot poll has completed, so it can simply be dropped.
+                    conn.data = Data::None;
+                    if conn
+                        .transfer
+                        .as_ref()
+                        .is_some_and(|t| !matches!(t.source, Source::Pending))
+                    {
+                        self.start_sending(r, conn, sock);
+                    } else {
+                        conn.data = Data::Ready(sock);
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let fd = listener.as_raw_fd();
+        self.ring.poll(
+            fd,
+            libc::POLLIN as u32,
+            false,
+            token(Kind::DataListen, r, conn.data_epoch),
+        );
+    }
+
+    pub(super) fn on_data_connect(&mut self, r: ConnRef, conn: &mut Conn) {
+        let Data::Connecting { sock, .. } = &conn.data else {
+            return;
+        };
+        let ok = matches!(socket2::SockRef::from(sock).take_error(), Ok(None))
+            && sock.peer_addr().is_ok();
+        let Data::Connecting { sock, .. } = std::mem::replace(&mut conn.data, Data::None) else {
+            return;
+        };
+        if ok {
+            self.start_sending(r, conn, sock);
+        } else {
+            self.ring.close(sock.into());
+            self.fail_transfer(r, conn, TransferError::NoDataConnection);
+        }
+    }
+
+    fn start_sending(&mut self, r: ConnRef, conn: &mut Conn, sock: TcpStream) {
+        let Some(t) = conn.transfer.as_mut() else {
+            conn.data = Data::Ready(sock);
+            return;
+        };
+        t.sock = Some(sock);
+        t.last_progress = self.now;
+        let size = t.size;
+        self.outcome(r, conn, Outcome::TransferStarting { size });
+        self.drive(r, conn);
+    }
+
+    pub(super) fn on_data_writable(&mut self, r: ConnRef, conn: &mut Conn) {
+        match conn.transfer.as_mut() {
+            Some(t) if t.armed => t.armed = false,
+            _ => return,
+        }
+        self.drive(r, conn);
+    }
+
+    /// Run one budgeted step of the transfer and act on how it ended.
+    fn drive(&mut self, r: ConnRef, conn: &mut Conn) {
+        let budget = self.shared.config.send_budget_bytes;
+        let Some(t) = conn.transfer.as_mut() else {
+            return;
+        };
+        let before = t.bytes;
+        let result = pump(t, budget);
+        if t.bytes != before {
+            t.last_progress = self.now;
+        }
+        match result {
+            Pump::Done => self.finish_transfer(r, conn, None),
+            Pump::Failed(e) => self.finish_transfer(r, conn, Some(e)),
+            Pump::Blocked => {
+                if let Some(fd) = t.sock.as_ref().map(AsRawFd::as_raw_fd) {
+                    t.armed = true;
+                    self.ring.poll(
+                        fd,
+                        libc::POLLOUT as u32,
+                        false,
+                        token(Kind::DataOut, r, conn.data_epoch),
+                    );
+                }
+            }
+            Pump::Budget => self.ready.push(r),
+        }
+    }
+
+    /// Transfers that spent their budget last turn get another step now.
+    pub(super) fn run_ready(&mut self) {
+        for r in std::mem::take(&mut self.ready) {
+            let Some(mut conn) = self.take(r) else {
+                continue;
+            };
+            self.drive(r, &mut conn);
+            self.settle(r, conn);
+        }
+    }
+
+    /// Close the data socket first, then reply (226 only once the data connection is closed).
+    fn finish_transfer(&mut self, r: ConnRef, conn: &mut Conn, error: Option<TransferError>) {
+        let Some(mut t) = conn.transfer.take() else {
+            return;
+        };
+        if let Some(sock) = t.sock.take() {
+            if t.armed {
+                self.ring.close(sock.into());
+            } else {
+                drop(sock);
+            }
+        }
+        conn.data_epoch = conn.data_epoch.wrapping_add(1);
+        let secs = self.now.duration_since(t.started).as_secs_f64();
+        let status = match error {
+            None => "ok".to_string(),
+            Some(e) => format!("{e:?}"),
+        };
+        log::info!(
+            "{} sent {:?} {} bytes in {secs:.3}s: {status}",
+            conn.peer,
+            String::from_utf8_lossy(&t.what),
+            t.bytes
+        );
+        let outcome = match error {
+            None => Outcome::TransferDone,
+            Some(e) => Outcome::TransferFailed(e),
+        };
+        self.outcome(r, conn, outcome);
+    }
+
+    fn fail_transfer(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
+        self.close_data(conn);
+        self.finish_transfer(r, conn, Some(e));
+    }
+
+    /// Called every tick: data connections that never came, and transfers that stopped moving.
+    pub(super) fn check_data_deadlines(&mut self, r: ConnRef, conn: &mut Conn, timeout: Duration) {
+        let expired = match &conn.data {
+            Data::Listening { deadline, .. } | Data::Connecting { deadline, .. } => {
+                self.now >= *deadline
+            }
+            _ => false,
+        };
+        let waiting = conn
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.sock.is_none() && !matches!(t.source, Source::Pending));
+        if expired {
+            self.close_data(conn);
+            if waiting {
+                self.fail_transfer(r, conn, TransferError::NoDataConnection);
+            }
+            return;
+        }
+        let stalled = conn.transfer.as_ref().is_some_and(|t| {
+            t.sock.is_some() && self.now.duration_since(t.last_progress) > timeout
+        });
+        if stalled {
+            self.fail_transfer(r, conn, TransferError::ConnectionLost);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_crlf;
+
+    #[test]
+    fn ascii_conversion_turns_lf_into_crlf() {
+        assert_eq!(to_crlf(b"a\nb\n"), b"a\r\nb\r\n");
+        assert_eq!(to_crlf(b""), b"");
+        assert_eq!(to_crlf(b"no newline"), b"no newline");
+    }
+}
