@@ -284,6 +284,8 @@ pub(crate) struct Shard {
     wake: Arc<EventFd>,
     /// Transfers that used up their budget this turn and want another go.
     ready: Vec<ConnRef>,
+    /// Control connections with unread input left after their share of a turn.
+    ctrl_ready: Vec<ConnRef>,
     /// Control reads land here before framing; sessions hold no receive buffer while idle.
     scratch: Vec<u8>,
     pasv_next: u16,
@@ -311,6 +313,7 @@ impl Shard {
             done_rx,
             wake,
             ready: Vec::new(),
+            ctrl_ready: Vec::new(),
             scratch: vec![0; CONTROL_READ_BYTES],
             pasv_next,
             next_job: 0,
@@ -345,13 +348,19 @@ impl Shard {
         );
         self.ring.timeout(TICK, token(Kind::Tick, none, 0));
         while !self.shared.stop.load(Ordering::Relaxed) {
-            let want = if self.ready.is_empty() { 1 } else { 0 };
+            let want = usize::from(self.ready.is_empty() && self.ctrl_ready.is_empty());
             self.ring.wait(want)?;
             self.now = Instant::now();
             while let Some(c) = self.ring.next_completion() {
                 self.on_completion(c);
             }
             self.run_ready();
+            for r in std::mem::take(&mut self.ctrl_ready) {
+                if let Some(mut conn) = self.take(r) {
+                    self.on_ctrl_readable(r, &mut conn, 0, true);
+                    self.settle(r, conn);
+                }
+            }
         }
         let open: Vec<ConnRef> = self.live_conns();
         for r in open {
@@ -488,13 +497,30 @@ impl Shard {
         }
         let mut buf = std::mem::take(&mut self.scratch);
         let mut frames = Vec::new();
-        match (&conn.ctrl).read(&mut buf) {
-            Ok(0) => conn.eof = true,
-            Ok(n) => conn.framer.push(&buf[..n], &mut frames),
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => conn.closing = true,
+        // The poll fires on wake-ups, not on levels: read until EAGAIN (a read also stops at a TCP
+        // urgent mark, as ABOR sent with MSG_OOB has), or until this turn's share is used up.
+        let mut total = 0;
+        loop {
+            match (&conn.ctrl).read(&mut buf) {
+                Ok(0) => {
+                    conn.eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.framer.push(&buf[..n], &mut frames);
+                    total += n;
+                    if total >= CONTROL_READ_BYTES * 4 {
+                        self.ctrl_ready.push(r);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    conn.closing = true;
+                    break;
+                }
+            }
         }
         self.scratch = buf;
         if !frames.is_empty() {
