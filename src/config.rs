@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::shard::Backend;
+
 /// How RETR moves file bytes to the data socket (operators benchmark this on their own NICs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataPath {
@@ -48,6 +50,8 @@ pub struct Config {
     pub fs_workers: usize,
     /// Bytes one transfer may send per loop turn before other sessions get a go.
     pub send_budget_bytes: usize,
+    /// io_uring, or the epoll fallback for hosts that forbid io_uring.
+    pub io_backend: Backend,
 }
 
 impl Default for Config {
@@ -64,6 +68,7 @@ impl Default for Config {
             allow_anonymous: true,
             fs_workers: 2,
             send_budget_bytes: 4 << 20,
+            io_backend: Backend::Auto,
         }
     }
 }

@@ -29,6 +29,9 @@ struct Args {
     /// How RETR moves bytes: sendfile (zero-copy) or copy.
     #[arg(long, default_value = "sendfile")]
     data_path: DataPath,
+    /// Kernel interface: auto (io_uring, else epoll), io-uring, or epoll.
+    #[arg(long, default_value = "auto")]
+    io: config::Backend,
     /// Refuse anonymous logins.
     #[arg(long)]
     no_anonymous: bool,
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         pasv_ports: args.pasv_ports,
         shards: args.shards.unwrap_or(defaults.shards),
         data_path: args.data_path,
+        io_backend: args.io,
         allow_anonymous: !args.no_anonymous,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
         ..defaults

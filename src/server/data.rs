@@ -531,7 +531,7 @@ impl Shard {
             }
         }
         conn.data_epoch = conn.data_epoch.wrapping_add(1);
-        let secs = self.now.duration_since(t.started).as_secs_f64();
+        let secs = t.started.elapsed().as_secs_f64();
         let status = match error {
             None => "ok".to_string(),
             Some(e) => format!("{e:?}"),

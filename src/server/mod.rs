@@ -135,7 +135,9 @@ pub fn start(config: Config) -> io::Result<Server> {
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    Ring::probe()?;
+    if config.io_backend == crate::shard::Backend::IoUring {
+        Ring::probe()?;
+    }
     let root = Arc::new(Root::open(&config.root)?);
     let shards = config.shards;
     let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
@@ -286,6 +288,8 @@ pub(crate) struct Shard {
     ready: Vec<ConnRef>,
     /// Control connections with unread input left after their share of a turn.
     ctrl_ready: Vec<ConnRef>,
+    /// Listeners whose accept stopped on an error, re-armed on the next tick.
+    accept_rearm: Vec<usize>,
     /// Control reads land here before framing; sessions hold no receive buffer while idle.
     scratch: Vec<u8>,
     pasv_next: u16,
@@ -301,7 +305,10 @@ impl Shard {
         done_rx: Receiver<(u64, Done)>,
         wake: Arc<EventFd>,
     ) -> io::Result<Shard> {
-        let ring = Ring::new(RING_ENTRIES)?;
+        let ring = Ring::new(RING_ENTRIES, shared.config.io_backend)?;
+        if index == 0 {
+            log::info!("shards use {:?}", ring.backend());
+        }
         let pasv_next = shared.config.pasv_slice(index).map_or(0, |(lo, _)| lo);
         Ok(Shard {
             index,
@@ -314,6 +321,7 @@ impl Shard {
             wake,
             ready: Vec::new(),
             ctrl_ready: Vec::new(),
+            accept_rearm: Vec::new(),
             scratch: vec![0; CONTROL_READ_BYTES],
             pasv_next,
             next_job: 0,
@@ -426,15 +434,19 @@ impl Shard {
     }
 
     fn on_accept(&mut self, listener: usize, c: Completion) {
+        let Some(fd) = c.fd else {
+            // Multishot accept ends on errors such as EMFILE. Re-arming at once would spin while
+            // the condition lasts, so wait for the next tick.
+            log::warn!("accept failed: {}", io::Error::from_raw_os_error(-c.result));
+            if !c.more {
+                self.accept_rearm.push(listener);
+            }
+            return;
+        };
         if !c.more {
-            // Multishot accept ends on errors such as EMFILE; re-arm and keep serving.
             let fd = self.listeners[listener].as_raw_fd();
             self.ring.accept_multi(fd, c.token);
         }
-        let Some(fd) = c.fd else {
-            log::warn!("accept failed: {}", io::Error::from_raw_os_error(-c.result));
-            return;
-        };
         let stream = TcpStream::from(fd);
         let sessions = self.shared.sessions.fetch_add(1, Ordering::Relaxed);
         if sessions >= self.shared.config.max_sessions {
@@ -648,6 +660,14 @@ impl Shard {
             }
             Effect::Abort => {
                 let transfer_was_active = conn.transfer.is_some() || conn.job.is_some();
+                if let Some(t) = &conn.transfer {
+                    log::info!(
+                        "{} aborted {:?} after {} bytes",
+                        conn.peer,
+                        String::from_utf8_lossy(t.what()),
+                        t.bytes()
+                    );
+                }
                 conn.job = None;
                 conn.transfer = None;
                 self.close_data(conn);
@@ -721,6 +741,18 @@ impl Shard {
     }
 
     fn on_tick(&mut self) {
+        for listener in std::mem::take(&mut self.accept_rearm) {
+            let fd = self.listeners[listener].as_raw_fd();
+            let t = token(
+                Kind::Accept,
+                ConnRef {
+                    index: listener as u32,
+                    generation: 0,
+                },
+                0,
+            );
+            self.ring.accept_multi(fd, t);
+        }
         let idle = self.shared.config.idle_timeout;
         let data_timeout = self.shared.config.data_timeout;
         for r in self.live_conns() {

@@ -10,6 +10,36 @@ use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
+mod epoll;
+
+/// Which kernel interface drives a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring when the kernel allows it, epoll otherwise.
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "io-uring" | "io_uring" | "uring" => Ok(Backend::IoUring),
+            "epoll" => Ok(Backend::Epoll),
+            _ => Err(format!(
+                "unknown io backend {s:?} (expected auto, io-uring or epoll)"
+            )),
+        }
+    }
+}
+
+enum Driver {
+    Uring(IoUring),
+    Epoll(epoll::Poller),
+}
+
 /// Identifies one in-flight op: table index in the low 32 bits, a generation above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpId(u64);
@@ -45,14 +75,38 @@ struct Slot {
 const INTERNAL: u64 = u64::MAX;
 
 pub struct Ring {
-    ring: IoUring,
+    driver: Driver,
     slots: Vec<Slot>,
     free: Vec<u32>,
 }
 
 impl Ring {
     /// A ring for the calling thread (it must stay the only submitter: `SINGLE_ISSUER`).
-    pub fn new(entries: u32) -> io::Result<Ring> {
+    pub fn new(entries: u32, backend: Backend) -> io::Result<Ring> {
+        let driver = match backend {
+            Backend::Epoll => Driver::Epoll(epoll::Poller::new()?),
+            Backend::IoUring => Driver::Uring(Ring::uring(entries)?),
+            Backend::Auto => match Ring::probe().and_then(|()| Ring::uring(entries)) {
+                Ok(ring) => Driver::Uring(ring),
+                Err(_) => Driver::Epoll(epoll::Poller::new()?),
+            },
+        };
+        Ok(Ring {
+            driver,
+            slots: Vec::new(),
+            free: Vec::new(),
+        })
+    }
+
+    /// The backend actually in use.
+    pub fn backend(&self) -> Backend {
+        match self.driver {
+            Driver::Uring(_) => Backend::IoUring,
+            Driver::Epoll(_) => Backend::Epoll,
+        }
+    }
+
+    fn uring(entries: u32) -> io::Result<IoUring> {
         // DEFER_TASKRUN (6.1+) runs completion work only when we ask for events, so it never interrupts
         // the loop; COOP_TASKRUN is the next best on older kernels.
         let ring = IoUring::builder()
@@ -66,11 +120,7 @@ impl Ring {
                     .setup_cqsize(entries * 4)
                     .build(entries)
             })?;
-        Ok(Ring {
-            ring,
-            slots: Vec::new(),
-            free: Vec::new(),
-        })
+        Ok(ring)
     }
 
     /// Whether the kernel supports the opcodes this runtime uses.
@@ -111,21 +161,28 @@ impl Ring {
     }
 
     fn push(&mut self, entry: squeue::Entry) {
+        let Driver::Uring(ring) = &mut self.driver else {
+            unreachable!("io_uring entry on the epoll backend")
+        };
         loop {
             // SAFETY: every pointer in `entry` refers either to nothing or to memory owned by the op
             // table slot named in its user_data (a boxed timespec), which lives until the final CQE.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+            if unsafe { ring.submission().push(&entry) }.is_ok() {
                 return;
             }
             // The queue is full: hand what we have to the kernel and retry. Errors (EBUSY with a full
             // CQ) resolve once completions are reaped, which the loop does next.
-            let _ = self.ring.submit();
+            let _ = ring.submit();
         }
     }
 
     /// Poll `fd` for `events` (POLLIN, POLLOUT, ...). A multishot poll stays armed until cancelled.
     pub fn poll(&mut self, fd: RawFd, events: u32, multishot: bool, token: u64) -> OpId {
         let id = self.alloc(token, Owned::Nothing);
+        if let Driver::Epoll(p) = &mut self.driver {
+            p.poll(fd, events, multishot, id.0);
+            return id;
+        }
         let entry = opcode::PollAdd::new(types::Fd(fd), events)
             .multi(multishot)
             .build()
@@ -137,6 +194,10 @@ impl Ring {
     /// Multishot accept on a listening socket; each completion carries a new non-blocking fd.
     pub fn accept_multi(&mut self, fd: RawFd, token: u64) -> OpId {
         let id = self.alloc(token, Owned::Accept);
+        if let Driver::Epoll(p) = &mut self.driver {
+            p.accept(fd, id.0);
+            return id;
+        }
         let entry = opcode::AcceptMulti::new(types::Fd(fd))
             .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
             .build()
@@ -147,6 +208,13 @@ impl Ring {
 
     /// A one-shot timer; completes with -ETIME when it fires.
     pub fn timeout(&mut self, after: Duration, token: u64) -> OpId {
+        if let Driver::Epoll(_) = self.driver {
+            let id = self.alloc(token, Owned::Nothing);
+            if let Driver::Epoll(p) = &mut self.driver {
+                p.timeout(after, id.0);
+            }
+            return id;
+        }
         let ts = Box::new(types::Timespec::from(after));
         let ptr: *const types::Timespec = &*ts;
         let id = self.alloc(token, Owned::Timespec(ts));
@@ -159,19 +227,29 @@ impl Ring {
     /// fd number cannot be reused while the kernel still matches ops against it, and closing only
     /// after the polls are gone is what makes the peer see the FIN now rather than never.
     pub fn close(&mut self, fd: OwnedFd) {
+        if let Driver::Epoll(p) = &mut self.driver {
+            p.close(fd);
+            return;
+        }
         let entry =
             opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all())
                 .build()
                 .user_data(INTERNAL);
         self.push(entry);
         // Poll cancellation runs inline in io_uring_enter, so after this returns no op holds the file.
-        let _ = self.ring.submit();
+        if let Driver::Uring(ring) = &self.driver {
+            let _ = ring.submit();
+        }
         drop(fd);
     }
 
     /// Submit queued ops and wait until at least `want` completions are ready.
     pub fn wait(&mut self, want: usize) -> io::Result<()> {
-        match self.ring.submit_and_wait(want) {
+        let ring = match &mut self.driver {
+            Driver::Uring(ring) => ring,
+            Driver::Epoll(p) => return p.wait(want > 0),
+        };
+        match ring.submit_and_wait(want) {
             Ok(_) => Ok(()),
             Err(e)
                 if e.raw_os_error() == Some(libc::EINTR)
@@ -186,12 +264,27 @@ impl Ring {
     /// The next completion of one of our ops, if any is ready (internal ops are skipped).
     pub fn next_completion(&mut self) -> Option<Completion> {
         loop {
-            let cqe = self.ring.completion().next()?;
-            let (user_data, result, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+            let (user_data, result, more) = match &mut self.driver {
+                Driver::Uring(ring) => {
+                    let cqe = ring.completion().next()?;
+                    (cqe.user_data(), cqe.result(), cqueue::more(cqe.flags()))
+                }
+                Driver::Epoll(p) => {
+                    let (user_data, result, more, fd) = p.ready.pop_front()?;
+                    let Some((token, _)) = self.finish(user_data, more) else {
+                        continue;
+                    };
+                    return Some(Completion {
+                        token,
+                        result,
+                        more,
+                        fd,
+                    });
+                }
+            };
             if user_data == INTERNAL {
                 continue;
             }
-            let more = cqueue::more(flags);
             let Some((token, accept)) = self.finish(user_data, more) else {
                 continue;
             };
@@ -241,9 +334,19 @@ mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
 
+    fn backends() -> [Backend; 2] {
+        [Backend::IoUring, Backend::Epoll]
+    }
+
     #[test]
     fn poll_fires_on_readable_and_close_cancels() {
-        let mut ring = Ring::new(8).unwrap();
+        for backend in backends() {
+            poll_fires_on_readable_and_close_cancels_on(backend);
+        }
+    }
+
+    fn poll_fires_on_readable_and_close_cancels_on(backend: Backend) {
+        let mut ring = Ring::new(8, backend).unwrap();
         let (a, mut b) = UnixStream::pair().unwrap();
         ring.poll(a.as_raw_fd(), libc::POLLIN as u32, true, 7);
         b.write_all(b"x").unwrap();
@@ -262,8 +365,37 @@ mod tests {
     }
 
     #[test]
+    fn multishot_accept_hands_out_fds() {
+        for backend in backends() {
+            let mut ring = Ring::new(8, backend).unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            ring.accept_multi(listener.as_raw_fd(), 9);
+            let addr = listener.local_addr().unwrap();
+            let _a = std::net::TcpStream::connect(addr).unwrap();
+            let _b = std::net::TcpStream::connect(addr).unwrap();
+            let mut fds = Vec::new();
+            while fds.len() < 2 {
+                ring.wait(1).unwrap();
+                while let Some(c) = ring.next_completion() {
+                    assert_eq!(c.token, 9, "{backend:?}");
+                    assert!(c.more, "{backend:?}");
+                    fds.push(c.fd.expect("accepted fd"));
+                }
+            }
+            assert_eq!(ring.in_flight(), 1);
+        }
+    }
+
+    #[test]
     fn timeout_fires() {
-        let mut ring = Ring::new(8).unwrap();
+        for backend in backends() {
+            timeout_fires_on(backend);
+        }
+    }
+
+    fn timeout_fires_on(backend: Backend) {
+        let mut ring = Ring::new(8, backend).unwrap();
         ring.timeout(Duration::from_millis(1), 3);
         ring.wait(1).unwrap();
         let got: Vec<Completion> = std::iter::from_fn(|| ring.next_completion()).collect();
