@@ -52,6 +52,10 @@ pub struct Config {
     pub send_budget_bytes: usize,
     /// io_uring, or the epoll fallback for hosts that forbid io_uring.
     pub io_backend: Backend,
+    /// Named users (TOML, see `auth`); without it only anonymous logins exist.
+    pub users_file: Option<PathBuf>,
+    /// A directory inside the root where anonymous users may upload new files (write-only).
+    pub anonymous_upload: Option<String>,
 }
 
 impl Default for Config {
@@ -69,6 +73,8 @@ impl Default for Config {
             fs_workers: 2,
             send_budget_bytes: 4 << 20,
             io_backend: Backend::Auto,
+            users_file: None,
+            anonymous_upload: None,
         }
     }
 }

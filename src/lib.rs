@@ -3,6 +3,7 @@
 //! Layers (dependencies point one way): `proto` (pure FTP) <- `vfs` (filesystem jail) <- `server`
 //! (one session on one shard) -> `shard` (io_uring runtime, knows nothing of FTP).
 
+pub mod auth;
 pub mod config;
 pub mod proto;
 pub mod server;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ringftpd::config::{self, Config, DataPath};
 
 #[global_allocator]
@@ -14,6 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(name = "ringftpd", version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// Directory served as "/" (anonymous, read-only).
     #[arg(long, default_value = ".")]
     root: PathBuf,
@@ -32,6 +34,12 @@ struct Args {
     /// Kernel interface: auto (io_uring, else epoll), io-uring, or epoll.
     #[arg(long, default_value = "auto")]
     io: config::Backend,
+    /// Users file (TOML) with named users who log in with a password; see README.
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// Let anonymous users upload new files into this directory inside the root (write-only).
+    #[arg(long, value_name = "DIR")]
+    anonymous_upload: Option<String>,
     /// Refuse anonymous logins.
     #[arg(long)]
     no_anonymous: bool,
@@ -41,6 +49,34 @@ struct Args {
     /// Log level: error, warn, info, debug.
     #[arg(long, default_value = "info", value_parser = parse_level)]
     log_level: log::LevelFilter,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Read a password (from the terminal without echo, or the first line of stdin) and print the
+    /// `password = "..."` line for the users file.
+    HashPassword,
+}
+
+/// Read one line from stdin; on a terminal, without echoing it.
+fn read_password() -> std::io::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).ok();
+    if let Some(t) = &saved {
+        eprint!("Password: ");
+        let mut quiet = t.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+    }
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    if let Some(t) = &saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, t);
+        eprintln!();
+    }
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
@@ -64,6 +100,22 @@ impl log::Log for StderrLogger {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Cmd::HashPassword) = args.command {
+        return match read_password() {
+            Ok(p) if !p.is_empty() => {
+                println!("{}", ringftpd::auth::hash_line(p.as_bytes()));
+                ExitCode::SUCCESS
+            }
+            Ok(_) => {
+                eprintln!("ringftpd: empty password");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("ringftpd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     log::set_logger(&StderrLogger).expect("logger set once");
     log::set_max_level(args.log_level);
     let defaults = Config::default();
@@ -74,6 +126,8 @@ fn main() -> ExitCode {
         shards: args.shards.unwrap_or(defaults.shards),
         data_path: args.data_path,
         io_backend: args.io,
+        users_file: args.users,
+        anonymous_upload: args.anonymous_upload,
         allow_anonymous: !args.no_anonymous,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
         ..defaults

@@ -3,6 +3,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 
 use super::addr::{self, AddrError, EpsvArg};
+use super::listing;
 
 /// Representation type (RFC 959 section 3.1.1). EBCDIC and non-8-bit local types are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +84,51 @@ pub enum Command {
     },
     Allo,
     Abor,
-    /// Commands that change the filesystem; refused by the permission gate until users can write.
-    Write {
-        verb: &'static str,
+    Stor {
+        path: Vec<u8>,
     },
+    /// RFC 959 STOU takes no argument; a given name is used as the base of the unique name.
+    Stou {
+        base: Option<Vec<u8>>,
+    },
+    Appe {
+        path: Vec<u8>,
+    },
+    Dele {
+        path: Vec<u8>,
+    },
+    Mkd {
+        path: Vec<u8>,
+    },
+    Rmd {
+        path: Vec<u8>,
+    },
+    Rnfr {
+        path: Vec<u8>,
+    },
+    Rnto {
+        path: Vec<u8>,
+    },
+    Site(Site),
+    /// draft-somers-ftp-mfxx: MFMT YYYYMMDDHHMMSS path.
+    Mfmt {
+        secs: i64,
+        path: Vec<u8>,
+    },
+}
+
+/// SITE subcommands (site-specific, RFC 959 section 4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Site {
+    Chmod {
+        mode: u32,
+        path: Vec<u8>,
+    },
+    /// Without a mode: show the current umask.
+    Umask {
+        mode: Option<u32>,
+    },
+    Help,
 }
 
 /// Why a line is not a command we run; each maps to one reply in `session`.
@@ -108,6 +150,8 @@ pub enum ParseError {
     BareCr,
     #[error("command line is not valid UTF-8")]
     InvalidUtf8,
+    #[error("unknown SITE command")]
+    UnknownSite,
 }
 
 impl From<AddrError> for ParseError {
@@ -208,20 +252,69 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"MLST" => Command::Mlst { path: optional() },
         b"ALLO" => Command::Allo,
         b"ABOR" => Command::Abor,
-        b"STOR" => Command::Write { verb: "STOR" },
-        b"STOU" => Command::Write { verb: "STOU" },
-        b"APPE" => Command::Write { verb: "APPE" },
-        b"DELE" => Command::Write { verb: "DELE" },
-        b"MKD" | b"XMKD" => Command::Write { verb: "MKD" },
-        b"RMD" | b"XRMD" => Command::Write { verb: "RMD" },
-        b"RNFR" => Command::Write { verb: "RNFR" },
-        b"RNTO" => Command::Write { verb: "RNTO" },
-        b"SITE" => Command::Write { verb: "SITE" },
-        b"MFMT" => Command::Write { verb: "MFMT" },
+        b"STOR" => Command::Stor { path: path()? },
+        b"STOU" => Command::Stou { base: optional() },
+        b"APPE" => Command::Appe { path: path()? },
+        b"DELE" => Command::Dele { path: path()? },
+        b"MKD" | b"XMKD" => Command::Mkd { path: path()? },
+        b"RMD" | b"XRMD" => Command::Rmd { path: path()? },
+        b"RNFR" => Command::Rnfr { path: path()? },
+        b"RNTO" => Command::Rnto { path: path()? },
+        b"SITE" => Command::Site(parse_site(required(arg)?)?),
+        b"MFMT" => {
+            let arg = required(arg)?;
+            let (time, path) = split_word(arg).ok_or(ParseError::Syntax)?;
+            let secs = listing::parse_time_val(time).ok_or(ParseError::Syntax)?;
+            Command::Mfmt {
+                secs,
+                path: path.to_vec(),
+            }
+        }
         b"SMNT" | b"REIN" | b"AUTH" | b"PBSZ" | b"PROT" | b"CCC" | b"LPRT" | b"LPSV" | b"LANG"
         | b"ADAT" | b"MIC" | b"CONF" | b"ENC" | b"HOST" => return Err(ParseError::NotImplemented),
         _ => return Err(ParseError::Unknown),
     })
+}
+
+/// "WORD rest": the first word and everything after the single separating space (rest non-empty).
+fn split_word(arg: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = arg.iter().position(|&b| b == b' ')?;
+    let rest = &arg[i + 1..];
+    (i > 0 && !rest.is_empty()).then_some((&arg[..i], rest))
+}
+
+/// An octal mode such as "755", "0644" or "04755" (0..=0o7777).
+fn parse_mode(word: &[u8]) -> Result<u32, ParseError> {
+    if word.is_empty() || word.len() > 5 || !word.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        return Err(ParseError::Syntax);
+    }
+    let mode = word.iter().fold(0, |m, b| m * 8 + u32::from(b - b'0'));
+    if mode > 0o7777 {
+        return Err(ParseError::Syntax);
+    }
+    Ok(mode)
+}
+
+fn parse_site(arg: &[u8]) -> Result<Site, ParseError> {
+    let (sub, rest) = match arg.iter().position(|&b| b == b' ') {
+        Some(i) => (&arg[..i], &arg[i + 1..]),
+        None => (arg, &[][..]),
+    };
+    match sub.to_ascii_uppercase().as_slice() {
+        b"CHMOD" => {
+            let (mode, path) = split_word(rest).ok_or(ParseError::Syntax)?;
+            Ok(Site::Chmod {
+                mode: parse_mode(mode)?,
+                path: path.to_vec(),
+            })
+        }
+        b"UMASK" if rest.is_empty() => Ok(Site::Umask { mode: None }),
+        b"UMASK" => Ok(Site::Umask {
+            mode: Some(parse_mode(rest)?),
+        }),
+        b"HELP" => Ok(Site::Help),
+        _ => Err(ParseError::UnknownSite),
+    }
 }
 
 fn required(arg: &[u8]) -> Result<&[u8], ParseError> {
@@ -346,6 +439,64 @@ mod tests {
             Err(ParseError::ProtocolNotSupported)
         );
         assert_eq!(parse(b"EPSV ALL"), Ok(Command::Epsv { arg: EpsvArg::All }));
+    }
+
+    #[test]
+    fn write_commands() {
+        assert_eq!(
+            parse(b"STOR a b"),
+            Ok(Command::Stor {
+                path: b"a b".to_vec()
+            })
+        );
+        assert_eq!(parse(b"STOU"), Ok(Command::Stou { base: None }));
+        assert_eq!(
+            parse(b"XMKD d"),
+            Ok(Command::Mkd {
+                path: b"d".to_vec()
+            })
+        );
+        assert_eq!(
+            parse(b"XRMD d"),
+            Ok(Command::Rmd {
+                path: b"d".to_vec()
+            })
+        );
+        assert_eq!(
+            parse(b"SITE CHMOD 755 x y"),
+            Ok(Command::Site(Site::Chmod {
+                mode: 0o755,
+                path: b"x y".to_vec()
+            }))
+        );
+        assert_eq!(
+            parse(b"site chmod 04755 x"),
+            Ok(Command::Site(Site::Chmod {
+                mode: 0o4755,
+                path: b"x".to_vec()
+            }))
+        );
+        assert_eq!(parse(b"SITE CHMOD 8 x"), Err(ParseError::Syntax));
+        assert_eq!(parse(b"SITE CHMOD 755"), Err(ParseError::Syntax));
+        assert_eq!(
+            parse(b"SITE UMASK"),
+            Ok(Command::Site(Site::Umask { mode: None }))
+        );
+        assert_eq!(
+            parse(b"SITE UMASK 027"),
+            Ok(Command::Site(Site::Umask { mode: Some(0o27) }))
+        );
+        assert_eq!(parse(b"SITE HELP"), Ok(Command::Site(Site::Help)));
+        assert_eq!(parse(b"SITE EXEC ls"), Err(ParseError::UnknownSite));
+        assert_eq!(
+            parse(b"MFMT 20200102030405 f g"),
+            Ok(Command::Mfmt {
+                secs: 1577934245,
+                path: b"f g".to_vec()
+            })
+        );
+        assert_eq!(parse(b"MFMT 2020 f"), Err(ParseError::Syntax));
+        assert_eq!(parse(b"MFMT 20200102030405"), Err(ParseError::Syntax));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::addr::{self, EpsvArg};
-use super::command::{Command, ListFormat, ParseError, TransferType};
+use super::command::{Command, ListFormat, ParseError, Site, TransferType};
 use super::entry::{Entry, FileKind};
 use super::error::FileError;
 use super::listing::{self, Facts, MlsdRole};
@@ -18,14 +18,101 @@ use super::reply::{Reply, ReplyCode};
 const ANONYMOUS_NAMES: [&[u8]; 2] = [b"anonymous", b"ftp"];
 
 /// Commands listed by HELP and FEAT-independent tools; keep in sync with `command::parse`.
-const HELP_VERBS: &str = "ABOR ACCT ALLO CDUP CWD EPRT EPSV FEAT HELP LIST MDTM MLSD MLST MODE NLST NOOP OPTS PASS \
-                          PASV PORT PWD QUIT REST RETR SIZE STAT STRU SYST TYPE USER XCUP XCWD XPWD";
+const HELP_VERBS: &str = "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MFMT MKD MLSD MLST MODE \
+                          NLST NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SITE SIZE STAT STOR STOU \
+                          STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD";
+
+/// Base name for STOU when the client gives none.
+const UNIQUE_BASE: &[u8] = b"ftp-upload";
+
+/// What a logged-in principal may do; one gate (`Session::allowed`) checks it for every command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rights {
+    /// DELE, MKD, RMD, RNFR/RNTO, SITE CHMOD, MFMT.
+    pub modify: bool,
+    /// STOR, STOU, APPE.
+    pub upload: bool,
+    /// RETR.
+    pub download: bool,
+    /// Anonymous "incoming" directory: uploads only there, never overwriting, and nothing in it
+    /// can be downloaded or listed (a write-only drop box, as mirror sites run them).
+    pub drop_box: Option<VirtualPath>,
+}
+
+impl Rights {
+    pub fn read_only() -> Rights {
+        Rights {
+            modify: false,
+            upload: false,
+            download: true,
+            drop_box: None,
+        }
+    }
+}
+
+/// Who may log in, as far as the protocol core needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub allow_anonymous: bool,
+    /// Write-only upload directory for anonymous users.
+    pub anonymous_upload: Option<VirtualPath>,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            allow_anonymous: true,
+            anonymous_upload: None,
+        }
+    }
+}
+
+/// What the gate is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Download,
+    List,
+    Upload,
+    Modify,
+}
+
+/// How an upload is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreMode {
+    /// STOR: to a temporary name, renamed into place when the data connection closed cleanly.
+    /// `exclusive` refuses to replace an existing file (anonymous drop box).
+    Atomic { exclusive: bool },
+    /// APPE: in place, at the end.
+    Append,
+    /// REST n + STOR: in place from offset n (resuming an interrupted upload).
+    At(u64),
+    /// STOU: a new file with a name the server picks in `path` (a directory); `base` starts it.
+    Unique { base: Vec<u8> },
+}
+
+/// Filesystem changes that need no data connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsOp {
+    Delete(VirtualPath),
+    Mkdir { path: VirtualPath, umask: u32 },
+    Rmdir(VirtualPath),
+    Rename { from: VirtualPath, to: VirtualPath },
+    Chmod { path: VirtualPath, mode: u32 },
+    SetMtime { path: VirtualPath, secs: i64 },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Login {
     AwaitUser,
-    AwaitPass { user: Vec<u8>, anonymous: bool },
-    LoggedIn { user: Vec<u8> },
+    AwaitPass {
+        user: Vec<u8>,
+        anonymous: bool,
+    },
+    LoggedIn {
+        user: Vec<u8>,
+        anonymous: bool,
+        rights: Rights,
+    },
 }
 
 /// How the next transfer's data connection will be made.
@@ -72,6 +159,20 @@ pub enum Effect {
     },
     /// Abort the transfer in progress (if any) and close the data channel; report `Outcome::Aborted`.
     Abort,
+    /// Check a named user's password (slowly, off the shard); report `Outcome::Login`.
+    Authenticate {
+        user: Vec<u8>,
+        password: Vec<u8>,
+    },
+    /// Receive a file over the data connection into `path`; report like a transfer.
+    Store {
+        path: VirtualPath,
+        mode: StoreMode,
+        ascii: bool,
+        umask: u32,
+    },
+    /// Change the filesystem; report `Outcome::Fs`.
+    Fs(FsOp),
 }
 
 /// What a session is waiting for; decides how an `Outcome` is answered.
@@ -87,10 +188,32 @@ enum Pending {
     },
     Transfer {
         name: Vec<u8>,
-        listing: Option<ListFormat>,
+        kind: TransferKind,
         started: bool,
     },
     Abort,
+    Login,
+    Rnfr(VirtualPath),
+    Fs(FsReply),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransferKind {
+    Retr,
+    List(ListFormat),
+    Store,
+    Unique,
+}
+
+/// How a finished `FsOp` is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FsReply {
+    Deleted,
+    Created(VirtualPath),
+    Removed,
+    Renamed,
+    Chmod,
+    Mtime(VirtualPath, i64),
 }
 
 /// Why a transfer did not complete.
@@ -117,9 +240,11 @@ pub enum Outcome {
     Stat(Result<Entry, FileError>),
     /// The listing for a `ListTarget::Control` request.
     Listing(Result<Vec<u8>, FileError>),
-    /// The data connection is up and the transfer begins; `size` is known for files.
+    /// The data connection is up and the transfer begins; `size` is known for downloads, `name`
+    /// is the name the server picked for STOU.
     TransferStarting {
         size: Option<u64>,
+        name: Option<VirtualPath>,
     },
     TransferDone,
     TransferFailed(TransferError),
@@ -127,6 +252,9 @@ pub enum Outcome {
     Aborted {
         transfer_was_active: bool,
     },
+    /// The result of `Effect::Authenticate`: the user's rights, or `None` for a failed login.
+    Login(Option<Rights>),
+    Fs(Result<(), FileError>),
 }
 
 /// The session's answer to a command or an outcome.
@@ -191,6 +319,7 @@ pub fn parse_error_reply(e: ParseError) -> Reply {
         ),
         ParseError::Nul => (ReplyCode::ParameterSyntaxError, "NUL byte in command line."),
         ParseError::BareCr => (ReplyCode::ParameterSyntaxError, "Bare CR in command line."),
+        ParseError::UnknownSite => (ReplyCode::SyntaxError, "Unknown SITE command."),
         ParseError::InvalidUtf8 => (
             ReplyCode::ParameterSyntaxError,
             "Invalid UTF-8 in command line.",
@@ -207,8 +336,12 @@ pub struct Session {
     /// The control connection's peer, for the RFC 2577 PORT/EPRT checks.
     peer: IpAddr,
     login: Login,
-    allow_anonymous: bool,
+    policy: Policy,
     cwd: VirtualPath,
+    /// SITE UMASK: applied to files and directories this session creates.
+    umask: u32,
+    /// RNFR accepted; only the very next command may be RNTO (RFC 959 section 4.1.3).
+    rename_from: Option<VirtualPath>,
     ty: TransferType,
     rest: u64,
     data: DataPlan,
@@ -219,12 +352,14 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(peer: IpAddr, allow_anonymous: bool) -> Session {
+    pub fn new(peer: IpAddr, policy: Policy) -> Session {
         Session {
             peer: addr::canonical_ip(peer),
             login: Login::AwaitUser,
-            allow_anonymous,
+            policy,
             cwd: VirtualPath::root(),
+            umask: 0o022,
+            rename_from: None,
             ty: TransferType::Image,
             rest: 0,
             data: DataPlan::None,
@@ -244,7 +379,15 @@ impl Session {
 
     pub fn user(&self) -> Option<&[u8]> {
         match &self.login {
-            Login::LoggedIn { user } => Some(user),
+            Login::LoggedIn { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// Whether the logged-in user is anonymous (`None` before login).
+    pub fn anonymous(&self) -> Option<bool> {
+        match &self.login {
+            Login::LoggedIn { anonymous, .. } => Some(*anonymous),
             _ => None,
         }
     }
@@ -301,9 +444,11 @@ impl Session {
         {
             return Step::reply(ReplyCode::NotLoggedIn, "Please login with USER and PASS.");
         }
+        // RFC 959 section 4.1.3: RNTO must follow RNFR immediately; anything else forgets it.
+        let rename_from = self.rename_from.take();
         match cmd {
             Command::User { name } => self.user_cmd(name),
-            Command::Pass { .. } => self.pass_cmd(),
+            Command::Pass { password } => self.pass_cmd(password),
             Command::Acct if logged_in => {
                 Step::reply(ReplyCode::CommandSuperfluous, "No account needed.")
             }
@@ -415,10 +560,100 @@ impl Session {
                 self.pending = Some(Pending::Abort);
                 Step::effect(Effect::Abort)
             }
-            Command::Write { verb } => Step::reply(
-                ReplyCode::FileUnavailable,
-                format!("Permission denied: {verb} is not allowed here."),
+            Command::Stor { path } => self.with_path(&path, |s, p| {
+                let mode = match std::mem::take(&mut s.rest) {
+                    0 => StoreMode::Atomic {
+                        exclusive: s.in_drop_box(&p),
+                    },
+                    n => StoreMode::At(n),
+                };
+                s.store(p, mode)
+            }),
+            Command::Appe { path } => self.with_path(&path, |s, p| s.store(p, StoreMode::Append)),
+            Command::Stou { base } => {
+                let base = base.unwrap_or_else(|| UNIQUE_BASE.to_vec());
+                // The unique file is made in the current directory; only the base's last component counts.
+                let base = base
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or(UNIQUE_BASE)
+                    .to_vec();
+                if base.is_empty() || base == b"." || base == b".." {
+                    return Step::reply(
+                        ReplyCode::NameNotAllowed,
+                        "Unique file name base not allowed.",
+                    );
+                }
+                let dir = self.cwd.clone();
+                self.store(dir, StoreMode::Unique { base })
+            }
+            Command::Dele { path } => self.with_path(&path, |s, p| {
+                s.fs(Action::Modify, FsReply::Deleted, FsOp::Delete(p))
+            }),
+            Command::Mkd { path } => self.with_path(&path, |s, p| {
+                let umask = s.umask;
+                s.fs(
+                    Action::Modify,
+                    FsReply::Created(p.clone()),
+                    FsOp::Mkdir { path: p, umask },
+                )
+            }),
+            Command::Rmd { path } => self.with_path(&path, |s, p| {
+                s.fs(Action::Modify, FsReply::Removed, FsOp::Rmdir(p))
+            }),
+            Command::Rnfr { path } => self.with_path(&path, |s, p| {
+                if let Err(denied) = s.allowed(Action::Modify, &p) {
+                    return denied;
+                }
+                if p.is_root() {
+                    return Step::reply(ReplyCode::FileUnavailable, "Cannot rename the root.");
+                }
+                s.stat_for(Pending::Rnfr(p.clone()), p)
+            }),
+            Command::Rnto { path } => match rename_from {
+                None => Step::reply(ReplyCode::BadSequence, "RNFR required first."),
+                Some(from) => self.with_path(&path, |s, to| {
+                    s.fs(Action::Modify, FsReply::Renamed, FsOp::Rename { from, to })
+                }),
+            },
+            Command::Site(Site::Chmod { mode, path }) => self.with_path(&path, |s, p| {
+                s.fs(
+                    Action::Modify,
+                    FsReply::Chmod,
+                    FsOp::Chmod { path: p, mode },
+                )
+            }),
+            Command::Site(Site::Umask { mode: None }) => Step::reply(
+                ReplyCode::CommandOkay,
+                format!("Your current UMASK is {:04o}.", self.umask),
             ),
+            Command::Site(Site::Umask { mode: Some(m) }) => {
+                self.umask = m & 0o777;
+                Step::reply(
+                    ReplyCode::CommandOkay,
+                    format!("UMASK set to {:04o}.", self.umask),
+                )
+            }
+            Command::Site(Site::Help) => Step {
+                replies: vec![Reply::multi(
+                    ReplyCode::HelpMessage,
+                    "SITE commands:",
+                    vec![
+                        b" CHMOD <octal mode> <path>".to_vec(),
+                        b" UMASK [<octal mask>]".to_vec(),
+                        b" HELP".to_vec(),
+                    ],
+                    "End",
+                )],
+                effect: None,
+            },
+            Command::Mfmt { secs, path } => self.with_path(&path, |s, p| {
+                s.fs(
+                    Action::Modify,
+                    FsReply::Mtime(p.clone(), secs),
+                    FsOp::SetMtime { path: p, secs },
+                )
+            }),
         }
     }
 
@@ -544,51 +779,119 @@ impl Session {
             },
             (
                 Some(Pending::Transfer {
-                    name,
-                    listing,
+                    mut name,
+                    kind,
                     started: false,
                 }),
-                Outcome::TransferStarting { size },
+                Outcome::TransferStarting { size, name: unique },
             ) => {
-                let mut text = match (listing, self.ty) {
-                    (Some(_), _) => b"Here comes the directory listing".to_vec(),
-                    (None, TransferType::Ascii) => {
+                let mut text = match (kind, self.ty) {
+                    (TransferKind::List(_), _) => b"Here comes the directory listing".to_vec(),
+                    (TransferKind::Store, _) => b"Ok to send data".to_vec(),
+                    // RFC 1123 section 4.1.2.9: "150 FILE: pppp" names the file STOU created.
+                    (TransferKind::Unique, _) => b"FILE: ".to_vec(),
+                    (TransferKind::Retr, TransferType::Ascii) => {
                         b"Opening ASCII mode data connection for ".to_vec()
                     }
-                    (None, TransferType::Image) => {
+                    (TransferKind::Retr, TransferType::Image) => {
                         b"Opening BINARY mode data connection for ".to_vec()
                     }
                 };
-                if listing.is_none() {
-                    text.extend_from_slice(&name);
+                if let Some(unique) = unique {
+                    name = unique.file_name().unwrap_or_default().to_vec();
+                }
+                match kind {
+                    TransferKind::Retr | TransferKind::Unique => text.extend_from_slice(&name),
+                    TransferKind::List(_) | TransferKind::Store => {}
                 }
                 if let Some(size) = size {
                     text.extend_from_slice(format!(" ({size} bytes)").as_bytes());
                 }
-                text.push(b'.');
+                if kind != TransferKind::Unique {
+                    text.push(b'.');
+                }
                 self.pending = Some(Pending::Transfer {
                     name,
-                    listing,
+                    kind,
                     started: true,
                 });
                 Step::reply(ReplyCode::FileStatusOkay, text)
             }
-            (Some(Pending::Transfer { listing, .. }), Outcome::TransferDone) => {
+            (Some(Pending::Transfer { kind, name, .. }), Outcome::TransferDone) => {
                 self.data = DataPlan::None;
-                let text = if listing.is_some() {
-                    "Directory send OK."
-                } else {
-                    "Transfer complete."
+                let text = match kind {
+                    TransferKind::List(_) => b"Directory send OK.".to_vec(),
+                    TransferKind::Unique => {
+                        let mut t = b"Transfer complete (unique file name: ".to_vec();
+                        t.extend_from_slice(&name);
+                        t.extend_from_slice(b").");
+                        t
+                    }
+                    TransferKind::Retr | TransferKind::Store => b"Transfer complete.".to_vec(),
                 };
                 Step::reply(ReplyCode::ClosingDataConnection, text)
             }
-            (Some(Pending::Transfer { listing, .. }), Outcome::TransferFailed(e)) => {
+            (Some(Pending::Transfer { kind, .. }), Outcome::TransferFailed(e)) => {
                 self.data = DataPlan::None;
                 Step {
-                    replies: vec![transfer_error_reply(e, listing)],
+                    replies: vec![transfer_error_reply(e, kind)],
                     effect: None,
                 }
             }
+            (Some(Pending::Login), Outcome::Login(rights)) => match (&self.login, rights) {
+                (Login::AwaitPass { user, .. }, Some(rights)) => {
+                    self.login = Login::LoggedIn {
+                        user: user.clone(),
+                        anonymous: false,
+                        rights,
+                    };
+                    Step::reply(ReplyCode::UserLoggedIn, "Login successful.")
+                }
+                _ => {
+                    self.login = Login::AwaitUser;
+                    Step::reply(ReplyCode::NotLoggedIn, "Login incorrect.")
+                }
+            },
+            (Some(Pending::Rnfr(path)), Outcome::Stat(r)) => match r {
+                Ok(_) => {
+                    self.rename_from = Some(path);
+                    Step::reply(ReplyCode::FileActionPending, "Ready for RNTO.")
+                }
+                Err(e) => Step {
+                    replies: vec![file_error_reply(e)],
+                    effect: None,
+                },
+            },
+            (Some(Pending::Fs(done)), Outcome::Fs(r)) => match r {
+                Err(e) => Step {
+                    replies: vec![file_error_reply(e)],
+                    effect: None,
+                },
+                Ok(()) => match done {
+                    FsReply::Deleted => {
+                        Step::reply(ReplyCode::FileActionOkay, "Delete operation successful.")
+                    }
+                    FsReply::Created(path) => {
+                        let mut text = path.quoted();
+                        text.extend_from_slice(b" created.");
+                        Step::reply(ReplyCode::PathCreated, text)
+                    }
+                    FsReply::Removed => Step::reply(
+                        ReplyCode::FileActionOkay,
+                        "Remove directory operation successful.",
+                    ),
+                    FsReply::Renamed => {
+                        Step::reply(ReplyCode::FileActionOkay, "Rename successful.")
+                    }
+                    FsReply::Chmod => Step::reply(ReplyCode::CommandOkay, "SITE CHMOD command ok."),
+                    FsReply::Mtime(path, secs) => {
+                        let mut text =
+                            format!("Modify={}; ", listing::format_time_val(secs)).into_bytes();
+                        text.extend_from_slice(path.as_bytes());
+                        Step::reply(ReplyCode::FileStatus, text)
+                    }
+                },
+            },
             (
                 Some(Pending::Abort),
                 Outcome::Aborted {
@@ -649,23 +952,153 @@ impl Session {
         }
     }
 
-    fn pass_cmd(&mut self) -> Step {
+    fn pass_cmd(&mut self, password: Vec<u8>) -> Step {
         match std::mem::replace(&mut self.login, Login::AwaitUser) {
             Login::AwaitUser => Step::reply(ReplyCode::BadSequence, "Login with USER first."),
-            Login::LoggedIn { user } => {
-                self.login = Login::LoggedIn { user };
+            login @ Login::LoggedIn { .. } => {
+                self.login = login;
                 Step::reply(ReplyCode::UserLoggedIn, "Already logged in.")
             }
             Login::AwaitPass {
                 user,
                 anonymous: true,
-            } if self.allow_anonymous => {
-                self.login = Login::LoggedIn { user };
+            } => {
+                if !self.policy.allow_anonymous {
+                    return Step::reply(ReplyCode::NotLoggedIn, "Login incorrect.");
+                }
+                let rights = match &self.policy.anonymous_upload {
+                    Some(dir) => Rights {
+                        upload: true,
+                        drop_box: Some(dir.clone()),
+                        ..Rights::read_only()
+                    },
+                    None => Rights::read_only(),
+                };
+                self.login = Login::LoggedIn {
+                    user,
+                    anonymous: true,
+                    rights,
+                };
                 Step::reply(ReplyCode::UserLoggedIn, "Login successful.")
             }
-            // Named users arrive with the users file; until then every such login fails the same way.
-            Login::AwaitPass { .. } => Step::reply(ReplyCode::NotLoggedIn, "Login incorrect."),
+            // Named users are checked off the shard (password hashing is slow on purpose); the
+            // server answers unknown users and wrong passwords the same way, after the same delay.
+            Login::AwaitPass {
+                user,
+                anonymous: false,
+            } => {
+                self.login = Login::AwaitPass {
+                    user: user.clone(),
+                    anonymous: false,
+                };
+                self.pending = Some(Pending::Login);
+                Step::effect(Effect::Authenticate { user, password })
+            }
         }
+    }
+
+    fn rights(&self) -> Option<&Rights> {
+        match &self.login {
+            Login::LoggedIn { rights, .. } => Some(rights),
+            _ => None,
+        }
+    }
+
+    fn in_drop_box(&self, path: &VirtualPath) -> bool {
+        let Some(dir) = self.rights().and_then(|r| r.drop_box.as_ref()) else {
+            return false;
+        };
+        let (p, d) = (path.as_bytes(), dir.as_bytes());
+        d == b"/" || p == d || (p.starts_with(d) && p.get(d.len()) == Some(&b'/'))
+    }
+
+    /// The one permission gate: every command that reads or changes files asks here first.
+    fn allowed(&self, action: Action, path: &VirtualPath) -> Result<(), Step> {
+        let Some(rights) = self.rights() else {
+            return Err(Step::reply(
+                ReplyCode::NotLoggedIn,
+                "Please login with USER and PASS.",
+            ));
+        };
+        let drop_box = rights.drop_box.is_some();
+        let ok = match action {
+            Action::Download => rights.download && !self.in_drop_box(path),
+            Action::List => !self.in_drop_box(path),
+            Action::Upload => rights.upload && (!drop_box || self.in_drop_box(path)),
+            Action::Modify => rights.modify,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Step::reply(
+                ReplyCode::FileUnavailable,
+                "Permission denied.",
+            ))
+        }
+    }
+
+    fn store(&mut self, path: VirtualPath, mode: StoreMode) -> Step {
+        if let Err(denied) = self.allowed(Action::Upload, &path) {
+            self.rest = 0;
+            return denied;
+        }
+        // The drop box only takes new files: no appending, resuming or replacing.
+        if self.rights().is_some_and(|r| r.drop_box.is_some())
+            && !matches!(
+                mode,
+                StoreMode::Atomic { exclusive: true } | StoreMode::Unique { .. }
+            )
+        {
+            return Step::reply(ReplyCode::FileUnavailable, "Permission denied.");
+        }
+        if path.is_root() && !matches!(mode, StoreMode::Unique { .. }) {
+            return Step::reply(
+                ReplyCode::NameNotAllowed,
+                "Cannot store over the root directory.",
+            );
+        }
+        if let Some(step) = self.needs_data() {
+            return step;
+        }
+        let kind = if matches!(mode, StoreMode::Unique { .. }) {
+            TransferKind::Unique
+        } else {
+            TransferKind::Store
+        };
+        let name = path.file_name().unwrap_or_default().to_vec();
+        self.pending = Some(Pending::Transfer {
+            name,
+            kind,
+            started: false,
+        });
+        let ascii = self.ty == TransferType::Ascii;
+        Step::effect(Effect::Store {
+            path,
+            mode,
+            ascii,
+            umask: self.umask,
+        })
+    }
+
+    fn fs(&mut self, action: Action, reply: FsReply, op: FsOp) -> Step {
+        let path = match &op {
+            FsOp::Delete(p) | FsOp::Rmdir(p) => p,
+            FsOp::Mkdir { path, .. } | FsOp::Chmod { path, .. } | FsOp::SetMtime { path, .. } => {
+                path
+            }
+            FsOp::Rename { to, .. } => to,
+        };
+        if let Err(denied) = self.allowed(action, path) {
+            return denied;
+        }
+        if path.is_root() {
+            return Step::reply(
+                ReplyCode::FileUnavailable,
+                "Permission denied on the root directory.",
+            );
+        }
+        self.pending = Some(Pending::Fs(reply));
+        Step::effect(Effect::Fs(op))
     }
 
     fn feat(&self) -> Reply {
@@ -826,13 +1259,16 @@ impl Session {
 
     fn retr(&mut self, path: VirtualPath) -> Step {
         let offset = std::mem::take(&mut self.rest);
+        if let Err(denied) = self.allowed(Action::Download, &path) {
+            return denied;
+        }
         if let Some(step) = self.needs_data() {
             return step;
         }
         let name = path.file_name().unwrap_or(b"/").to_vec();
         self.pending = Some(Pending::Transfer {
             name,
-            listing: None,
+            kind: TransferKind::Retr,
             started: false,
         });
         Step::effect(Effect::Retr {
@@ -843,12 +1279,15 @@ impl Session {
     }
 
     fn list(&mut self, format: ListFormat, path: VirtualPath) -> Step {
+        if let Err(denied) = self.allowed(Action::List, &path) {
+            return denied;
+        }
         if let Some(step) = self.needs_data() {
             return step;
         }
         self.pending = Some(Pending::Transfer {
             name: Vec::new(),
-            listing: Some(format),
+            kind: TransferKind::List(format),
             started: false,
         });
         Step::effect(Effect::List {
@@ -860,10 +1299,12 @@ impl Session {
     }
 }
 
-fn transfer_error_reply(e: TransferError, listing: Option<ListFormat>) -> Reply {
+fn transfer_error_reply(e: TransferError, kind: TransferKind) -> Reply {
     match e {
         // RFC 3659 section 7.2.1: MLSD of something that is not a directory is a 501.
-        TransferError::File(FileError::NotADirectory) if listing == Some(ListFormat::Mlsd) => {
+        TransferError::File(FileError::NotADirectory)
+            if kind == TransferKind::List(ListFormat::Mlsd) =>
+        {
             Reply::new(ReplyCode::ParameterSyntaxError, "MLSD needs a directory.")
         }
         TransferError::File(e) => file_error_reply(e),
@@ -904,7 +1345,7 @@ mod tests {
     }
 
     fn logged_in() -> Session {
-        let mut s = Session::new(peer(), true);
+        let mut s = Session::new(peer(), Policy::default());
         assert_eq!(codes(&run(&mut s, "USER anonymous")), [331]);
         assert_eq!(codes(&run(&mut s, "PASS a@b")), [230]);
         s
@@ -927,20 +1368,280 @@ mod tests {
 
     #[test]
     fn login_sequence() {
-        let mut s = Session::new(peer(), true);
+        let mut s = Session::new(peer(), Policy::default());
         assert_eq!(codes(&run(&mut s, "PASS x")), [503]);
         assert_eq!(codes(&run(&mut s, "PWD")), [530]);
         assert_eq!(codes(&run(&mut s, "USER bob")), [331]);
-        assert_eq!(codes(&run(&mut s, "PASS x")), [530]);
+        let step = run(&mut s, "PASS x");
+        assert_eq!(
+            step.effect,
+            Some(Effect::Authenticate {
+                user: b"bob".to_vec(),
+                password: b"x".to_vec()
+            })
+        );
+        assert!(
+            !s.accepts_now(&parse(b"NOOP")),
+            "commands wait for the password check"
+        );
+        assert_eq!(codes(&s.on_outcome(Outcome::Login(None))), [530]);
         assert_eq!(codes(&run(&mut s, "USER FTP")), [331]);
         assert_eq!(codes(&run(&mut s, "PASS ")), [230]);
         assert_eq!(codes(&run(&mut s, "USER other")), [503]);
         assert_eq!(codes(&run(&mut s, "ACCT x")), [202]);
     }
 
+    fn user_with(rights: Rights) -> Session {
+        let mut s = Session::new(peer(), Policy::default());
+        run(&mut s, "USER alice");
+        run(&mut s, "PASS pw");
+        assert_eq!(codes(&s.on_outcome(Outcome::Login(Some(rights)))), [230]);
+        s
+    }
+
+    fn read_write() -> Rights {
+        Rights {
+            modify: true,
+            upload: true,
+            download: true,
+            drop_box: None,
+        }
+    }
+
+    fn with_pasv(s: &mut Session) {
+        run(s, "PASV");
+        s.on_outcome(Outcome::PassiveReady("127.0.0.1:50000".parse().unwrap()));
+    }
+
+    #[test]
+    fn one_gate_refuses_every_write_spelling_for_read_only_users() {
+        for rights in [
+            Rights::read_only(),
+            Rights {
+                upload: true,
+                ..Rights::read_only()
+            },
+        ] {
+            let mut s = user_with(rights.clone());
+            for cmd in [
+                "DELE f",
+                "MKD d",
+                "XMKD d",
+                "RMD d",
+                "XRMD d",
+                "RNFR f",
+                "SITE CHMOD 644 f",
+                "MFMT 20200101000000 f",
+            ] {
+                assert_eq!(codes(&run(&mut s, cmd)), [550], "{cmd} with {rights:?}");
+            }
+        }
+        let mut s = user_with(Rights::read_only());
+        for cmd in ["STOR f", "APPE f", "STOU"] {
+            assert_eq!(codes(&run(&mut s, cmd)), [550], "{cmd}");
+        }
+        let mut s = user_with(Rights {
+            download: false,
+            ..read_write()
+        });
+        with_pasv(&mut s);
+        assert_eq!(codes(&run(&mut s, "RETR f")), [550]);
+    }
+
+    #[test]
+    fn uploads_and_their_modes() {
+        let mut s = user_with(read_write());
+        assert_eq!(codes(&run(&mut s, "STOR f")), [425], "no data channel yet");
+        with_pasv(&mut s);
+        let step = run(&mut s, "STOR f");
+        assert_eq!(
+            step.effect,
+            Some(Effect::Store {
+                path: VirtualPath::root().join(b"f").unwrap(),
+                mode: StoreMode::Atomic { exclusive: false },
+                ascii: false,
+                umask: 0o022
+            })
+        );
+        assert_eq!(
+            s.on_outcome(Outcome::TransferStarting {
+                size: None,
+                name: None
+            })
+            .replies[0]
+                .to_bytes(),
+            b"150 Ok to send data.\r\n"
+        );
+        assert_eq!(codes(&s.on_outcome(Outcome::TransferDone)), [226]);
+        with_pasv(&mut s);
+        run(&mut s, "REST 10");
+        assert!(matches!(
+            run(&mut s, "STOR f").effect,
+            Some(Effect::Store {
+                mode: StoreMode::At(10),
+                ..
+            })
+        ));
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::TransferFailed(TransferError::File(
+                FileError::NoSpace
+            )))),
+            [452]
+        );
+        with_pasv(&mut s);
+        assert!(matches!(
+            run(&mut s, "APPE f").effect,
+            Some(Effect::Store {
+                mode: StoreMode::Append,
+                ..
+            })
+        ));
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::TransferFailed(TransferError::ConnectionLost))),
+            [426]
+        );
+        with_pasv(&mut s);
+        assert!(matches!(
+            run(&mut s, "STOU").effect,
+            Some(Effect::Store {
+                mode: StoreMode::Unique { .. },
+                ..
+            })
+        ));
+        let unique = VirtualPath::root().join(b"ftp-upload.1").unwrap();
+        let r = s.on_outcome(Outcome::TransferStarting {
+            size: None,
+            name: Some(unique),
+        });
+        assert_eq!(r.replies[0].to_bytes(), b"150 FILE: ftp-upload.1\r\n");
+        assert_eq!(
+            s.on_outcome(Outcome::TransferDone).replies[0].to_bytes(),
+            b"226 Transfer complete (unique file name: ftp-upload.1).\r\n"
+        );
+    }
+
+    #[test]
+    fn rename_needs_rnfr_immediately_before() {
+        let mut s = user_with(read_write());
+        assert_eq!(codes(&run(&mut s, "RNTO b")), [503]);
+        assert_eq!(
+            run(&mut s, "RNFR a").effect,
+            Some(Effect::Stat(VirtualPath::root().join(b"a").unwrap()))
+        );
+        assert_eq!(codes(&s.on_outcome(Outcome::Stat(Ok(file(1))))), [350]);
+        let step = run(&mut s, "RNTO b");
+        let (from, to) = (
+            VirtualPath::root().join(b"a").unwrap(),
+            VirtualPath::root().join(b"b").unwrap(),
+        );
+        assert_eq!(step.effect, Some(Effect::Fs(FsOp::Rename { from, to })));
+        assert_eq!(codes(&s.on_outcome(Outcome::Fs(Ok(())))), [250]);
+        run(&mut s, "RNFR a");
+        s.on_outcome(Outcome::Stat(Ok(file(1))));
+        assert_eq!(codes(&run(&mut s, "NOOP")), [200]);
+        assert_eq!(
+            codes(&run(&mut s, "RNTO b")),
+            [503],
+            "NOOP in between forgets RNFR"
+        );
+        run(&mut s, "RNFR missing");
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::Stat(Err(FileError::NotFound)))),
+            [550]
+        );
+    }
+
+    #[test]
+    fn mkd_rmd_dele_chmod_mfmt_replies() {
+        let mut s = user_with(read_write());
+        run(&mut s, "MKD a \"b\"");
+        assert_eq!(
+            s.on_outcome(Outcome::Fs(Ok(()))).replies[0].to_bytes(),
+            b"257 \"/a \"\"b\"\"\" created.\r\n"
+        );
+        run(&mut s, "MKD a");
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::Fs(Err(FileError::Exists)))),
+            [550]
+        );
+        run(&mut s, "RMD a");
+        assert_eq!(codes(&s.on_outcome(Outcome::Fs(Ok(())))), [250]);
+        run(&mut s, "RMD a");
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::Fs(Err(FileError::NotEmpty)))),
+            [550]
+        );
+        run(&mut s, "DELE f");
+        assert_eq!(codes(&s.on_outcome(Outcome::Fs(Ok(())))), [250]);
+        assert_eq!(
+            run(&mut s, "SITE CHMOD 600 f").effect,
+            Some(Effect::Fs(FsOp::Chmod {
+                path: VirtualPath::root().join(b"f").unwrap(),
+                mode: 0o600
+            }))
+        );
+        assert_eq!(codes(&s.on_outcome(Outcome::Fs(Ok(())))), [200]);
+        run(&mut s, "MFMT 20200102030405 f");
+        assert_eq!(
+            s.on_outcome(Outcome::Fs(Ok(()))).replies[0].to_bytes(),
+            b"213 Modify=20200102030405; /f\r\n"
+        );
+        assert_eq!(codes(&run(&mut s, "SITE UMASK 027")), [200]);
+        assert_eq!(
+            run(&mut s, "SITE UMASK").replies[0].to_bytes(),
+            b"200 Your current UMASK is 0027.\r\n"
+        );
+        assert!(matches!(
+            run(&mut s, "MKD x").effect,
+            Some(Effect::Fs(FsOp::Mkdir { umask: 0o027, .. }))
+        ));
+        s.on_outcome(Outcome::Fs(Ok(())));
+        assert_eq!(codes(&run(&mut s, "SITE HELP")), [214]);
+        assert_eq!(codes(&run(&mut s, "SITE EXEC x")), [500]);
+        assert_eq!(codes(&run(&mut s, "DELE /")), [550]);
+    }
+
+    #[test]
+    fn anonymous_drop_box_is_write_only() {
+        let policy = Policy {
+            allow_anonymous: true,
+            anonymous_upload: Some(VirtualPath::root().join(b"incoming").unwrap()),
+        };
+        let mut s = Session::new(peer(), policy);
+        run(&mut s, "USER anonymous");
+        assert_eq!(codes(&run(&mut s, "PASS x")), [230]);
+        with_pasv(&mut s);
+        assert_eq!(codes(&run(&mut s, "STOR elsewhere")), [550]);
+        assert!(matches!(
+            run(&mut s, "STOR incoming/new").effect,
+            Some(Effect::Store {
+                mode: StoreMode::Atomic { exclusive: true },
+                ..
+            })
+        ));
+        s.on_outcome(Outcome::TransferDone);
+        with_pasv(&mut s);
+        assert_eq!(codes(&run(&mut s, "APPE incoming/new")), [550]);
+        assert_eq!(codes(&run(&mut s, "RETR incoming/new")), [550]);
+        assert_eq!(codes(&run(&mut s, "LIST incoming")), [550]);
+        assert_eq!(codes(&run(&mut s, "DELE incoming/new")), [550]);
+        run(&mut s, "REST 5");
+        assert_eq!(codes(&run(&mut s, "STOR incoming/new")), [550]);
+        assert!(matches!(
+            run(&mut s, "RETR pub.txt").effect,
+            Some(Effect::Retr { .. })
+        ));
+    }
+
     #[test]
     fn anonymous_can_be_disabled() {
-        let mut s = Session::new(peer(), false);
+        let mut s = Session::new(
+            peer(),
+            Policy {
+                allow_anonymous: false,
+                anonymous_upload: None,
+            },
+        );
         run(&mut s, "USER anonymous");
         assert_eq!(codes(&run(&mut s, "PASS x")), [530]);
     }
@@ -968,7 +1669,10 @@ mod tests {
         );
         assert!(!s.accepts_now(&parse(b"NOOP")));
         assert!(s.accepts_now(&parse(b"ABOR")));
-        let step = s.on_outcome(Outcome::TransferStarting { size: Some(5) });
+        let step = s.on_outcome(Outcome::TransferStarting {
+            size: Some(5),
+            name: None,
+        });
         assert_eq!(
             step.replies[0].to_bytes(),
             b"150 Opening BINARY mode data connection for f (5 bytes).\r\n"
@@ -989,7 +1693,10 @@ mod tests {
             b"229 Entering Extended Passive Mode (|||50001|)\r\n"
         );
         run(&mut s, "RETR f");
-        s.on_outcome(Outcome::TransferStarting { size: None });
+        s.on_outcome(Outcome::TransferStarting {
+            size: None,
+            name: None,
+        });
         assert_eq!(run(&mut s, "ABOR").effect, Some(Effect::Abort));
         // The transfer's own end racing with ABOR is ignored.
         assert!(s.on_outcome(Outcome::TransferDone).replies.is_empty());
@@ -1078,7 +1785,7 @@ mod tests {
 
     #[test]
     fn ipv6_peer_pasv_is_refused() {
-        let mut s = Session::new("::1".parse().unwrap(), true);
+        let mut s = Session::new("::1".parse().unwrap(), Policy::default());
         run(&mut s, "USER ftp");
         run(&mut s, "PASS x");
         assert_eq!(codes(&run(&mut s, "PASV")), [425]);
@@ -1174,7 +1881,7 @@ mod tests {
 
     #[test]
     fn feat_lists_extensions() {
-        let mut s = Session::new(peer(), true);
+        let mut s = Session::new(peer(), Policy::default());
         let text = String::from_utf8(run(&mut s, "FEAT").replies[0].to_bytes()).unwrap();
         for ext in [
             "EPSV",

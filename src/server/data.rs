@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use socket2::{Domain, Socket, Type};
 
+use super::fsworker::Upload;
+use super::upload::UploadState;
 use super::{Conn, ConnRef, Kind, Shard, token};
 use crate::proto::addr;
 use crate::proto::session::{Outcome, TransferError};
@@ -38,16 +40,18 @@ pub(super) enum Data {
     },
 }
 
-enum Mode {
+pub(super) enum Mode {
     Sendfile,
     Copy,
     /// TYPE A: LF becomes CRLF (RFC 959 section 3.1.1.1), so bytes pass through user space.
     Ascii,
 }
 
-enum Source {
+pub(super) enum Source {
     /// Waiting for the helper pool to open the file or build the listing.
     Pending,
+    /// An upload: socket to file.
+    Upload(Box<UploadState>),
     File {
         file: File,
         offset: u64,
@@ -63,18 +67,20 @@ enum Source {
 }
 
 pub(super) struct Transfer {
-    source: Source,
+    pub(super) source: Source,
+    /// STOU: report the name the server picked in the 150 reply.
+    unique: bool,
     /// What is sent (for the log line).
     what: Vec<u8>,
     start_offset: u64,
     ascii: bool,
     size: Option<u64>,
-    sock: Option<TcpStream>,
-    /// A POLLOUT is in flight for `sock`.
-    armed: bool,
-    bytes: u64,
+    pub(super) sock: Option<TcpStream>,
+    /// A readiness poll is in flight for `sock`.
+    pub(super) armed: bool,
+    pub(super) bytes: u64,
     started: Instant,
-    last_progress: Instant,
+    pub(super) last_progress: Instant,
 }
 
 impl Transfer {
@@ -86,9 +92,31 @@ impl Transfer {
         Transfer::new(what, 0, true, now)
     }
 
+    pub(super) fn pending_upload(
+        what: Vec<u8>,
+        ascii: bool,
+        unique: bool,
+        now: Instant,
+    ) -> Transfer {
+        Transfer {
+            unique,
+            ..Transfer::new(what, 0, ascii, now)
+        }
+    }
+
+    pub(super) fn set_upload(&mut self, file: File, upload: Upload) {
+        self.what = upload.path.as_bytes().to_vec();
+        self.source = Source::Upload(Box::new(UploadState::new(file, upload, self.ascii)));
+    }
+
+    fn is_upload(&self) -> bool {
+        matches!(self.source, Source::Upload(_))
+    }
+
     fn new(what: Vec<u8>, start_offset: u64, ascii: bool, now: Instant) -> Transfer {
         Transfer {
             source: Source::Pending,
+            unique: false,
             what,
             start_offset,
             ascii,
@@ -164,7 +192,7 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
             return Pump::Budget;
         }
         let sent = match &mut t.source {
-            Source::Pending => return Pump::Blocked,
+            Source::Pending | Source::Upload(_) => return Pump::Blocked,
             Source::Buffer { data, pos } => {
                 if *pos == data.len() {
                     return Pump::Done;
@@ -466,8 +494,17 @@ impl Shard {
         t.sock = Some(sock);
         t.last_progress = self.now;
         let size = t.size;
-        self.outcome(r, conn, Outcome::TransferStarting { size });
-        self.drive(r, conn);
+        let name = match &t.source {
+            Source::Upload(u) if t.unique => Some(u.upload.path.clone()),
+            _ => None,
+        };
+        let upload = t.is_upload();
+        self.outcome(r, conn, Outcome::TransferStarting { size, name });
+        if upload {
+            self.drive_upload(r, conn);
+        } else {
+            self.drive(r, conn);
+        }
     }
 
     pub(super) fn on_data_writable(&mut self, r: ConnRef, conn: &mut Conn) {
@@ -519,7 +556,12 @@ impl Shard {
     }
 
     /// Close the data socket first, then reply (226 only once the data connection is closed).
-    fn finish_transfer(&mut self, r: ConnRef, conn: &mut Conn, error: Option<TransferError>) {
+    pub(super) fn finish_transfer(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        error: Option<TransferError>,
+    ) {
         let Some(mut t) = conn.transfer.take() else {
             return;
         };
@@ -536,8 +578,9 @@ impl Shard {
             None => "ok".to_string(),
             Some(e) => format!("{e:?}"),
         };
+        let verb = if t.is_upload() { "received" } else { "sent" };
         log::info!(
-            "{} sent {:?} {} bytes in {secs:.3}s: {status}",
+            "{} {verb} {:?} {} bytes in {secs:.3}s: {status}",
             conn.peer,
             String::from_utf8_lossy(&t.what),
             t.bytes

@@ -2,23 +2,48 @@
 //! waits on the disk (io_uring has no getdents). Results go back to the asking shard through its
 //! mailbox, whose eventfd wakes the shard's ring.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::eventfd::EventFd;
 
+use crate::auth::{Access, Users};
 use crate::proto::command::ListFormat;
 use crate::proto::entry::{Entry, FileKind};
 use crate::proto::error::FileError;
 use crate::proto::listing::{self, Facts, MlsdRole};
 use crate::proto::path::VirtualPath;
-use crate::vfs::Root;
+use crate::proto::session::{FsOp, Rights, StoreMode};
+use crate::vfs::{CreateMode, Root};
 
 pub enum Job {
     Stat(VirtualPath),
     Open(VirtualPath),
+    Login {
+        user: Vec<u8>,
+        password: Vec<u8>,
+    },
+    Fs(FsOp),
+    /// Open the target of an upload (a temporary file for atomic STOR).
+    Create {
+        path: VirtualPath,
+        mode: StoreMode,
+        umask: u32,
+    },
+    /// The upload's bytes are all written: move the temporary file into place, or trim an in-place
+    /// resume to where it ended.
+    Commit {
+        upload: Upload,
+        end: u64,
+    },
+    /// The upload failed: remove its temporary file (no reply).
+    Discard {
+        upload: Upload,
+    },
     List {
         path: VirtualPath,
         format: ListFormat,
@@ -31,6 +56,79 @@ pub enum Done {
     Stat(Result<Entry, FileError>),
     Open(Result<(File, Entry), FileError>),
     Listing(Result<Vec<u8>, FileError>),
+    Login(Option<(Rights, Arc<Root>)>),
+    Fs(Result<(), FileError>),
+    Created(Result<(File, Upload), FileError>),
+    Committed(Result<(), FileError>),
+    /// Nothing to report (fire-and-forget jobs).
+    Nothing,
+}
+
+/// Where an upload goes and how it is finished.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The final path (for STOU: the name the server picked).
+    pub path: VirtualPath,
+    /// The temporary name next to `path` (atomic STOR only).
+    pub temp: Option<Vec<u8>>,
+    pub exclusive: bool,
+    /// Where writing starts (REST offset, or the current size for APPE).
+    pub offset: u64,
+    /// REST+STOR in place: cut the file where the upload ends.
+    pub truncate: bool,
+    /// The open file, kept for `set_len` on commit.
+    pub file: Option<Arc<File>>,
+}
+
+/// Named users and the roots opened for them (one directory fd per distinct root, shared).
+pub struct Accounts {
+    pub users: Option<Users>,
+    roots: Mutex<HashMap<PathBuf, Arc<Root>>>,
+}
+
+impl Accounts {
+    pub fn new(users: Option<Users>) -> Accounts {
+        Accounts {
+            users,
+            roots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verify a login (argon2: tens of milliseconds, so only ever on a helper thread).
+    fn login(&self, user: &[u8], password: &[u8]) -> Option<(Rights, Arc<Root>)> {
+        let user = self.users.as_ref()?.verify(user, password)?;
+        let root = {
+            let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+            match roots.get(&user.root) {
+                Some(r) => Arc::clone(r),
+                None => {
+                    let r = match Root::open(&user.root) {
+                        Ok(r) => Arc::new(r),
+                        Err(e) => {
+                            log::error!(
+                                "root {} of user {:?}: {e}",
+                                user.root.display(),
+                                user.name
+                            );
+                            return None;
+                        }
+                    };
+                    roots.insert(user.root.clone(), Arc::clone(&r));
+                    r
+                }
+            }
+        };
+        let modify = user.access == Access::ReadWrite;
+        Some((
+            Rights {
+                modify,
+                upload: user.upload,
+                download: user.download,
+                drop_box: None,
+            },
+            root,
+        ))
+    }
 }
 
 /// Where a shard receives finished jobs.
@@ -53,18 +151,26 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn start(workers: usize, mailboxes: Vec<Mailbox>) -> std::io::Result<Pool> {
+    pub fn start(
+        workers: usize,
+        mailboxes: Vec<Mailbox>,
+        accounts: Arc<Accounts>,
+    ) -> std::io::Result<Pool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Request>();
         let mailboxes = Arc::new(mailboxes);
         for i in 0..workers {
             let rx: Receiver<Request> = rx.clone();
             let mailboxes = Arc::clone(&mailboxes);
+            let accounts = Arc::clone(&accounts);
             thread::Builder::new()
                 .name(format!("ringftpd-fs{i}"))
                 .spawn(move || {
                     // Ends when every shard (and so every Pool handle) is gone.
                     for req in rx {
-                        let done = run(&req.root, req.job);
+                        let done = run(&req.root, &accounts, req.job);
+                        if let Done::Nothing = done {
+                            continue;
+                        }
                         let mailbox = &mailboxes[req.reply_to];
                         if mailbox.tx.send((req.token, done)).is_ok() {
                             let _ = mailbox.wake.write(1);
@@ -85,16 +191,95 @@ impl Pool {
     }
 }
 
-fn run(root: &Root, job: Job) -> Done {
+fn run(root: &Root, accounts: &Accounts, job: Job) -> Done {
     match job {
         Job::Stat(path) => Done::Stat(root.stat(&path)),
         Job::Open(path) => Done::Open(root.open_file(&path)),
+        Job::Login { user, password } => Done::Login(accounts.login(&user, &password)),
+        Job::Fs(op) => Done::Fs(match op {
+            FsOp::Delete(p) => root.remove_file(&p),
+            FsOp::Mkdir { path, umask } => root.make_dir(&path, umask),
+            FsOp::Rmdir(p) => root.remove_dir(&p),
+            FsOp::Rename { from, to } => root.rename(&from, &to),
+            FsOp::Chmod { path, mode } => root.chmod(&path, mode),
+            FsOp::SetMtime { path, secs } => root.set_mtime(&path, secs),
+        }),
+        Job::Create { path, mode, umask } => Done::Created(create(root, path, mode, umask)),
+        Job::Commit { upload, end } => Done::Committed(commit(root, &upload, end)),
+        Job::Discard { upload } => {
+            if let Some(temp) = &upload.temp {
+                root.discard_temp(&upload.path, temp);
+            }
+            Done::Nothing
+        }
         Job::List {
             path,
             format,
             facts,
             now,
         } => Done::Listing(list(root, &path, format, facts, now)),
+    }
+}
+
+fn create(
+    root: &Root,
+    path: VirtualPath,
+    mode: StoreMode,
+    umask: u32,
+) -> Result<(File, Upload), FileError> {
+    let upload = |path, temp, exclusive, offset, truncate| Upload {
+        path,
+        temp,
+        exclusive,
+        offset,
+        truncate,
+        file: None,
+    };
+    let (file, upload) = match mode {
+        StoreMode::Atomic { exclusive } => {
+            // Refuse before any data moves; the rename with RENAME_NOREPLACE still closes the race.
+            if exclusive && root.stat(&path).is_ok() {
+                return Err(FileError::Exists);
+            }
+            let (file, temp) = root.create_temp(&path, umask)?;
+            (file, upload(path, Some(temp), exclusive, 0, false))
+        }
+        StoreMode::Append => {
+            let (file, size) = root.open_for_write(&path, true, umask)?;
+            (file, upload(path, None, false, size, false))
+        }
+        StoreMode::At(offset) => {
+            let (file, _) = root.open_for_write(&path, false, umask)?;
+            (file, upload(path, None, false, offset, true))
+        }
+        StoreMode::Unique { base } => {
+            let (file, path) = root.create_unique(&path, &base, umask)?;
+            (file, upload(path, None, false, 0, false))
+        }
+    };
+    Ok((file, upload))
+}
+
+fn commit(root: &Root, upload: &Upload, end: u64) -> Result<(), FileError> {
+    if upload.truncate {
+        if let Some(file) = &upload.file {
+            file.set_len(end).map_err(|e| FileError::from_io(&e))?;
+        }
+    }
+    match &upload.temp {
+        Some(temp) => {
+            let mode = if upload.exclusive {
+                CreateMode::Exclusive
+            } else {
+                CreateMode::Replace
+            };
+            let result = root.commit_temp(&upload.path, temp, mode);
+            if result.is_err() {
+                root.discard_temp(&upload.path, temp);
+            }
+            result
+        }
+        None => Ok(()),
     }
 }
 
@@ -113,7 +298,13 @@ fn list(
         ListFormat::Nlst => listing::nlst_line(out, e),
         ListFormat::Mlsd => listing::mlsx_line(out, e, &e.name, MlsdRole::Entry, facts, false),
     };
-    match root.read_dir(path, &mut |e| line(&mut body, &e)) {
+    // Temporary files of uploads in progress are nobody's business.
+    let visit = &mut |e: Entry| {
+        if !crate::vfs::is_temp_name(&e.name) {
+            line(&mut body, &e)
+        }
+    };
+    match root.read_dir(path, visit) {
         Ok(dir) => {
             if format == ListFormat::Mlsd && facts.type_ {
                 // RFC 3659 section 7.5.1.2: describe the listed directory itself as "cdir".

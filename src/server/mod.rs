@@ -6,6 +6,7 @@
 
 mod data;
 pub mod fsworker;
+mod upload;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -28,8 +29,11 @@ use crate::proto::session::{self, Effect, ListTarget, Outcome, Session, Step, Tr
 use crate::shard::{Completion, Ring};
 use crate::vfs::Root;
 
+use crate::auth::Users;
+use crate::proto::path::VirtualPath;
+use crate::proto::session::{Policy, StoreMode};
 use data::{Data, Transfer};
-use fsworker::{Done, Job, Mailbox, Pool};
+use fsworker::{Accounts, Done, Job, Mailbox, Pool};
 
 /// Ring size per shard; completions are reaped every loop turn, so this bounds a burst, not sessions.
 const RING_ENTRIES: u32 = 1024;
@@ -40,6 +44,8 @@ const MAX_PENDING_REPLY_BYTES: usize = 256 << 10;
 /// Control bytes read per readiness event, so one chatty client cannot hog the shard.
 const CONTROL_READ_BYTES: usize = 16 << 10;
 const TICK: Duration = Duration::from_secs(1);
+/// How long a failed login waits for its 530.
+const LOGIN_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// What an op is for; the low byte of every token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,8 @@ enum Kind {
     DataConnect = 7,
     DataOut = 8,
     Job = 9,
+    DataIn = 10,
+    DataWrite = 11,
 }
 
 impl Kind {
@@ -68,6 +76,8 @@ impl Kind {
             7 => Kind::DataConnect,
             8 => Kind::DataOut,
             9 => Kind::Job,
+            10 => Kind::DataIn,
+            11 => Kind::DataWrite,
             _ => return None,
         })
     }
@@ -165,7 +175,51 @@ pub fn start(config: Config) -> io::Result<Server> {
         inboxes.push((rx, wake));
     }
     let wakers: Vec<Arc<EventFd>> = inboxes.iter().map(|(_, w)| Arc::clone(w)).collect();
-    let pool = Pool::start(config.fs_workers, mailboxes)?;
+    let users = match &config.users_file {
+        Some(path) => {
+            let users = Users::load(path)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            Some(users)
+        }
+        None => None,
+    };
+    let anonymous_upload = match &config.anonymous_upload {
+        Some(dir) => Some(VirtualPath::root().join(dir.as_bytes()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--anonymous-upload: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    if let Some(dir) = &anonymous_upload {
+        let e = root
+            .stat(dir)
+            .map_err(|e| io::Error::other(format!("--anonymous-upload {dir:?}: {e}")))?;
+        if e.kind != crate::proto::entry::FileKind::Dir {
+            return Err(io::Error::other(
+                "--anonymous-upload must name a directory inside the root",
+            ));
+        }
+    }
+    let policy = Policy {
+        allow_anonymous: config.allow_anonymous,
+        anonymous_upload,
+    };
+    // Temporary files of uploads cut off by a crash are removed before anyone can see them.
+    let mut cleaned = root.clean_temps();
+    if let Some(users) = &users {
+        for user in users.iter() {
+            if let Ok(r) = Root::open(&user.root) {
+                cleaned += r.clean_temps();
+            }
+        }
+    }
+    if cleaned > 0 {
+        log::info!("removed {cleaned} stray temporary upload file(s)");
+    }
+    let accounts = Arc::new(Accounts::new(users));
+    let pool = Pool::start(config.fs_workers, mailboxes, accounts)?;
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     let sessions = Arc::new(AtomicUsize::new(0));
@@ -174,6 +228,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     for (index, (listeners, (done_rx, wake))) in per_shard.into_iter().zip(inboxes).enumerate() {
         let shared = Shared {
             config: Arc::clone(&config),
+            policy: policy.clone(),
             root: Arc::clone(&root),
             pool: pool.clone(),
             stop: Arc::clone(&stop),
@@ -238,6 +293,7 @@ fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
 /// What every shard shares (read-only, or atomics off the per-byte path).
 struct Shared {
     config: Arc<Config>,
+    policy: Policy,
     root: Arc<Root>,
     pool: Pool,
     stop: Arc<AtomicBool>,
@@ -268,6 +324,10 @@ struct Conn {
     transfer: Option<Transfer>,
     /// The helper-pool job this session waits for.
     job: Option<u32>,
+    /// The directory served as "/" to this session's principal.
+    root: Arc<Root>,
+    /// An outcome held back until a deadline (failed logins are answered after a delay).
+    delayed: Option<(Instant, Outcome)>,
 }
 
 struct Slot {
@@ -407,13 +467,18 @@ impl Shard {
                 self.ring.timeout(TICK, c.token);
             }
             Kind::Job => {}
-            Kind::CtrlIn | Kind::CtrlOut | Kind::DataListen | Kind::DataConnect | Kind::DataOut => {
+            Kind::CtrlIn
+            | Kind::CtrlOut
+            | Kind::DataListen
+            | Kind::DataConnect
+            | Kind::DataOut
+            | Kind::DataIn
+            | Kind::DataWrite => {
                 if c.result == -libc::ECANCELED {
                     return;
                 }
                 let Some(mut conn) = self.take(r) else { return };
-                let data_kind =
-                    matches!(kind, Kind::DataListen | Kind::DataConnect | Kind::DataOut);
+                let data_kind = !matches!(kind, Kind::CtrlIn | Kind::CtrlOut);
                 if data_kind && epoch != conn.data_epoch {
                     self.put(r, conn);
                     return;
@@ -426,6 +491,8 @@ impl Shard {
                     }
                     Kind::DataListen => self.on_data_listen(r, &mut conn),
                     Kind::DataConnect => self.on_data_connect(r, &mut conn),
+                    Kind::DataIn => self.on_data_readable(r, &mut conn),
+                    Kind::DataWrite => self.on_data_written(r, &mut conn, c.result, c.buf),
                     _ => self.on_data_writable(r, &mut conn),
                 }
                 self.settle(r, conn);
@@ -466,7 +533,7 @@ impl Shard {
             ctrl: stream,
             peer,
             local,
-            session: Session::new(peer.ip(), self.shared.config.allow_anonymous),
+            session: Session::new(peer.ip(), self.shared.policy.clone()),
             framer: LineFramer::new(),
             queued: VecDeque::new(),
             out: Vec::new(),
@@ -478,6 +545,8 @@ impl Shard {
             data_epoch: 0,
             transfer: None,
             job: None,
+            root: Arc::clone(&self.shared.root),
+            delayed: None,
         });
         let r = self.insert(conn);
         let mut conn = self.take(r).expect("just inserted");
@@ -658,6 +727,25 @@ impl Shard {
                     },
                 );
             }
+            Effect::Authenticate { user, password } => {
+                self.submit_job(r, conn, Job::Login { user, password })
+            }
+            Effect::Fs(op) => self.submit_job(r, conn, Job::Fs(op)),
+            Effect::Store {
+                path,
+                mode,
+                ascii,
+                umask,
+            } => {
+                let unique = matches!(mode, StoreMode::Unique { .. });
+                conn.transfer = Some(Transfer::pending_upload(
+                    path.as_bytes().to_vec(),
+                    ascii,
+                    unique,
+                    self.now,
+                ));
+                self.submit_job(r, conn, Job::Create { path, mode, umask });
+            }
             Effect::Abort => {
                 let transfer_was_active = conn.transfer.is_some() || conn.job.is_some();
                 if let Some(t) = &conn.transfer {
@@ -689,9 +777,7 @@ impl Shard {
         // session checks it against `conn.job` when the result comes back.
         let t =
             u64::from(r.index & 0xff_ffff) << 40 | u64::from(self.next_job) << 8 | Kind::Job as u64;
-        self.shared
-            .pool
-            .submit(self.index, &self.shared.root, t, job);
+        self.shared.pool.submit(self.index, &conn.root, t, job);
     }
 
     fn on_job_done(&mut self, t: u64, done: Done) {
@@ -735,7 +821,34 @@ impl Shard {
                 }
                 self.begin_transfer(r, &mut conn);
             }
-            Done::Open(Err(_)) | Done::Listing(Err(_)) => {}
+            Done::Login(Some((rights, root))) => {
+                conn.root = root;
+                self.outcome(r, &mut conn, Outcome::Login(Some(rights)));
+            }
+            Done::Login(None) => {
+                // RFC 2577 section 5: slow down password guessing; unknown users and wrong
+                // passwords get the same reply after the same delay.
+                conn.delayed = Some((self.now + LOGIN_FAILURE_DELAY, Outcome::Login(None)));
+                conn.job = Some(0);
+            }
+            Done::Fs(result) => self.outcome(r, &mut conn, Outcome::Fs(result)),
+            Done::Created(Err(e)) => {
+                conn.transfer = None;
+                self.close_data(&mut conn);
+                self.outcome(
+                    r,
+                    &mut conn,
+                    Outcome::TransferFailed(TransferError::File(e)),
+                );
+            }
+            Done::Created(Ok((file, upload))) => {
+                if let Some(t) = conn.transfer.as_mut() {
+                    t.set_upload(file, upload);
+                }
+                self.begin_transfer(r, &mut conn);
+            }
+            Done::Committed(result) => self.upload_committed(r, &mut conn, result),
+            Done::Open(Err(_)) | Done::Listing(Err(_)) | Done::Nothing => {}
         }
         self.settle(r, conn);
     }
@@ -759,6 +872,12 @@ impl Shard {
             let Some(mut conn) = self.take(r) else {
                 continue;
             };
+            if conn.delayed.as_ref().is_some_and(|(at, _)| self.now >= *at) {
+                if let Some((_, outcome)) = conn.delayed.take() {
+                    conn.job = None;
+                    self.outcome(r, &mut conn, outcome);
+                }
+            }
             let busy = conn.transfer.is_some() || conn.job.is_some();
             if !busy && self.now.duration_since(conn.last_active) > idle {
                 Reply::new(

@@ -55,6 +55,8 @@ pub struct Completion {
     pub more: bool,
     /// For accepts: the new connection.
     pub fd: Option<OwnedFd>,
+    /// For writes: the buffer, handed back once the kernel is done with it.
+    pub buf: Option<Vec<u8>>,
 }
 
 /// Resources the kernel may touch until the op's final completion.
@@ -63,6 +65,8 @@ enum Owned {
     /// An accept op: its completions carry new fds, handed out as `OwnedFd`.
     Accept,
     Timespec(#[allow(dead_code)] Box<types::Timespec>),
+    /// A write's source buffer: the kernel reads it until the write completes.
+    Buffer(Vec<u8>),
 }
 
 struct Slot {
@@ -223,6 +227,43 @@ impl Ring {
         id
     }
 
+    /// Write `buf[..len]` to `fd` at `offset` (a file). The buffer is owned by the op until its
+    /// completion hands it back. io_uring does buffered writes asynchronously (or on its worker
+    /// threads), so a slow disk never stalls the shard; the epoll backend has no async file writes
+    /// and writes in place.
+    pub fn write_at(
+        &mut self,
+        fd: RawFd,
+        buf: Vec<u8>,
+        len: usize,
+        offset: u64,
+        token: u64,
+    ) -> OpId {
+        let len = len.min(buf.len());
+        let ptr = buf.as_ptr();
+        let id = self.alloc(token, Owned::Buffer(buf));
+        if let Driver::Epoll(p) = &mut self.driver {
+            // SAFETY: `ptr..ptr+len` lies inside the buffer now owned by the op table slot `id`,
+            // which is neither moved nor freed before this call returns.
+            let n = unsafe { libc::pwrite(fd, ptr.cast(), len, offset as libc::off_t) };
+            let result = if n < 0 {
+                -io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+            } else {
+                n as i32
+            };
+            p.ready.push_back((id.0, result, false, None));
+            return id;
+        }
+        let entry = opcode::Write::new(types::Fd(fd), ptr, len as u32)
+            .offset(offset)
+            .build()
+            .user_data(id.0);
+        self.push(entry);
+        id
+    }
+
     /// Cancel every op on `fd`, then close it. The cancellation is submitted before the close so the
     /// fd number cannot be reused while the kernel still matches ops against it, and closing only
     /// after the polls are gone is what makes the peer see the FIN now rather than never.
@@ -271,27 +312,39 @@ impl Ring {
                 }
                 Driver::Epoll(p) => {
                     let (user_data, result, more, fd) = p.ready.pop_front()?;
-                    let Some((token, _)) = self.finish(user_data, more) else {
+                    let Some((token, owned)) = self.finish(user_data, more) else {
                         continue;
+                    };
+                    let buf = if let Owned::Buffer(b) = owned {
+                        Some(b)
+                    } else {
+                        None
                     };
                     return Some(Completion {
                         token,
                         result,
                         more,
                         fd,
+                        buf,
                     });
                 }
             };
             if user_data == INTERNAL {
                 continue;
             }
-            let Some((token, accept)) = self.finish(user_data, more) else {
+            let Some((token, owned)) = self.finish(user_data, more) else {
                 continue;
             };
+            let accept = matches!(owned, Owned::Accept);
             let fd = if accept && result >= 0 {
                 // SAFETY: an ACCEPT completion with a non-negative result is a new fd the kernel just
                 // installed in our table for this op alone; nothing else refers to it yet.
                 Some(unsafe { OwnedFd::from_raw_fd(result) })
+            } else {
+                None
+            };
+            let buf = if let Owned::Buffer(b) = owned {
+                Some(b)
             } else {
                 None
             };
@@ -300,12 +353,15 @@ impl Ring {
                 result,
                 more,
                 fd,
+                buf,
             });
         }
     }
 
     /// Look up the op's token; free its slot unless it stays armed.
-    fn finish(&mut self, user_data: u64, more: bool) -> Option<(u64, bool)> {
+    /// Look up the op's token. A final completion frees the slot and hands back what it owned;
+    /// a multishot one leaves it armed and reports only whether it is an accept.
+    fn finish(&mut self, user_data: u64, more: bool) -> Option<(u64, Owned)> {
         let index = (user_data & 0xffff_ffff) as usize;
         let generation = (user_data >> 32) as u32;
         let slot = self.slots.get_mut(index)?;
@@ -313,13 +369,19 @@ impl Ring {
             return None;
         }
         let (token, owned) = slot.op.as_ref()?;
-        let found = (*token, matches!(owned, Owned::Accept));
-        if !more {
-            slot.op = None;
-            slot.generation = slot.generation.wrapping_add(1);
-            self.free.push(index as u32);
+        let token = *token;
+        if more {
+            let marker = if matches!(owned, Owned::Accept) {
+                Owned::Accept
+            } else {
+                Owned::Nothing
+            };
+            return Some((token, marker));
         }
-        Some(found)
+        let (_, owned) = slot.op.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index as u32);
+        Some((token, owned))
     }
 
     /// Ops in flight (for tests and metrics).
@@ -384,6 +446,24 @@ mod tests {
                 }
             }
             assert_eq!(ring.in_flight(), 1);
+        }
+    }
+
+    #[test]
+    fn write_at_hands_the_buffer_back() {
+        use std::io::Read;
+        for backend in backends() {
+            let mut ring = Ring::new(8, backend).unwrap();
+            let mut file = tempfile::tempfile().unwrap();
+            ring.write_at(file.as_raw_fd(), b"hello world".to_vec(), 5, 3, 11);
+            ring.wait(1).unwrap();
+            let c = ring.next_completion().expect("write completion");
+            assert_eq!((c.token, c.result), (11, 5), "{backend:?}");
+            assert_eq!(c.buf.as_deref(), Some(&b"hello world"[..]));
+            let mut content = Vec::new();
+            file.read_to_end(&mut content).unwrap();
+            assert_eq!(content, b"\0\0\0hello");
+            assert_eq!(ring.in_flight(), 0);
         }
     }
 

@@ -111,3 +111,63 @@ pub fn dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
         }
     }
 }
+
+/// Fill `buf` from the kernel's CSPRNG with `getrandom(2)` (flags 0: blocks only until the pool is
+/// seeded early in boot). Used for unguessable temporary-file names; no crate needed for 8 bytes.
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a live, writable slice and exactly `rest.len()` bytes are offered, so
+        // the kernel cannot write outside it.
+        let ret = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        // Non-negative and at most `rest.len()`, so the cast and the sum stay in range.
+        filled += ret as usize;
+    }
+    Ok(())
+}
+
+/// `fchmodat2(2)` with `AT_SYMLINK_NOFOLLOW` (Linux 6.6+): set the mode of `name` in `dir` without
+/// following a final symlink, in one syscall, so a name swapped for a symlink cannot redirect the
+/// chmod. A symlink fails with `EOPNOTSUPP`; a kernel without the syscall with `ENOSYS`.
+///
+/// glibc's `fchmodat(AT_SYMLINK_NOFOLLOW)` before 2.39 emulates this through `/proc/self/fd`,
+/// which we do not want to depend on, so the syscall is made directly.
+pub fn fchmodat_nofollow(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
+    // libc only defines the number for some architectures; elsewhere callers take the ENOSYS path.
+    #[cfg(target_arch = "x86_64")]
+    {
+        loop {
+            // SAFETY: `name` is NUL-terminated and outlives the call; `dir` is an open descriptor
+            // borrowed for the call; the other arguments are plain integers.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_fchmodat2,
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    mode,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            if ret == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (dir, name, mode);
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
+    }
+}

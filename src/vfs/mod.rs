@@ -15,6 +15,9 @@ use crate::proto::entry::{Entry, FileKind};
 use crate::proto::path::VirtualPath;
 use crate::sys::fs;
 
+mod write;
+pub use write::{CreateMode, is_temp_name};
+
 // The type lives in `proto` so the pure session code can name it without depending on `vfs`;
 // the errno table that fills it in lives here, next to the syscalls that produce the errnos.
 pub use crate::proto::error::FileError;

@@ -1,0 +1,292 @@
+//! Uploads (STOR, APPE, STOU, REST+STOR): the data socket is read into one of two bounded buffers
+//! while the other is written to the file with io_uring, so neither a slow disk nor a fast client
+//! stalls the shard, and memory per upload is fixed. Atomic STOR writes to a temporary name that is
+//! renamed into place only after the data connection closed cleanly.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use super::data::Source;
+use super::fsworker::{Job, Upload};
+use super::{Conn, ConnRef, Kind, Shard, token};
+use crate::proto::error::FileError;
+use crate::proto::session::TransferError;
+
+/// Size of each of the two buffers of an upload.
+const UPLOAD_BUF_BYTES: usize = 256 << 10;
+
+pub(super) struct UploadState {
+    pub(super) file: Arc<File>,
+    pub(super) upload: Upload,
+    /// Where the next write lands.
+    offset: u64,
+    /// The buffer being filled from the socket (always `UPLOAD_BUF_BYTES` long) and its fill level.
+    fill: Vec<u8>,
+    filled: usize,
+    /// The other buffer, when no write holds it.
+    spare: Option<Vec<u8>>,
+    /// A write is in flight (its buffer is owned by the ring until it completes).
+    writing: bool,
+    /// The client closed its side: everything has arrived.
+    eof: bool,
+    /// TYPE A: CRLF becomes LF (RFC 959 section 3.1.1.1). A CR that ends a read stays held back
+    /// until the next byte shows whether it starts a CRLF.
+    ascii: bool,
+    held_cr: bool,
+}
+
+impl UploadState {
+    pub(super) fn new(file: File, upload: Upload, ascii: bool) -> UploadState {
+        let file = Arc::new(file);
+        let mut upload = upload;
+        upload.file = Some(Arc::clone(&file));
+        UploadState {
+            file,
+            offset: upload.offset,
+            upload,
+            fill: vec![0; UPLOAD_BUF_BYTES],
+            filled: 0,
+            spare: None,
+            writing: false,
+            eof: false,
+            ascii,
+            held_cr: false,
+        }
+    }
+
+    /// Bytes ready to be written (a held-back CR is not).
+    fn ready(&self) -> usize {
+        self.filled - usize::from(self.held_cr && !self.eof)
+    }
+}
+
+/// Drop every CR that directly precedes an LF in `buf[from..end]`; returns the new end.
+fn crlf_to_lf(buf: &mut [u8], from: usize, end: usize) -> usize {
+    let mut w = from;
+    let mut i = from;
+    while i < end {
+        if buf[i] == b'\r' && i + 1 < end && buf[i + 1] == b'\n' {
+            i += 1;
+            continue;
+        }
+        buf[w] = buf[i];
+        w += 1;
+        i += 1;
+    }
+    w
+}
+
+enum Step {
+    /// Wait for the socket to become readable.
+    Poll,
+    /// Wait for the write in flight.
+    Wait,
+    Failed(TransferError),
+    /// All bytes are in the file.
+    Complete,
+}
+
+impl Shard {
+    /// Move data from the socket to the file as far as buffers allow, then wait for the next event.
+    pub(super) fn drive_upload(&mut self, r: ConnRef, conn: &mut Conn) {
+        let epoch = conn.data_epoch;
+        let Some(t) = conn.transfer.as_mut() else {
+            return;
+        };
+        let Some(sock) = t.sock.as_ref() else { return };
+        let Source::Upload(u) = &mut t.source else {
+            return;
+        };
+        let step = loop {
+            if !u.writing && u.ready() > 0 {
+                let len = u.ready();
+                let next = u.spare.take().unwrap_or_else(|| vec![0; UPLOAD_BUF_BYTES]);
+                let held = u.ready() < u.filled;
+                let mut buf = std::mem::replace(&mut u.fill, next);
+                u.filled = 0;
+                if held {
+                    // Carry the held CR into the new buffer; the next byte decides what it is.
+                    u.fill[0] = b'\r';
+                    u.filled = 1;
+                }
+                buf.truncate(len);
+                self.ring.write_at(
+                    u.file.as_raw_fd(),
+                    buf,
+                    len,
+                    u.offset,
+                    token(Kind::DataWrite, r, epoch),
+                );
+                u.writing = true;
+            }
+            if u.eof {
+                break if u.writing {
+                    Step::Wait
+                } else {
+                    Step::Complete
+                };
+            }
+            if u.filled == u.fill.len() {
+                break Step::Wait;
+            }
+            match (&*sock).read(&mut u.fill[u.filled..]) {
+                Ok(0) => {
+                    u.eof = true;
+                    u.held_cr = false;
+                }
+                Ok(n) => {
+                    t.bytes += n as u64;
+                    let end = u.filled + n;
+                    u.filled = if u.ascii {
+                        let from = u.filled.saturating_sub(usize::from(u.held_cr));
+                        let end = crlf_to_lf(&mut u.fill, from, end);
+                        u.held_cr = u.fill[..end].last() == Some(&b'\r');
+                        end
+                    } else {
+                        end
+                    };
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Step::Poll,
+                Err(_) => break Step::Failed(TransferError::ConnectionLost),
+            }
+        };
+        t.last_progress = self.now;
+        match step {
+            Step::Poll => {
+                if !t.armed {
+                    t.armed = true;
+                    let fd = sock.as_raw_fd();
+                    self.ring.poll(
+                        fd,
+                        libc::POLLIN as u32,
+                        false,
+                        token(Kind::DataIn, r, epoch),
+                    );
+                }
+            }
+            Step::Wait => {}
+            Step::Failed(e) => self.fail_upload(r, conn, e),
+            Step::Complete => self.complete_upload(r, conn),
+        }
+    }
+
+    pub(super) fn on_data_readable(&mut self, r: ConnRef, conn: &mut Conn) {
+        match conn.transfer.as_mut() {
+            Some(t) if t.armed => t.armed = false,
+            _ => return,
+        }
+        self.drive_upload(r, conn);
+    }
+
+    /// A file write finished: account for it, recycle its buffer, and keep going.
+    pub(super) fn on_data_written(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        result: i32,
+        buf: Option<Vec<u8>>,
+    ) {
+        let Some(t) = conn.transfer.as_mut() else {
+            return;
+        };
+        let Source::Upload(u) = &mut t.source else {
+            return;
+        };
+        u.writing = false;
+        let Some(mut buf) = buf else { return };
+        if result < 0 {
+            let e = FileError::from_errno(-result);
+            return self.fail_upload(r, conn, TransferError::File(e));
+        }
+        let n = result as usize;
+        u.offset += n as u64;
+        if n == 0 && !buf.is_empty() {
+            return self.fail_upload(r, conn, TransferError::File(FileError::NoSpace));
+        }
+        if n < buf.len() {
+            // A short write (e.g. the disk filled up mid-buffer): write the rest; the next attempt
+            // reports the real error.
+            let len = buf.len() - n;
+            buf.drain(..n);
+            let epoch = conn.data_epoch;
+            self.ring.write_at(
+                u.file.as_raw_fd(),
+                buf,
+                len,
+                u.offset,
+                token(Kind::DataWrite, r, epoch),
+            );
+            u.writing = true;
+            return;
+        }
+        buf.resize(UPLOAD_BUF_BYTES, 0);
+        u.spare = Some(buf);
+        self.drive_upload(r, conn);
+    }
+
+    /// Every byte is in the file. A client that vanished (its control connection is gone) did not
+    /// finish its upload even though the data connection closed normally: the old file stays.
+    fn complete_upload(&mut self, r: ConnRef, conn: &mut Conn) {
+        if conn.eof || control_closed(conn) {
+            return self.fail_upload(r, conn, TransferError::ConnectionLost);
+        }
+        let Some(t) = conn.transfer.as_mut() else {
+            return;
+        };
+        if let Some(sock) = t.sock.take() {
+            drop(sock);
+        }
+        let Source::Upload(u) = &t.source else { return };
+        let job = Job::Commit {
+            upload: u.upload.clone(),
+            end: u.offset,
+        };
+        self.submit_job(r, conn, job);
+    }
+
+    /// The commit job is back: reply 226, or the error.
+    pub(super) fn upload_committed(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        result: Result<(), FileError>,
+    ) {
+        let error = result.err().map(TransferError::File);
+        self.finish_transfer(r, conn, error);
+    }
+
+    /// Close the data connection, remove the temporary file, reply with the error.
+    pub(super) fn fail_upload(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
+        if let Some(Source::Upload(u)) = conn.transfer.as_ref().map(|t| &t.source) {
+            let upload = u.upload.clone();
+            let root = Arc::clone(&conn.root);
+            self.shared
+                .pool
+                .submit(self.index, &root, 0, Job::Discard { upload });
+        }
+        self.close_data(conn);
+        self.finish_transfer(r, conn, Some(e));
+    }
+}
+
+/// Whether the control connection has been closed by the peer (without consuming its input).
+fn control_closed(conn: &Conn) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(conn.ctrl.peek(&mut byte), Ok(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crlf_to_lf;
+
+    #[test]
+    fn crlf_becomes_lf_and_lone_cr_stays() {
+        let mut b = b"a\r\nb\rc\r\n\r".to_vec();
+        let end = b.len();
+        let n = crlf_to_lf(&mut b, 0, end);
+        assert_eq!(&b[..n], b"a\nb\rc\n\r");
+    }
+}
