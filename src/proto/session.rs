@@ -616,6 +616,11 @@ impl Session {
                     s.fs(Action::Modify, FsReply::Renamed, FsOp::Rename { from, to })
                 }),
             },
+            // A setuid or setgid file made by a remote user is a privilege escalation waiting to happen.
+            Command::Site(Site::Chmod { mode, .. }) if mode & 0o6000 != 0 => Step::reply(
+                ReplyCode::FileUnavailable,
+                "Setuid and setgid bits are not allowed.",
+            ),
             Command::Site(Site::Chmod { mode, path }) => self.with_path(&path, |s, p| {
                 s.fs(
                     Action::Modify,
@@ -1597,6 +1602,7 @@ mod tests {
         ));
         s.on_outcome(Outcome::Fs(Ok(())));
         assert_eq!(codes(&run(&mut s, "SITE HELP")), [214]);
+        assert_eq!(codes(&run(&mut s, "SITE CHMOD 4755 f")), [550]);
         assert_eq!(codes(&run(&mut s, "SITE EXEC x")), [500]);
         assert_eq!(codes(&run(&mut s, "DELE /")), [550]);
     }

@@ -191,8 +191,16 @@ impl Pool {
     }
 }
 
+/// Uploads in progress live under hidden temporary names; to clients they do not exist.
+fn hidden(path: &VirtualPath) -> bool {
+    path.file_name().is_some_and(crate::vfs::is_temp_name)
+}
+
 fn run(root: &Root, accounts: &Accounts, job: Job) -> Done {
     match job {
+        Job::Stat(path) if hidden(&path) => Done::Stat(Err(FileError::NotFound)),
+        Job::Open(path) if hidden(&path) => Done::Open(Err(FileError::NotFound)),
+        Job::List { path, .. } if hidden(&path) => Done::Listing(Err(FileError::NotFound)),
         Job::Stat(path) => Done::Stat(root.stat(&path)),
         Job::Open(path) => Done::Open(root.open_file(&path)),
         Job::Login { user, password } => Done::Login(accounts.login(&user, &password)),
