@@ -1111,6 +1111,7 @@ impl Session {
             " EPRT".to_string(),
             " EPSV".to_string(),
             " MDTM".to_string(),
+            " MFMT".to_string(),
             format!(" MLST {}", self.facts.feat_list()),
             " PASV".to_string(),
             " REST STREAM".to_string(),

@@ -59,6 +59,8 @@ pub(super) enum Source {
         mode: Mode,
         buf: Vec<u8>,
         pos: usize,
+        /// TYPE A: the last byte sent was a CR (so an LF after it is already a CRLF).
+        prev_cr: bool,
     },
     Buffer {
         data: Vec<u8>,
@@ -144,6 +146,7 @@ impl Transfer {
             mode,
             buf: Vec::new(),
             pos: 0,
+            prev_cr: false,
         };
     }
 
@@ -250,6 +253,7 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                 mode,
                 buf,
                 pos,
+                prev_cr,
             } => {
                 if *pos == buf.len() {
                     if *offset >= *end {
@@ -270,7 +274,7 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                     *offset += n as u64;
                     raw.truncate(n);
                     *buf = match mode {
-                        Mode::Ascii => to_crlf(&raw),
+                        Mode::Ascii => to_crlf(&raw, prev_cr),
                         _ => raw,
                     };
                     *pos = 0;
@@ -295,13 +299,15 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
 }
 
 /// TYPE A on the wire: every LF is sent as CRLF.
-fn to_crlf(raw: &[u8]) -> Vec<u8> {
+/// A line end already sent as CRLF is left alone; `prev_cr` carries the last byte across chunks.
+fn to_crlf(raw: &[u8], prev_cr: &mut bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
     for &b in raw {
-        if b == b'\n' {
+        if b == b'\n' && !*prev_cr {
             out.push(b'\r');
         }
         out.push(b);
+        *prev_cr = b == b'\r';
     }
     out
 }
@@ -528,6 +534,7 @@ impl Shard {
         }
         match result {
             Pump::Done => self.finish_transfer(r, conn, None),
+            Pump::Failed(TransferError::ConnectionLost) => self.lost_data_connection(r, conn),
             Pump::Failed(e) => self.finish_transfer(r, conn, Some(e)),
             Pump::Blocked => {
                 if let Some(fd) = t.sock.as_ref().map(AsRawFd::as_raw_fd) {
@@ -592,6 +599,16 @@ impl Shard {
         self.outcome(r, conn, outcome);
     }
 
+    /// The client reset the data connection. Clients abort by sending ABOR and closing the data
+    /// socket at once, so the ABOR may already wait unread on the control connection: read it
+    /// first, so the client gets the 426 + 226 it asked for rather than 426 + 225.
+    pub(super) fn lost_data_connection(&mut self, r: ConnRef, conn: &mut Conn) {
+        self.on_ctrl_readable(r, conn, 0, true);
+        if conn.transfer.is_some() {
+            self.fail_transfer(r, conn, TransferError::ConnectionLost);
+        }
+    }
+
     fn fail_transfer(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
         self.close_data(conn);
         self.finish_transfer(r, conn, Some(e));
@@ -631,8 +648,15 @@ mod tests {
 
     #[test]
     fn ascii_conversion_turns_lf_into_crlf() {
-        assert_eq!(to_crlf(b"a\nb\n"), b"a\r\nb\r\n");
-        assert_eq!(to_crlf(b""), b"");
-        assert_eq!(to_crlf(b"no newline"), b"no newline");
+        let mut cr = false;
+        assert_eq!(to_crlf(b"a\nb\n", &mut cr), b"a\r\nb\r\n");
+        assert_eq!(to_crlf(b"", &mut cr), b"");
+        assert_eq!(to_crlf(b"no newline", &mut cr), b"no newline");
+        assert_eq!(to_crlf(b"dos\r\nline\r", &mut cr), b"dos\r\nline\r");
+        assert_eq!(
+            to_crlf(b"\nnext", &mut cr),
+            b"\nnext",
+            "CRLF split across chunks stays CRLF"
+        );
     }
 }

@@ -67,6 +67,8 @@ pub enum Done {
 /// Where an upload goes and how it is finished.
 #[derive(Debug, Clone)]
 pub struct Upload {
+    /// The tree the upload lands in (kept so a cut-off upload can be cleaned up after its session).
+    pub root: Arc<Root>,
     /// The final path (for STOU: the name the server picked).
     pub path: VirtualPath,
     /// The temporary name next to `path` (atomic STOR only).
@@ -196,7 +198,7 @@ fn hidden(path: &VirtualPath) -> bool {
     path.file_name().is_some_and(crate::vfs::is_temp_name)
 }
 
-fn run(root: &Root, accounts: &Accounts, job: Job) -> Done {
+fn run(root: &Arc<Root>, accounts: &Accounts, job: Job) -> Done {
     match job {
         Job::Stat(path) if hidden(&path) => Done::Stat(Err(FileError::NotFound)),
         Job::Open(path) if hidden(&path) => Done::Open(Err(FileError::NotFound)),
@@ -216,7 +218,7 @@ fn run(root: &Root, accounts: &Accounts, job: Job) -> Done {
         Job::Commit { upload, end } => Done::Committed(commit(root, &upload, end)),
         Job::Discard { upload } => {
             if let Some(temp) = &upload.temp {
-                root.discard_temp(&upload.path, temp);
+                upload.root.discard_temp(&upload.path, temp);
             }
             Done::Nothing
         }
@@ -230,12 +232,13 @@ fn run(root: &Root, accounts: &Accounts, job: Job) -> Done {
 }
 
 fn create(
-    root: &Root,
+    root: &Arc<Root>,
     path: VirtualPath,
     mode: StoreMode,
     umask: u32,
 ) -> Result<(File, Upload), FileError> {
     let upload = |path, temp, exclusive, offset, truncate| Upload {
+        root: Arc::clone(root),
         path,
         temp,
         exclusive,

@@ -757,7 +757,9 @@ impl Shard {
                     );
                 }
                 conn.job = None;
-                conn.transfer = None;
+                if let Some(t) = conn.transfer.take() {
+                    self.discard_upload(&t);
+                }
                 self.close_data(conn);
                 self.outcome(
                     r,
@@ -787,11 +789,20 @@ impl Shard {
             return;
         };
         let r = ConnRef { index, generation };
-        let Some(mut conn) = self.take(r) else { return };
-        if conn.job != Some(job) {
-            self.put(r, conn);
+        let conn = self.take(r);
+        let stale = conn.as_ref().is_none_or(|c| c.job != Some(job));
+        if stale {
+            // Nobody waits for this result any more (ABOR, or the session is gone); an upload's
+            // temporary file must still go.
+            if let Done::Created(Ok((_, upload))) = done {
+                self.discard(upload);
+            }
+            if let Some(conn) = conn {
+                self.put(r, conn);
+            }
             return;
         }
+        let Some(mut conn) = conn else { return };
         conn.job = None;
         match done {
             Done::Stat(result) => self.outcome(r, &mut conn, Outcome::Stat(result)),
@@ -938,6 +949,7 @@ impl Shard {
 
     fn close_conn(&mut self, r: ConnRef, mut conn: Box<Conn>) {
         if let Some(t) = conn.transfer.take() {
+            self.discard_upload(&t);
             log::info!(
                 "{} transfer of {:?} cut off after {} bytes: session closed",
                 conn.peer,

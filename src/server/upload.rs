@@ -83,7 +83,8 @@ enum Step {
     Poll,
     /// Wait for the write in flight.
     Wait,
-    Failed(TransferError),
+    /// The client reset the data connection.
+    Lost,
     /// All bytes are in the file.
     Complete,
 }
@@ -150,7 +151,7 @@ impl Shard {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Step::Poll,
-                Err(_) => break Step::Failed(TransferError::ConnectionLost),
+                Err(_) => break Step::Lost,
             }
         };
         t.last_progress = self.now;
@@ -168,7 +169,13 @@ impl Shard {
                 }
             }
             Step::Wait => {}
-            Step::Failed(e) => self.fail_upload(r, conn, e),
+            Step::Lost => {
+                // An ABOR may be waiting on the control connection (see `lost_data_connection`).
+                self.on_ctrl_readable(r, conn, 0, true);
+                if conn.transfer.is_some() {
+                    self.fail_upload(r, conn, TransferError::ConnectionLost);
+                }
+            }
             Step::Complete => self.complete_upload(r, conn),
         }
     }
@@ -260,15 +267,27 @@ impl Shard {
 
     /// Close the data connection, remove the temporary file, reply with the error.
     pub(super) fn fail_upload(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
-        if let Some(Source::Upload(u)) = conn.transfer.as_ref().map(|t| &t.source) {
-            let upload = u.upload.clone();
-            let root = Arc::clone(&conn.root);
+        if let Some(t) = &conn.transfer {
+            self.discard_upload(t);
+        }
+        self.close_data(conn);
+        self.finish_transfer(r, conn, Some(e));
+    }
+
+    /// An upload that will not complete leaves no temporary file behind.
+    pub(super) fn discard_upload(&self, t: &super::data::Transfer) {
+        if let Source::Upload(u) = &t.source {
+            self.discard(u.upload.clone());
+        }
+    }
+
+    pub(super) fn discard(&self, upload: Upload) {
+        if upload.temp.is_some() {
+            let root = Arc::clone(&upload.root);
             self.shared
                 .pool
                 .submit(self.index, &root, 0, Job::Discard { upload });
         }
-        self.close_data(conn);
-        self.finish_transfer(r, conn, Some(e));
     }
 }
 
