@@ -1,0 +1,403 @@
+#!/usr/bin/env bash
+# ringftpd vs vsftpd (and the loopback ceiling, iperf3), interleaved rounds, one markdown table of medians.
+#
+#   bash benches/compare.sh            # default sizes, ROUNDS=5 (about 6-10 minutes on 2 cores)
+#   QUICK=1 bash benches/compare.sh    # small sizes, short runs: a smoke test of the whole pipeline
+#
+# Environment: ROUNDS (5; 2 with QUICK=1), QUICK (0), BENCH_DIR (/tmp/ringftpd-bench), SHARDS (2), DATA_PATH
+# (sendfile|copy), RING_IO (auto|io-uring|epoll, if the build has --io), RING_LOG (warn),
+# RING_PORT/VS_PORT/IPERF_PORT (21921/21922/21923),
+# RINGFTPD_BIN / LOADGEN_BIN (skip the builds), SCENARIOS (space-separated subset of the names below).
+#
+# Only 127.0.0.1 is ever used. vsftpd is not installed as a package: its .deb is downloaded and
+# unpacked under /tmp/refservers. Every process this script starts is stopped on exit.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then ROUNDS=${ROUNDS:-2}; else ROUNDS=${ROUNDS:-5}; fi
+WORK=${BENCH_DIR:-/tmp/ringftpd-bench}
+REF=/tmp/refservers
+SHARDS=${SHARDS:-2}
+DATA_PATH=${DATA_PATH:-sendfile}
+RING_LOG=${RING_LOG:-warn}
+RING_PORT=${RING_PORT:-21921}
+VS_PORT=${VS_PORT:-21922}
+IPERF_PORT=${IPERF_PORT:-21923}
+# Passive ranges sit below the ephemeral range (32768-60999) so client ports never collide with them.
+RING_PASV=20000-24999
+VS_PASV_MIN=25000
+VS_PASV_MAX=29999
+ALL_SCENARIOS="get1 get4 many conn list mlsd put idle idle10k cold"
+SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
+
+if [[ $QUICK == 1 ]]; then
+    BIG_MB=128 NFILES=20 REPEAT1=2 REPEAT4=1 MANY_SESSIONS=4 MANY_COUNT=10
+    CONN_SECS=1 LIST_COUNT=5 PUT_MB=32 IDLE_N=200 IDLE_BIG=1000 COLD_COUNT=100 IPERF_SECS=2
+else
+    BIG_MB=1024 NFILES=100 REPEAT1=3 REPEAT4=2 MANY_SESSIONS=8 MANY_COUNT=50
+    CONN_SECS=5 LIST_COUNT=20 PUT_MB=256 IDLE_N=2000 IDLE_BIG=10000 COLD_COUNT=300 IPERF_SECS=5
+fi
+LIST_ENTRIES=10000
+DATA=$WORK/data-${BIG_MB}m
+RESULTS=$WORK/results-$(date +%Y%m%d-%H%M%S).jsonl
+mkdir -p "$WORK"
+
+log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup: stop only what this script started (each server runs in its own process group).
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+# Wait (bounded) until something accepts on 127.0.0.1:$1.
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Build
+command -v ss >/dev/null || die "ss (iproute2) is needed"
+command -v curl >/dev/null || die "curl is needed"
+for p in "$RING_PORT" "$VS_PORT" "$IPERF_PORT"; do
+    # SO_REUSEPORT would let a second server silently share a busy port: refuse instead.
+    port_busy "$p" && die "port $p is already in use (set RING_PORT/VS_PORT/IPERF_PORT)"
+done
+
+if [[ -z ${RINGFTPD_BIN:-} || -z ${LOADGEN_BIN:-} ]]; then
+    log "building ringftpd (release) and the loadgen bench in $REPO"
+    (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
+    TARGET_DIR=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    RINGFTPD_BIN=${RINGFTPD_BIN:-$TARGET_DIR/release/ringftpd}
+    if [[ -z ${LOADGEN_BIN:-} ]]; then
+        LOADGEN_BIN=$(cd "$REPO" && cargo bench --bench loadgen --no-run --message-format=json 2>/dev/null |
+            grep -o '"executable":"[^"]*loadgen[^"]*"' | tail -1 | cut -d'"' -f4)
+    fi
+fi
+[[ -x $RINGFTPD_BIN ]] || die "no ringftpd binary at $RINGFTPD_BIN"
+[[ -x $LOADGEN_BIN ]] || die "no loadgen binary (LOADGEN_BIN=$LOADGEN_BIN)"
+
+# ---------------------------------------------------------------------------------------------
+# Data: a big file (get), a second one (cold, so get's file stays cached), NFILES x 1 MiB, a 4 KiB
+# file, a 10,000-entry directory, and an upload directory vsftpd's anonymous user may write to.
+prepare_data() {
+    if [[ -f $DATA/.complete ]]; then
+        log "reusing data in $DATA"
+    else
+        log "preparing data in $DATA (${BIG_MB} MiB x2, $NFILES x 1 MiB, 4 KiB, $LIST_ENTRIES entries)"
+        rm -rf "$DATA"
+        mkdir -p "$DATA/many" "$DATA/dir10k" "$DATA/upload"
+        dd if=/dev/urandom of="$DATA/big.bin" bs=1M count="$BIG_MB" status=none
+        dd if=/dev/urandom of="$DATA/cold.bin" bs=1M count="$BIG_MB" status=none
+        dd if=/dev/urandom of="$DATA/small4k" bs=4096 count=1 status=none
+        for i in $(seq 0 $((NFILES - 1))); do
+            dd if=/dev/urandom of="$(printf '%s/many/f%03d' "$DATA" "$i")" bs=1M count=1 status=none
+        done
+        (cd "$DATA/dir10k" && seq -f 'entry-%05g.dat' 0 $((LIST_ENTRIES - 1)) | xargs touch)
+        sync
+        touch "$DATA/.complete"
+    fi
+    rm -f "$DATA"/upload/*
+    # vsftpd runs anonymous uploads as ftp_username (nobody).
+    chown nobody "$DATA/upload"
+    chmod 755 "$DATA/upload"
+    mkdir -p "$WORK/empty"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Reference server: vsftpd from the Debian archive, unpacked (never installed).
+VSFTPD=$REF/root/usr/sbin/vsftpd
+fetch_vsftpd() {
+    if [[ -x $VSFTPD ]]; then return 0; fi
+    log "fetching vsftpd (+libwrap0) with apt-get download into $REF"
+    mkdir -p "$REF/debs" "$REF/root"
+    (cd "$REF/debs" && apt-get download vsftpd libwrap0 >/dev/null 2>&1) ||
+        { apt-get update -qq >/dev/null 2>&1 && (cd "$REF/debs" && apt-get download vsftpd libwrap0 >/dev/null 2>&1); } ||
+        die "apt-get download vsftpd failed"
+    local deb
+    for deb in "$REF"/debs/*.deb; do dpkg -x "$deb" "$REF/root"; done
+    [[ -x $VSFTPD ]] || die "vsftpd binary missing after dpkg -x"
+}
+
+write_vsftpd_conf() {
+    cat >"$WORK/vsftpd.conf" <<EOF
+# Generated by benches/compare.sh: anonymous download (and upload into /upload) on loopback.
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port=$VS_PORT
+background=NO
+anonymous_enable=YES
+local_enable=NO
+anon_root=$DATA
+no_anon_password=YES
+# Running as root in a sandbox: no privilege separation helper, no user switch, no namespaces.
+run_as_launching_user=YES
+ftp_username=nobody
+nopriv_user=nobody
+secure_chroot_dir=$WORK/empty
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+allow_writeable_chroot=YES
+pasv_enable=YES
+pasv_min_port=$VS_PASV_MIN
+pasv_max_port=$VS_PASV_MAX
+write_enable=YES
+anon_upload_enable=YES
+anon_other_write_enable=YES
+anon_mkdir_write_enable=NO
+anon_umask=022
+use_sendfile=YES
+max_clients=0
+max_per_ip=0
+tcp_wrappers=NO
+xferlog_enable=NO
+dual_log_enable=NO
+syslog_enable=NO
+vsftpd_log_file=$WORK/vsftpd-xfer.log
+EOF
+}
+
+RING_PID=
+VS_PID=
+start_ringftpd() {
+    local extra=()
+    [[ -n ${DATA_PATH:-} ]] && extra+=(--data-path "$DATA_PATH")
+    # Newer builds take an anonymous drop box (uploads) and an I/O backend choice; older ones don't.
+    if "$RINGFTPD_BIN" --help 2>/dev/null | grep -q -- '--anonymous-upload'; then
+        extra+=(--anonymous-upload upload)
+    fi
+    if [[ -n ${RING_IO:-} ]]; then extra+=(--io "$RING_IO"); fi
+    setsid "$RINGFTPD_BIN" --root "$DATA" --listen "127.0.0.1:$RING_PORT" --shards "$SHARDS" \
+        --pasv-ports "$RING_PASV" --log-level "$RING_LOG" "${extra[@]}" >>"$WORK/ringftpd.log" 2>&1 &
+    RING_PID=$!
+    PIDS+=("$RING_PID")
+    wait_port "$RING_PORT" || die "ringftpd did not start (see $WORK/ringftpd.log)"
+}
+
+start_vsftpd() {
+    LD_LIBRARY_PATH=$REF/root/usr/lib/x86_64-linux-gnu setsid "$VSFTPD" "$WORK/vsftpd.conf" \
+        >>"$WORK/vsftpd.log" 2>&1 &
+    VS_PID=$!
+    PIDS+=("$VS_PID")
+    wait_port "$VS_PORT" || die "vsftpd did not start (see $WORK/vsftpd.log)"
+}
+
+stop_pid() {
+    local pid=$1 p
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local keep=()
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# A fresh process before each memory measurement, so freed memory from earlier runs can't hide cost.
+restart_servers() {
+    stop_pid "$RING_PID"
+    stop_pid "$VS_PID"
+    start_ringftpd
+    start_vsftpd
+}
+
+# Both servers must serve the same bytes before anything is timed.
+smoke_test() {
+    local port
+    for port in "$RING_PORT" "$VS_PORT"; do
+        curl -sS --max-time 10 "ftp://127.0.0.1:$port/small4k" | cmp -s - "$DATA/small4k" ||
+            die "curl RETR small4k from port $port did not return the file"
+        curl -sS --max-time 10 -o "$WORK/list.txt" "ftp://127.0.0.1:$port/dir10k/" ||
+            die "curl LIST dir10k on port $port failed"
+        [[ $(grep -c entry- "$WORK/list.txt") == "$LIST_ENTRIES" ]] ||
+            die "curl LIST dir10k on port $port did not list $LIST_ENTRIES entries"
+    done
+    log "curl RETR + LIST ok on both servers"
+}
+
+IPERF_PID=
+start_iperf() {
+    if ! command -v iperf3 >/dev/null; then
+        log "installing iperf3 with apt-get"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null 2>&1; } ||
+            die "apt-get install iperf3 failed"
+    fi
+    setsid iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" >>"$WORK/iperf3.log" 2>&1 &
+    IPERF_PID=$!
+    PIDS+=("$IPERF_PID")
+    wait_port "$IPERF_PORT" || die "iperf3 -s did not start"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Runs. Each appends one tagged JSON line to $RESULTS; the readable line goes to the terminal.
+LG_TIMEOUT=600
+run_lg() { # scenario round label port mode args...
+    local sc=$1 round=$2 label=$3 port=$4 mode=$5 out rc=0
+    shift 5
+    out=$(timeout --kill-after=10 "$LG_TIMEOUT" "$LOADGEN_BIN" "$mode" --addr "127.0.0.1:$port" \
+        --label "$label" --scenario "$sc" --round "$round" "$@") || rc=$?
+    if ((rc != 0 && rc != 2)); then
+        log "$sc/$label round $round: loadgen exited $rc"
+    fi
+    printf '%s\n' "$out" | grep '^{' >>"$RESULTS" || true
+    printf '%s\n' "$out" | grep -v '^{' | sed 's/^/  /' >&2 || true
+}
+
+# iperf3 -Z (sendfile) with $1 parallel streams: the loopback ceiling for a download of that width.
+run_iperf() { # scenario round streams
+    local json gbps
+    json=$(timeout 60 iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -Z -t "$IPERF_SECS" -P "$3" -J 2>/dev/null) || true
+    gbps=$(printf '%s\n' "$json" | awk '/"sum_received"/ {f=1} f && /"bits_per_second"/ {gsub(/[[:space:],]/, ""); split($0, a, ":"); printf "%.6f", a[2] / 8e9; exit}')
+    if [[ -z $gbps ]]; then
+        log "iperf3 -P $3 gave no result"
+        return
+    fi
+    printf '{"mode":"iperf","server":"loopback","scenario":"%s","round":%s,"streams":%s,"gbps":%s}\n' \
+        "$1" "$2" "$3" "$gbps" >>"$RESULTS"
+    printf '  iperf3 -Z -P %s: %s GB/s\n' "$3" "$gbps" >&2
+}
+
+# A then B on odd rounds, B then A on even rounds: interleaved, and neither always goes first.
+ab() { # scenario round cmd-for-one-server(label port)
+    local sc=$1 round=$2 fn=$3
+    if ((round % 2)); then
+        "$fn" "$sc" "$round" ringftpd "$RING_PORT"
+        "$fn" "$sc" "$round" vsftpd "$VS_PORT"
+    else
+        "$fn" "$sc" "$round" vsftpd "$VS_PORT"
+        "$fn" "$sc" "$round" ringftpd "$RING_PORT"
+    fi
+}
+
+warm() { cat "$@" >/dev/null; }
+
+s_get1() { run_lg "$1" "$2" "$3" "$4" get --sessions 1 --file big.bin --repeat "$REPEAT1"; }
+s_get4() { run_lg "$1" "$2" "$3" "$4" get --sessions 4 --file big.bin --repeat "$REPEAT4"; }
+s_many() { run_lg "$1" "$2" "$3" "$4" many --sessions "$MANY_SESSIONS" --files-glob many/f --count "$MANY_COUNT"; }
+s_conn() { run_lg "$1" "$2" "$3" "$4" conn --workers 4 --duration "$CONN_SECS" --file small4k; }
+s_list() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT"; }
+s_mlsd() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT" --mlsd; }
+s_put() { run_lg "$1" "$2" "$3" "$4" put --sessions 4 --size "${PUT_MB}M" --dir upload; }
+s_idle() {
+    local pid tree=()
+    if [[ $3 == ringftpd ]]; then pid=$RING_PID; else pid=$VS_PID tree=(--tree); fi
+    run_lg "$1" "$2" "$3" "$4" idle --sessions "$IDLE_N" --pid "$pid" "${tree[@]}"
+}
+s_cold() { run_lg "$1" "$2" "$3" "$4" cold --file cold.bin --small small4k --count "$COLD_COUNT" --root "$DATA"; }
+
+scenario_on() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------------------------------------
+main() {
+    local t0=$SECONDS r load0
+    load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    prepare_data
+    fetch_vsftpd
+    write_vsftpd_conf
+    start_ringftpd
+    start_vsftpd
+    smoke_test
+    start_iperf
+    log "ringftpd pid $RING_PID (shards $SHARDS, data path $DATA_PATH), vsftpd pid $VS_PID; $ROUNDS rounds; results in $RESULTS"
+
+    if scenario_on get1; then
+        warm "$DATA/big.bin"
+        for r in $(seq 1 "$ROUNDS"); do
+            ab "get 1 session x ${BIG_MB} MiB" "$r" s_get1
+            run_iperf "get 1 session x ${BIG_MB} MiB" "$r" 1
+        done
+    fi
+    if scenario_on get4; then
+        warm "$DATA/big.bin"
+        for r in $(seq 1 "$ROUNDS"); do
+            ab "get 4 sessions x ${BIG_MB} MiB" "$r" s_get4
+            run_iperf "get 4 sessions x ${BIG_MB} MiB" "$r" 4
+        done
+    fi
+    if scenario_on many; then
+        warm "$DATA"/many/*
+        for r in $(seq 1 "$ROUNDS"); do ab "many ${MANY_SESSIONS} x ${MANY_COUNT} x 1 MiB" "$r" s_many; done
+    fi
+    if scenario_on conn; then
+        for r in $(seq 1 "$ROUNDS"); do ab "conn 4 workers, 4 KiB RETR" "$r" s_conn; done
+    fi
+    if scenario_on list; then
+        for r in $(seq 1 "$ROUNDS"); do ab "LIST ${LIST_ENTRIES} entries" "$r" s_list; done
+    fi
+    if scenario_on mlsd; then
+        for r in $(seq 1 "$ROUNDS"); do ab "MLSD ${LIST_ENTRIES} entries" "$r" s_mlsd; done
+    fi
+    if scenario_on put; then
+        for r in $(seq 1 "$ROUNDS"); do
+            ab "put 4 sessions x ${PUT_MB} MiB" "$r" s_put
+            rm -f "$DATA"/upload/*
+        done
+        sync
+    fi
+    if scenario_on idle; then
+        for r in $(seq 1 "$ROUNDS"); do
+            restart_servers
+            ab "idle ${IDLE_N} sessions" "$r" s_idle
+        done
+    fi
+    if scenario_on idle10k; then
+        # vsftpd forks a process per session; 10,000 of them would be a fork bomb on a shared box.
+        for r in $(seq 1 "$ROUNDS"); do
+            restart_servers
+            run_lg "idle ${IDLE_BIG} sessions (ringftpd only)" "$r" ringftpd "$RING_PORT" \
+                idle --sessions "$IDLE_BIG" --pid "$RING_PID" --connect-threads 16
+        done
+    fi
+    if scenario_on cold; then
+        for r in $(seq 1 "$ROUNDS"); do ab "cold: 4 KiB RETR beside 2 cold ${BIG_MB} MiB pulls" "$r" s_cold; done
+    fi
+
+    local table
+    table=$WORK/table-$(basename "$RESULTS" .jsonl).md
+    {
+        echo "ringftpd ${RING_REV:-$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')} ($SHARDS shards, $DATA_PATH) vs vsftpd 3.0.3 vs loopback (iperf3 -Z);" \
+            "io ${RING_IO:-default};" "$(nproc) CPUs shared by clients and servers; $ROUNDS rounds, QUICK=$QUICK; medians (min–max);" \
+            "load average at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
+        echo
+        "$LOADGEN_BIN" report --results "$RESULTS"
+    } | tee "$table"
+    log "done in $((SECONDS - t0)) s; table in $table, raw results in $RESULTS"
+    if [[ -s $WORK/ringftpd.log ]]; then
+        log "ringftpd warnings/errors (last 10 lines of $WORK/ringftpd.log):"
+        tail -10 "$WORK/ringftpd.log" >&2
+    fi
+}
+
+main "$@"
