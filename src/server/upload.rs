@@ -237,6 +237,12 @@ impl Shard {
     /// Every byte is in the file. A client that vanished (its control connection is gone) did not
     /// finish its upload even though the data connection closed normally: the old file stays.
     fn complete_upload(&mut self, r: ConnRef, conn: &mut Conn) {
+        // A client that aborts sends ABOR and then closes the data connection; if that ABOR is
+        // already here, the upload is cancelled rather than committed half-way.
+        self.on_ctrl_readable(r, conn, 0, true);
+        if conn.transfer.is_none() {
+            return;
+        }
         if conn.eof || control_closed(conn) {
             return self.fail_upload(r, conn, TransferError::ConnectionLost);
         }
