@@ -1702,3 +1702,24 @@ fn hundreds_of_idle_sessions() {
     }
     assert_eq!(sessions[123].retr("hello.txt"), b"Hello, world!\n");
 }
+
+/// A file that is not in the page cache is read in asynchronously (io_uring READ) before it is
+/// sent; the bytes must be the same on both data paths.
+#[test]
+fn cold_file_is_read_in_then_sent_byte_exact() {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    for data_path in [DataPath::Sendfile, DataPath::Copy] {
+        let s = common::start(|c| c.data_path = data_path);
+        let content = common::pattern(77, 3 << 20);
+        s.write_file("cold.bin", &content);
+        let file = std::fs::File::open(s.path("cold.bin")).unwrap();
+        file.sync_all().unwrap();
+        posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        let (cached, total) =
+            ringftpd::sys::fs::cached_bytes(std::os::fd::AsFd::as_fd(&file), 0, 3 << 20)
+                .unwrap_or((0, 1));
+        eprintln!("{data_path:?}: {cached} of {total} bytes cached before RETR");
+        let mut c = s.login();
+        assert_eq!(c.retr("cold.bin"), content, "{data_path:?}");
+    }
+}

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,10 @@ pub(super) enum Source {
         pos: usize,
         /// TYPE A: the last byte sent was a CR (so an LF after it is already a CRLF).
         prev_cr: bool,
+        /// Bytes before this offset are known to be in the page cache.
+        warm_until: u64,
+        /// A read that brings a cold window into the page cache is in flight.
+        warming: bool,
     },
     Buffer {
         data: Vec<u8>,
@@ -147,6 +151,8 @@ impl Transfer {
             buf: Vec::new(),
             pos: 0,
             prev_cr: false,
+            warm_until: 0,
+            warming: false,
         };
     }
 
@@ -169,7 +175,43 @@ enum Pump {
     Blocked,
     /// The per-turn budget is spent: go again after the other sessions.
     Budget,
+    /// The next window is not in the page cache: read it asynchronously first.
+    Cold {
+        offset: u64,
+        len: u64,
+    },
+    /// Waiting for that read.
+    Warming,
     Failed(TransferError),
+}
+
+/// How much of a file is checked for page-cache residency (and read in when cold) at a time.
+const COLD_WINDOW: u64 = 1 << 20;
+
+/// Whether `file` at `offset` can be sent without the shard waiting for the disk. Bytes already
+/// known to be resident are not asked about again; kernels without cachestat(2) count as warm
+/// (the behaviour of every sendfile server).
+fn check_warm(
+    file: &File,
+    offset: u64,
+    end: u64,
+    warm_until: &mut u64,
+    warming: bool,
+) -> Option<Pump> {
+    if warming {
+        return Some(Pump::Warming);
+    }
+    if offset < *warm_until {
+        return None;
+    }
+    let len = (end - offset).min(COLD_WINDOW);
+    match crate::sys::fs::cached_bytes(file.as_fd(), offset, len) {
+        Ok((cached, total)) if cached < total => Some(Pump::Cold { offset, len }),
+        _ => {
+            *warm_until = offset + len;
+            None
+        }
+    }
 }
 
 /// Classify a failed socket write: the peer going away is 426, anything else is a local error.
@@ -218,11 +260,18 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                 offset,
                 end,
                 mode: mode @ Mode::Sendfile,
+                warm_until,
+                warming,
                 ..
             } => {
                 if *offset >= *end {
                     return Pump::Done;
                 }
+                if let Some(wait) = check_warm(file, *offset, *end, warm_until, *warming) {
+                    return wait;
+                }
+                // Never send past what is known to be resident in one call.
+                let left = left.min((*warm_until - *offset) as usize);
                 let count = (*end - *offset).min(left as u64) as usize;
                 let mut off = *offset as libc::off_t;
                 match nix::sys::sendfile::sendfile(sock, &*file, Some(&mut off), count) {
@@ -254,10 +303,15 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                 buf,
                 pos,
                 prev_cr,
+                warm_until,
+                warming,
             } => {
                 if *pos == buf.len() {
                     if *offset >= *end {
                         return Pump::Done;
+                    }
+                    if let Some(wait) = check_warm(file, *offset, *end, warm_until, *warming) {
+                        return wait;
                     }
                     let want = (*end - *offset).min(COPY_CHUNK as u64) as usize;
                     let mut raw = vec![0u8; want];
@@ -548,7 +602,40 @@ impl Shard {
                 }
             }
             Pump::Budget => self.ready.push(r),
+            Pump::Warming => {}
+            Pump::Cold { offset, len } => {
+                if let Source::File { file, warming, .. } = &mut t.source {
+                    *warming = true;
+                    let fd = file.as_raw_fd();
+                    let buf = vec![0; len as usize];
+                    self.ring
+                        .read_at(fd, buf, offset, token(Kind::DataRead, r, conn.data_epoch));
+                }
+            }
         }
+    }
+
+    /// A cold window has been read (and so is in the page cache): carry on sending.
+    pub(super) fn on_data_read(&mut self, r: ConnRef, conn: &mut Conn, result: i32) {
+        let Some(t) = conn.transfer.as_mut() else {
+            return;
+        };
+        let Source::File {
+            offset,
+            warm_until,
+            warming,
+            ..
+        } = &mut t.source
+        else {
+            return;
+        };
+        *warming = false;
+        match result {
+            n if n > 0 => *warm_until = *offset + n as u64,
+            0 => return self.fail_transfer(r, conn, TransferError::FileChanged),
+            e => return self.fail_transfer(r, conn, TransferError::Local(-e)),
+        }
+        self.drive(r, conn);
     }
 
     /// Transfers that spent their budget last turn get another step now.

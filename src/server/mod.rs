@@ -62,6 +62,7 @@ enum Kind {
     Job = 9,
     DataIn = 10,
     DataWrite = 11,
+    DataRead = 12,
 }
 
 impl Kind {
@@ -78,6 +79,7 @@ impl Kind {
             9 => Kind::Job,
             10 => Kind::DataIn,
             11 => Kind::DataWrite,
+            12 => Kind::DataRead,
             _ => return None,
         })
     }
@@ -473,7 +475,8 @@ impl Shard {
             | Kind::DataConnect
             | Kind::DataOut
             | Kind::DataIn
-            | Kind::DataWrite => {
+            | Kind::DataWrite
+            | Kind::DataRead => {
                 if c.result == -libc::ECANCELED {
                     return;
                 }
@@ -493,6 +496,7 @@ impl Shard {
                     Kind::DataConnect => self.on_data_connect(r, &mut conn),
                     Kind::DataIn => self.on_data_readable(r, &mut conn),
                     Kind::DataWrite => self.on_data_written(r, &mut conn, c.result, c.buf),
+                    Kind::DataRead => self.on_data_read(r, &mut conn, c.result),
                     _ => self.on_data_writable(r, &mut conn),
                 }
                 self.settle(r, conn);

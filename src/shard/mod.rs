@@ -264,6 +264,36 @@ impl Ring {
         id
     }
 
+    /// Read up to `buf.len()` bytes of `fd` (a file) at `offset` into `buf`, handed back with the
+    /// completion. A buffered io_uring read waits for the disk without blocking the thread; its
+    /// other effect is that the range is in the page cache afterwards. The epoll backend reads in
+    /// place.
+    pub fn read_at(&mut self, fd: RawFd, mut buf: Vec<u8>, offset: u64, token: u64) -> OpId {
+        let len = buf.len();
+        let ptr = buf.as_mut_ptr();
+        let id = self.alloc(token, Owned::Buffer(buf));
+        if let Driver::Epoll(p) = &mut self.driver {
+            // SAFETY: `ptr..ptr+len` is the buffer now owned by the op table slot `id`; nothing
+            // else touches it until this call returns.
+            let n = unsafe { libc::pread(fd, ptr.cast(), len, offset as libc::off_t) };
+            let result = if n < 0 {
+                -io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+            } else {
+                n as i32
+            };
+            p.ready.push_back((id.0, result, false, None));
+            return id;
+        }
+        let entry = opcode::Read::new(types::Fd(fd), ptr, len as u32)
+            .offset(offset)
+            .build()
+            .user_data(id.0);
+        self.push(entry);
+        id
+    }
+
     /// Cancel every op on `fd`, then close it. The cancellation is submitted before the close so the
     /// fd number cannot be reused while the kernel still matches ops against it, and closing only
     /// after the polls are gone is what makes the peer see the FIN now rather than never.
