@@ -13,6 +13,10 @@ pub enum DataPath {
     Sendfile,
     /// `pread` + `send` through a per-transfer buffer: the fallback when sendfile is refused.
     Copy,
+    /// `splice(2)` file -> pipe -> socket, with a bounded per-shard pool of 1 MiB pipes.
+    Splice,
+    /// io_uring SEND straight from a read-only mapping of the file (never read in user space).
+    Mmap,
 }
 
 impl std::str::FromStr for DataPath {
@@ -21,8 +25,10 @@ impl std::str::FromStr for DataPath {
         match s {
             "sendfile" => Ok(DataPath::Sendfile),
             "copy" => Ok(DataPath::Copy),
+            "splice" => Ok(DataPath::Splice),
+            "mmap" => Ok(DataPath::Mmap),
             _ => Err(format!(
-                "unknown data path {s:?} (expected sendfile or copy)"
+                "unknown data path {s:?} (expected sendfile, copy, splice or mmap)"
             )),
         }
     }

@@ -28,7 +28,7 @@ struct Args {
     /// Shard threads, one io_uring ring each (default: one per online CPU).
     #[arg(long)]
     shards: Option<usize>,
-    /// How RETR moves bytes: sendfile (zero-copy) or copy.
+    /// How RETR moves bytes: sendfile (zero-copy), splice, mmap, or copy.
     #[arg(long, default_value = "sendfile")]
     data_path: DataPath,
     /// Kernel interface: auto (io_uring, else epoll), io-uring, or epoll.

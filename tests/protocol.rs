@@ -1708,7 +1708,12 @@ fn hundreds_of_idle_sessions() {
 #[test]
 fn cold_file_is_read_in_then_sent_byte_exact() {
     use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
-    for data_path in [DataPath::Sendfile, DataPath::Copy] {
+    for data_path in [
+        DataPath::Sendfile,
+        DataPath::Copy,
+        DataPath::Splice,
+        DataPath::Mmap,
+    ] {
         let s = common::start(|c| c.data_path = data_path);
         let content = common::pattern(77, 3 << 20);
         s.write_file("cold.bin", &content);
@@ -1721,5 +1726,65 @@ fn cold_file_is_read_in_then_sent_byte_exact() {
         eprintln!("{data_path:?}: {cached} of {total} bytes cached before RETR");
         let mut c = s.login();
         assert_eq!(c.retr("cold.bin"), content, "{data_path:?}");
+    }
+}
+
+// The splice and mmap data paths get the same checks as sendfile and copy.
+
+#[test]
+fn splice_path_is_byte_exact() {
+    byte_exact(DataPath::Splice);
+}
+
+#[test]
+fn mmap_path_is_byte_exact() {
+    byte_exact(DataPath::Mmap);
+}
+
+#[test]
+fn rest_resume_splice() {
+    rest_resume(DataPath::Splice);
+}
+
+#[test]
+fn rest_resume_mmap() {
+    rest_resume(DataPath::Mmap);
+}
+
+#[test]
+fn abor_mid_transfer_splice() {
+    abor_mid_transfer(DataPath::Splice);
+}
+
+#[test]
+fn abor_mid_transfer_mmap() {
+    abor_mid_transfer(DataPath::Mmap);
+}
+
+#[test]
+fn file_shrinking_during_transfer_is_451_splice() {
+    shrinking_file(DataPath::Splice);
+}
+
+/// The mapping is never read in user space: a truncated file makes the kernel's send fail with
+/// EFAULT, which is a 451, not a SIGBUS that would kill the server.
+#[test]
+fn file_shrinking_during_transfer_is_451_mmap() {
+    shrinking_file(DataPath::Mmap);
+}
+
+/// Pipes go back to the shard's pool after each transfer; a pipe handed out again must be empty,
+/// or the next file would start with the previous one's bytes.
+#[test]
+fn many_splice_transfers_through_pooled_pipes_stay_byte_exact() {
+    let s = common::start(|c| c.data_path = DataPath::Splice);
+    let a = common::pattern(5, 200_000);
+    let b = common::pattern(6, 70_000);
+    s.write_file("a", &a);
+    s.write_file("b", &b);
+    let mut c = s.login();
+    for _ in 0..50 {
+        assert_eq!(c.retr("a"), a);
+        assert_eq!(c.retr("b"), b);
     }
 }

@@ -10,6 +10,11 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::{SpliceFFlags, splice};
+use std::sync::Arc;
+
+use crate::config::DataPath;
+use crate::shard::SendMap;
 use socket2::{Domain, Socket, Type};
 
 use super::fsworker::Upload;
@@ -43,6 +48,16 @@ pub(super) enum Data {
 pub(super) enum Mode {
     Sendfile,
     Copy,
+    /// file -> pipe -> socket; `in_pipe` bytes sit in the pipe.
+    Splice {
+        pipe: Option<Pipe>,
+        in_pipe: usize,
+    },
+    /// io_uring SEND from a mapping; `sending` while a SEND is in flight.
+    Mmap {
+        map: Arc<SendMap>,
+        sending: bool,
+    },
     /// TYPE A: LF becomes CRLF (RFC 959 section 3.1.1.1), so bytes pass through user space.
     Ascii,
 }
@@ -135,11 +150,23 @@ impl Transfer {
         }
     }
 
-    pub(super) fn set_file(&mut self, file: File, len: u64, copy: bool) {
-        let mode = match (self.ascii, copy) {
+    pub(super) fn set_file(&mut self, file: File, len: u64, path: DataPath) {
+        let mode = match (self.ascii, path) {
             (true, _) => Mode::Ascii,
-            (false, true) => Mode::Copy,
-            (false, false) => Mode::Sendfile,
+            (false, DataPath::Copy) => Mode::Copy,
+            (false, DataPath::Sendfile) => Mode::Sendfile,
+            (false, DataPath::Splice) => Mode::Splice {
+                pipe: None,
+                in_pipe: 0,
+            },
+            // An empty file cannot be mapped; a failed mapping falls back to sendfile.
+            (false, DataPath::Mmap) => match SendMap::new(&file) {
+                Ok(map) if len > 0 => Mode::Mmap {
+                    map: Arc::new(map),
+                    sending: false,
+                },
+                _ => Mode::Sendfile,
+            },
         };
         let offset = self.start_offset.min(len);
         self.size = Some(len - offset);
@@ -180,10 +207,29 @@ enum Pump {
         offset: u64,
         len: u64,
     },
-    /// Waiting for that read.
+    /// Waiting for that read (or for a SEND from the mapping).
     Warming,
+    /// Send `len` bytes of the mapping from `offset` with io_uring.
+    SendMap {
+        offset: u64,
+        len: u64,
+    },
+    /// The splice path needs a pipe from the shard's pool.
+    NeedPipe,
     Failed(TransferError),
 }
+
+/// A pipe of the splice data path.
+pub(super) struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    size: usize,
+}
+
+/// Pipes a shard lends out at once; with 1 MiB pipes this stays within the default
+/// `fs.pipe-user-pages-soft` (64 MiB) for two shards.
+const MAX_PIPES_PER_SHARD: usize = 32;
+const PIPE_BYTES: usize = 1 << 20;
 
 /// How much of a file is checked for page-cache residency (and read in when cold) at a time.
 const COLD_WINDOW: u64 = 1 << 20;
@@ -254,6 +300,90 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                         return Pump::Failed(socket_error(e.raw_os_error().unwrap_or(libc::EIO)));
                     }
                 }
+            }
+            Source::File {
+                file,
+                offset,
+                end,
+                mode: mode @ Mode::Splice { .. },
+                warm_until,
+                warming,
+                ..
+            } => {
+                let Mode::Splice { pipe, in_pipe } = mode else {
+                    unreachable!()
+                };
+                let Some(p) = pipe.as_ref() else {
+                    return Pump::NeedPipe;
+                };
+                if *in_pipe > 0 {
+                    let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+                    match splice(&p.read, None, sock, None, (*in_pipe).min(left), flags) {
+                        Ok(n) => {
+                            *in_pipe -= n;
+                            n
+                        }
+                        Err(Errno::EAGAIN) => return Pump::Blocked,
+                        Err(Errno::EINTR) => 0,
+                        Err(e) => return Pump::Failed(socket_error(e as i32)),
+                    }
+                } else {
+                    if *offset >= *end {
+                        return Pump::Done;
+                    }
+                    if let Some(wait) = check_warm(file, *offset, *end, warm_until, *warming) {
+                        return wait;
+                    }
+                    let want =
+                        (*end - *offset).min((*warm_until - *offset).min(p.size as u64)) as usize;
+                    let mut off = *offset as i64;
+                    match splice(
+                        &*file,
+                        Some(&mut off),
+                        &p.write,
+                        None,
+                        want.min(left),
+                        SpliceFFlags::SPLICE_F_MOVE,
+                    ) {
+                        Ok(0) => return Pump::Failed(TransferError::FileChanged),
+                        Ok(n) => {
+                            *offset = off as u64;
+                            *in_pipe = n;
+                        }
+                        Err(Errno::EINTR) => {}
+                        // The file system cannot splice: copy instead (the pipe is empty).
+                        Err(Errno::EINVAL | Errno::ENOSYS) => *mode = Mode::Copy,
+                        Err(e) => return Pump::Failed(TransferError::Local(e as i32)),
+                    }
+                    0
+                }
+            }
+            Source::File {
+                file,
+                offset,
+                end,
+                mode: Mode::Mmap { sending, .. },
+                warm_until,
+                warming,
+                ..
+            } => {
+                if *sending {
+                    return Pump::Warming;
+                }
+                if *offset >= *end {
+                    return Pump::Done;
+                }
+                if let Some(wait) = check_warm(file, *offset, *end, warm_until, *warming) {
+                    return wait;
+                }
+                let len = (*end - *offset)
+                    .min(*warm_until - *offset)
+                    .min(left as u64)
+                    .min(COLD_WINDOW);
+                return Pump::SendMap {
+                    offset: *offset,
+                    len,
+                };
             }
             Source::File {
                 file,
@@ -603,6 +733,41 @@ impl Shard {
             }
             Pump::Budget => self.ready.push(r),
             Pump::Warming => {}
+            Pump::NeedPipe => match self.take_pipe() {
+                Some(p) => {
+                    if let Source::File {
+                        mode: Mode::Splice { pipe, .. },
+                        ..
+                    } = &mut t.source
+                    {
+                        *pipe = Some(p);
+                    }
+                    self.drive(r, conn);
+                }
+                None => {
+                    // The pool is used up (pipe quota): this transfer uses sendfile instead.
+                    if let Source::File { mode, .. } = &mut t.source {
+                        *mode = Mode::Sendfile;
+                    }
+                    self.drive(r, conn);
+                }
+            },
+            Pump::SendMap { offset, len } => {
+                if let (
+                    Source::File {
+                        mode: Mode::Mmap { map, sending },
+                        ..
+                    },
+                    Some(sock),
+                ) = (&mut t.source, &t.sock)
+                {
+                    *sending = true;
+                    let fd = sock.as_raw_fd();
+                    let tok = token(Kind::DataSent, r, conn.data_epoch);
+                    self.ring
+                        .send_map(fd, map, offset as usize, len as usize, tok);
+                }
+            }
             Pump::Cold { offset, len } => {
                 if let Source::File { file, warming, .. } = &mut t.source {
                     *warming = true;
@@ -610,6 +775,87 @@ impl Shard {
                     let buf = vec![0; len as usize];
                     self.ring
                         .read_at(fd, buf, offset, token(Kind::DataRead, r, conn.data_epoch));
+                }
+            }
+        }
+    }
+
+    /// A SEND from the mapping completed.
+    pub(super) fn on_data_sent(&mut self, r: ConnRef, conn: &mut Conn, result: i32) {
+        let Some(t) = conn.transfer.as_mut() else {
+            return;
+        };
+        let Source::File {
+            offset,
+            mode: Mode::Mmap { sending, .. },
+            ..
+        } = &mut t.source
+        else {
+            return;
+        };
+        *sending = false;
+        match result {
+            n if n > 0 => {
+                *offset += n as u64;
+                t.bytes += n as u64;
+                t.last_progress = self.now;
+                self.drive(r, conn);
+            }
+            e if e == -libc::EAGAIN => {
+                if let Some(fd) = t.sock.as_ref().map(AsRawFd::as_raw_fd) {
+                    t.armed = true;
+                    self.ring.poll(
+                        fd,
+                        libc::POLLOUT as u32,
+                        false,
+                        token(Kind::DataOut, r, conn.data_epoch),
+                    );
+                }
+            }
+            // The file shrank under the mapping: the kernel refused to read past its end.
+            e if e == -libc::EFAULT => self.fail_transfer(r, conn, TransferError::FileChanged),
+            0 => self.lost_data_connection(r, conn),
+            e => match socket_error(-e) {
+                TransferError::ConnectionLost => self.lost_data_connection(r, conn),
+                other => self.fail_transfer(r, conn, other),
+            },
+        }
+    }
+
+    /// A pipe for the splice path: from the shard's pool, or new (1 MiB when the pipe quota
+    /// allows, the kernel's default otherwise); `None` once the shard holds its maximum.
+    fn take_pipe(&mut self) -> Option<Pipe> {
+        if let Some(p) = self.pipes.pop() {
+            self.pipes_out += 1;
+            return Some(p);
+        }
+        if self.pipes_out >= MAX_PIPES_PER_SHARD {
+            return None;
+        }
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+                .ok()?;
+        let size = nix::fcntl::fcntl(
+            &write,
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES as i32),
+        )
+        .or_else(|_| nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_GETPIPE_SZ))
+        .ok()? as usize;
+        self.pipes_out += 1;
+        Some(Pipe { read, write, size })
+    }
+
+    /// Give a transfer's pipe back; a pipe with bytes still in it is closed instead.
+    pub(super) fn return_pipe(&mut self, t: &mut Transfer) {
+        if let Source::File {
+            mode: Mode::Splice { pipe, in_pipe },
+            ..
+        } = &mut t.source
+        {
+            if let Some(p) = pipe.take() {
+                self.pipes_out -= 1;
+                if *in_pipe == 0 {
+                    self.pipes.push(p);
                 }
             }
         }
@@ -659,6 +905,7 @@ impl Shard {
         let Some(mut t) = conn.transfer.take() else {
             return;
         };
+        self.return_pipe(&mut t);
         if let Some(sock) = t.sock.take() {
             if t.armed {
                 self.ring.close(sock.into());

@@ -63,6 +63,7 @@ enum Kind {
     DataIn = 10,
     DataWrite = 11,
     DataRead = 12,
+    DataSent = 13,
 }
 
 impl Kind {
@@ -80,6 +81,7 @@ impl Kind {
             10 => Kind::DataIn,
             11 => Kind::DataWrite,
             12 => Kind::DataRead,
+            13 => Kind::DataSent,
             _ => return None,
         })
     }
@@ -352,6 +354,9 @@ pub(crate) struct Shard {
     ctrl_ready: Vec<ConnRef>,
     /// Listeners whose accept stopped on an error, re-armed on the next tick.
     accept_rearm: Vec<usize>,
+    /// Idle pipes of the splice data path, and how many are lent to transfers.
+    pipes: Vec<data::Pipe>,
+    pipes_out: usize,
     /// Control reads land here before framing; sessions hold no receive buffer while idle.
     scratch: Vec<u8>,
     pasv_next: u16,
@@ -384,6 +389,8 @@ impl Shard {
             ready: Vec::new(),
             ctrl_ready: Vec::new(),
             accept_rearm: Vec::new(),
+            pipes: Vec::new(),
+            pipes_out: 0,
             scratch: vec![0; CONTROL_READ_BYTES],
             pasv_next,
             next_job: 0,
@@ -476,7 +483,8 @@ impl Shard {
             | Kind::DataOut
             | Kind::DataIn
             | Kind::DataWrite
-            | Kind::DataRead => {
+            | Kind::DataRead
+            | Kind::DataSent => {
                 if c.result == -libc::ECANCELED {
                     return;
                 }
@@ -497,6 +505,7 @@ impl Shard {
                     Kind::DataIn => self.on_data_readable(r, &mut conn),
                     Kind::DataWrite => self.on_data_written(r, &mut conn, c.result, c.buf),
                     Kind::DataRead => self.on_data_read(r, &mut conn, c.result),
+                    Kind::DataSent => self.on_data_sent(r, &mut conn, c.result),
                     _ => self.on_data_writable(r, &mut conn),
                 }
                 self.settle(r, conn);
@@ -761,8 +770,9 @@ impl Shard {
                     );
                 }
                 conn.job = None;
-                if let Some(t) = conn.transfer.take() {
+                if let Some(mut t) = conn.transfer.take() {
                     self.discard_upload(&t);
+                    self.return_pipe(&mut t);
                 }
                 self.close_data(conn);
                 self.outcome(
@@ -821,9 +831,9 @@ impl Shard {
                 );
             }
             Done::Open(Ok((file, entry))) => {
-                let copy = self.shared.config.data_path == crate::config::DataPath::Copy;
+                let path = self.shared.config.data_path;
                 if let Some(t) = conn.transfer.as_mut() {
-                    t.set_file(file, entry.size, copy);
+                    t.set_file(file, entry.size, path);
                 }
                 self.begin_transfer(r, &mut conn);
             }
@@ -952,8 +962,9 @@ impl Shard {
     }
 
     fn close_conn(&mut self, r: ConnRef, mut conn: Box<Conn>) {
-        if let Some(t) = conn.transfer.take() {
+        if let Some(mut t) = conn.transfer.take() {
             self.discard_upload(&t);
+            self.return_pipe(&mut t);
             log::info!(
                 "{} transfer of {:?} cut off after {} bytes: session closed",
                 conn.peer,

@@ -11,6 +11,10 @@ use std::time::Duration;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 mod epoll;
+mod map;
+
+pub use map::SendMap;
+use std::sync::Arc;
 
 /// Which kernel interface drives a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,8 @@ enum Owned {
     Timespec(#[allow(dead_code)] Box<types::Timespec>),
     /// A write's source buffer: the kernel reads it until the write completes.
     Buffer(Vec<u8>),
+    /// A send's source mapping, kept alive until the send completes.
+    Map(#[allow(dead_code)] Arc<SendMap>),
 }
 
 struct Slot {
@@ -288,6 +294,45 @@ impl Ring {
         }
         let entry = opcode::Read::new(types::Fd(fd), ptr, len as u32)
             .offset(offset)
+            .build()
+            .user_data(id.0);
+        self.push(entry);
+        id
+    }
+
+    /// Send `len` bytes of `map` from `offset` on the socket `fd`. The op holds a reference to the
+    /// mapping until it completes, so the session may go away meanwhile. A truncated file fails
+    /// with -EFAULT. The epoll backend sends in place (and may answer -EAGAIN).
+    pub fn send_map(
+        &mut self,
+        fd: RawFd,
+        map: &Arc<SendMap>,
+        offset: usize,
+        len: usize,
+        token: u64,
+    ) -> OpId {
+        let len = len
+            .min(map.len().saturating_sub(offset))
+            .min(u32::MAX as usize);
+        let ptr = map.ptr(offset);
+        let id = self.alloc(token, Owned::Map(Arc::clone(map)));
+        if let Driver::Epoll(p) = &mut self.driver {
+            // SAFETY: `ptr..ptr+len` lies inside the mapping held by slot `id`; the kernel reads
+            // it (EFAULT if the file shrank), user space never does.
+            let n =
+                unsafe { libc::send(fd, ptr.cast(), len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            let result = if n < 0 {
+                -io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+            } else {
+                n as i32
+            };
+            p.ready.push_back((id.0, result, false, None));
+            return id;
+        }
+        let entry = opcode::Send::new(types::Fd(fd), ptr, len as u32)
+            .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(id.0);
         self.push(entry);
