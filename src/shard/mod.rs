@@ -176,7 +176,8 @@ impl Ring {
         };
         loop {
             // SAFETY: every pointer in `entry` refers either to nothing or to memory owned by the op
-            // table slot named in its user_data (a boxed timespec), which lives until the final CQE.
+            // table slot named in its user_data (a boxed timespec, a buffer, or a mapping), which
+            // lives until the op's final CQE.
             if unsafe { ring.submission().push(&entry) }.is_ok() {
                 return;
             }
