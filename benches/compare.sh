@@ -36,7 +36,7 @@ if [[ $QUICK == 1 ]]; then
     BIG_MB=128 NFILES=20 REPEAT1=2 REPEAT4=1 MANY_SESSIONS=4 MANY_COUNT=10
     CONN_SECS=1 LIST_COUNT=5 PUT_MB=32 IDLE_N=200 IDLE_BIG=1000 COLD_COUNT=100 IPERF_SECS=2
 else
-    BIG_MB=1024 NFILES=100 REPEAT1=3 REPEAT4=2 MANY_SESSIONS=8 MANY_COUNT=50
+    BIG_MB=1024 NFILES=100 REPEAT1=3 REPEAT4=2 MANY_SESSIONS=8 MANY_COUNT=200
     CONN_SECS=5 LIST_COUNT=20 PUT_MB=256 IDLE_N=2000 IDLE_BIG=10000 COLD_COUNT=300 IPERF_SECS=5
 fi
 LIST_ENTRIES=10000
@@ -93,11 +93,17 @@ done
 if [[ -z ${RINGFTPD_BIN:-} || -z ${LOADGEN_BIN:-} ]]; then
     log "building ringftpd (release) and the loadgen bench in $REPO"
     (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-    TARGET_DIR=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    TARGET_DIR=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p') || die "cargo metadata failed"
     RINGFTPD_BIN=${RINGFTPD_BIN:-$TARGET_DIR/release/ringftpd}
     if [[ -z ${LOADGEN_BIN:-} ]]; then
+        # Compiler errors go to stdout as JSON here, so on failure build again to show them.
         LOADGEN_BIN=$(cd "$REPO" && cargo bench --bench loadgen --no-run --message-format=json 2>/dev/null |
-            grep -o '"executable":"[^"]*loadgen[^"]*"' | tail -1 | cut -d'"' -f4)
+            grep -o '"executable":"[^"]*loadgen[^"]*"' | tail -1 | cut -d'"' -f4) || true
+        if [[ -z $LOADGEN_BIN ]]; then
+            (cd "$REPO" && cargo bench --bench loadgen --no-run) || true
+            die "building the loadgen bench failed"
+        fi
     fi
 fi
 [[ -x $RINGFTPD_BIN ]] || die "no ringftpd binary at $RINGFTPD_BIN"

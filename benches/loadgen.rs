@@ -39,8 +39,9 @@ modes:
   list  --dir D --count K [--mlsd]                    K sequential LIST (or MLSD) of D
   put   --sessions N --size BYTES [--dir D]           N concurrent STOR of BYTES each
   idle  --sessions K --pid PID [--tree]               K idle logged-in sessions; server RSS/PSS per session
-  cold  --file BIG[,BIG2] --small PATH --count K --root LOCALDIR
-                                                      small-RETR latency alone, then beside 2 cold BIG pulls
+  cold  --file BIG[,BIG2] --small PATH --count K --root LOCALDIR [--no-warm]
+                                                      small-RETR latency alone, beside 2 cold BIG pulls,
+                                                      then beside 2 warm pulls (control)
   report --results FILE.jsonl [--a ringftpd --b vsftpd --ceiling loopback]
                                                       markdown table of medians per scenario
 common: --addr 127.0.0.1:2121 --label NAME --user anonymous --pass bench@ --pasv (PASV, not EPSV)
@@ -50,7 +51,7 @@ common: --addr 127.0.0.1:2121 --label NAME --user anonymous --pass bench@ --pasv
 // Options
 
 /// Flags that take no value.
-const FLAGS: &[&str] = &["mlsd", "pasv", "tree", "bench", "no-dele"];
+const FLAGS: &[&str] = &["mlsd", "pasv", "tree", "bench", "no-dele", "no-warm"];
 /// Options that take a value.
 const KEYS: &[&str] = &[
     "addr",
@@ -1379,36 +1380,33 @@ fn small_retrs(
     sorted(lat)
 }
 
-fn mode_cold(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    let bigs: Vec<String> = o.req("file")?.split(',').map(str::to_string).collect();
-    let small = o.req("small")?;
-    let k: u64 = o.num("count", 200)?;
-    let root = std::path::PathBuf::from(o.req("root")?);
-    let nbg: usize = o.num("bg-sessions", 2)?;
-    let nfg: usize = o.num("fg-sessions", 2)?;
-    let mut errors = ErrLog::new();
-    let mut fg: Vec<Ftp> = (0..nfg.max(1))
-        .map(|_| Ftp::login(cfg))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("login: {e}"))?;
-    // Warm the small file and the sessions, then measure it alone.
-    small_retrs(&mut fg, &small, 10, cfg, None, &mut errors);
-    let alone = small_retrs(&mut fg, &small, k, cfg, None, &mut errors);
+/// What one loaded phase of `cold` measured.
+struct Loaded {
+    /// Small-RETR latencies (ms), ascending.
+    lat: Vec<f64>,
+    bg_gbps: f64,
+    /// Complete passes over a BIG file, all background sessions together.
+    passes: u64,
+    /// Every background session was still pulling when the foreground finished.
+    overlapped: bool,
+}
 
-    // Background: each session pulls a BIG file that was just dropped from the page cache. With
-    // fewer files than sessions, sessions on the same file start at different offsets (REST),
-    // so none of them reads pages another one just brought in.
-    let mut sizes = Vec::new();
-    for b in &bigs {
-        let local = root.join(b.trim_start_matches('/'));
-        drop_cache(&local)?; // also checks early that the local path is right
-        sizes.push(
-            std::fs::metadata(&local)
-                .map_err(|e| format!("{}: {e}", local.display()))?
-                .len(),
-        );
-    }
+/// Small RETRs on `fg` while `nbg` sessions pull the BIG files; with `cold`, each pass first
+/// drops its file from the page cache. With fewer files than sessions, sessions on the same file
+/// start at different offsets (REST), so none reads pages another one just brought in.
+#[allow(clippy::too_many_arguments)]
+fn beside_pulls(
+    cfg: &Cfg,
+    root: &std::path::Path,
+    bigs: &[(String, u64)],
+    nbg: usize,
+    fg: &mut [Ftp],
+    small: &str,
+    k: u64,
+    cold: bool,
+    errors: &mut ErrLog,
+) -> Loaded {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let stop = Arc::new(AtomicBool::new(false));
     let bg_bytes = Arc::new(AtomicU64::new(0));
     let bg_live = Arc::new(AtomicU64::new(nbg as u64));
@@ -1424,18 +1422,19 @@ fn mode_cold(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
                 bg_live.clone(),
                 passes.clone(),
             );
-            let file = bigs[i % bigs.len()].clone();
-            let offset = sizes[i % bigs.len()] / per_file as u64 * (i / bigs.len()) as u64;
+            let (file, size) = bigs[i % bigs.len()].clone();
+            let offset = size / per_file as u64 * (i / bigs.len()) as u64;
             let local = root.join(file.trim_start_matches('/'));
-            spawn(format!("cold{i}"), move || {
+            spawn(format!("pull{i}"), move || {
                 let mut errs = ErrLog::new();
                 let mut sink = vec![0u8; DATA_BUF_BYTES];
                 match Ftp::login(&cfg) {
                     Ok(mut f) => {
-                        // Cold passes until the foreground is done: the page cache is dropped
-                        // before each pass, and `stop` is checked between reads.
+                        // Passes until the foreground is done; `stop` is checked between reads.
                         let mut pass = || -> FtpResult<()> {
-                            drop_cache(&local).map_err(FtpError::Proto)?;
+                            if cold {
+                                drop_cache(&local).map_err(FtpError::Proto)?;
+                            }
                             if offset > 0 {
                                 f.expect(&format!("REST {offset}"), &[350])?;
                             }
@@ -1462,7 +1461,7 @@ fn mode_cold(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
                                 break;
                             }
                             if let Err(e) = pass() {
-                                errs.add("cold RETR", &e);
+                                errs.add("background RETR", &e);
                                 break;
                             }
                             passes.fetch_add(1, Ordering::Relaxed);
@@ -1472,58 +1471,156 @@ fn mode_cold(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
                             f.quit();
                         }
                     }
-                    Err(e) => errs.add("cold login", &e),
+                    Err(e) => errs.add("background login", &e),
                 }
                 bg_live.fetch_sub(1, Ordering::Relaxed);
                 errs
             })
         })
         .collect();
-    // Let the cold pulls get going before sampling.
+    // Let the pulls get going before sampling.
     thread::sleep(Duration::from_millis(50));
     let bg_done = || bg_live.load(Ordering::Relaxed) == 0;
-    let loaded = small_retrs(&mut fg, &small, k, cfg, Some(&bg_done), &mut errors);
-    let overlap_all = bg_live.load(Ordering::Relaxed) as usize == nbg;
+    let lat = small_retrs(fg, small, k, cfg, Some(&bg_done), errors);
+    let overlapped = bg_live.load(Ordering::Relaxed) as usize == nbg;
     stop.store(true, Ordering::Relaxed);
     let bg_secs = t_bg.elapsed().as_secs_f64();
     for h in handles {
-        errors.merge(h.join().expect("cold thread panicked"));
+        errors.merge(h.join().expect("background thread panicked"));
     }
+    Loaded {
+        lat,
+        bg_gbps: bg_bytes.load(Ordering::Relaxed) as f64 / bg_secs / 1e9,
+        passes: passes.load(Ordering::Relaxed),
+        overlapped,
+    }
+}
+
+/// Read a local file once so its pages are cached (the warm control phase of `cold`).
+fn warm_cache(path: &std::path::Path) -> Result<(), String> {
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..(1u64 << 24) {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+fn mode_cold(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
+    let small = o.req("small")?;
+    let k: u64 = o.num("count", 200)?;
+    let root = std::path::PathBuf::from(o.req("root")?);
+    let nbg: usize = o.num("bg-sessions", 2)?;
+    let nfg: usize = o.num("fg-sessions", 2)?;
+    let with_warm = !o.flag("no-warm");
+    let mut bigs: Vec<(String, u64)> = Vec::new();
+    for b in o.req("file")?.split(',') {
+        let local = root.join(b.trim_start_matches('/'));
+        let size = std::fs::metadata(&local)
+            .map_err(|e| format!("{}: {e} (is --root the server's root?)", local.display()))?
+            .len();
+        bigs.push((b.to_string(), size));
+    }
+    let mut errors = ErrLog::new();
+    let mut fg: Vec<Ftp> = (0..nfg.max(1))
+        .map(|_| Ftp::login(cfg))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("login: {e}"))?;
+    // Warm the small file and the sessions, then measure it alone.
+    small_retrs(&mut fg, &small, 10, cfg, None, &mut errors);
+    let alone = small_retrs(&mut fg, &small, k, cfg, None, &mut errors);
+    let cold = beside_pulls(
+        cfg,
+        &root,
+        &bigs,
+        nbg,
+        &mut fg,
+        &small,
+        k,
+        true,
+        &mut errors,
+    );
+    // Control: the same pulls from the page cache, to tell "a busy neighbour" from "a cold one".
+    let warm = if with_warm {
+        for (b, _) in &bigs {
+            warm_cache(&root.join(b.trim_start_matches('/')))?;
+        }
+        Some(beside_pulls(
+            cfg,
+            &root,
+            &bigs,
+            nbg,
+            &mut fg,
+            &small,
+            k,
+            false,
+            &mut errors,
+        ))
+    } else {
+        None
+    };
     for f in fg {
         f.quit();
     }
     errors.report();
-    let bg_gbps = bg_bytes.load(Ordering::Relaxed) as f64 / bg_secs / 1e9;
-    let (a50, a99, l50, l99) = (
-        pct(&alone, 50.0),
-        pct(&alone, 99.0),
-        pct(&loaded, 50.0),
-        pct(&loaded, 99.0),
-    );
+    let (a50, a99) = (pct(&alone, 50.0), pct(&alone, 99.0));
+    let (l50, l99) = (pct(&cold.lat, 50.0), pct(&cold.lat, 99.0));
     let mut rec = Record::new("cold", label);
     rec.s("small", &small)
-        .s("big", &bigs.join(","))
+        .s(
+            "big",
+            &bigs
+                .iter()
+                .map(|b| b.0.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
         .i("count", k)
         .i("alone_n", alone.len() as u64)
         .f("alone_p50_ms", a50)
         .f("alone_p99_ms", a99)
-        .i("loaded_n", loaded.len() as u64)
+        .i("loaded_n", cold.lat.len() as u64)
         .f("loaded_p50_ms", l50)
         .f("loaded_p99_ms", l99)
         .f("ratio_p50", l50 / a50)
         .f("ratio_p99", l99 / a99)
-        .f("bg_gbps", bg_gbps)
-        .i("bg_passes", passes.load(Ordering::Relaxed))
-        .b("bg_overlapped_all", overlap_all)
-        .i("errors", errors.count);
+        .f("bg_gbps", cold.bg_gbps)
+        .i("bg_passes", cold.passes)
+        .b("bg_overlapped_all", cold.overlapped);
+    let mut warm_text = String::new();
+    if let Some(w) = &warm {
+        let (w50, w99) = (pct(&w.lat, 50.0), pct(&w.lat, 99.0));
+        rec.i("warm_n", w.lat.len() as u64)
+            .f("warm_p50_ms", w50)
+            .f("warm_p99_ms", w99)
+            .f("warm_bg_gbps", w.bg_gbps)
+            .b("warm_overlapped_all", w.overlapped);
+        warm_text = format!(
+            "; beside {nbg} warm pulls ({:.2} GB/s) p50 {w50:.2} ms p99 {w99:.2} ms (n={}{})",
+            w.bg_gbps,
+            w.lat.len(),
+            if w.overlapped {
+                ""
+            } else {
+                ", a pull ended early"
+            },
+        );
+    }
+    rec.i("errors", errors.count);
     emit(
         &rec,
         format!(
             "cold [{label}] {small} alone p50 {a50:.2} ms p99 {a99:.2} ms (n={}); beside {nbg} cold pulls \
-             ({bg_gbps:.2} GB/s) p50 {l50:.2} ms p99 {l99:.2} ms (n={}{}); ratio p50 x{:.2} p99 x{:.2}; errors {}",
+             ({:.2} GB/s) p50 {l50:.2} ms p99 {l99:.2} ms (n={}{}); ratio p50 x{:.2} p99 x{:.2}{warm_text}; errors {}",
             alone.len(),
-            loaded.len(),
-            if overlap_all {
+            cold.bg_gbps,
+            cold.lat.len(),
+            if cold.overlapped {
                 ""
             } else {
                 ", a pull ended early"
@@ -1727,6 +1824,16 @@ mod report {
                 ("loaded_p99_ms", "small RETR p99 ms, cold pulls", true),
                 ("ratio_p99", "p99 loaded / idle", true),
                 ("bg_gbps", "cold pulls GB/s", false),
+                (
+                    "warm_p50_ms",
+                    "small RETR p50 ms, warm pulls (control)",
+                    true,
+                ),
+                (
+                    "warm_p99_ms",
+                    "small RETR p99 ms, warm pulls (control)",
+                    true,
+                ),
             ],
             _ => &[],
         }
