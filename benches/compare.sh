@@ -7,7 +7,8 @@
 # Environment: ROUNDS (5; 2 with QUICK=1), QUICK (0), BENCH_DIR (/tmp/ringftpd-bench), SHARDS (2), DATA_PATH
 # (sendfile|copy), RING_IO (auto|io-uring|epoll, if the build has --io), RING_LOG (warn),
 # RING_PORT/VS_PORT/IPERF_PORT (21921/21922/21923),
-# RINGFTPD_BIN / LOADGEN_BIN (skip the builds), SCENARIOS (space-separated subset of the names below).
+# RINGFTPD_BIN / LOADGEN_BIN (skip the builds), SCENARIOS (space-separated subset of the names below),
+# RING_EXTRA (more ringftpd flags).
 #
 # Only 127.0.0.1 is ever used. vsftpd is not installed as a package: its .deb is downloaded and
 # unpacked under /tmp/refservers. Every process this script starts is stopped on exit.
@@ -201,6 +202,8 @@ start_ringftpd() {
         extra+=(--anonymous-upload upload)
     fi
     if [[ -n ${RING_IO:-} ]]; then extra+=(--io "$RING_IO"); fi
+    # RING_EXTRA: more ringftpd flags, e.g. RING_EXTRA="--send-budget-kib 1024".
+    if [[ -n ${RING_EXTRA:-} ]]; then read -r -a more <<<"$RING_EXTRA"; extra+=("${more[@]}"); fi
     setsid "$RINGFTPD_BIN" --root "$DATA" --listen "127.0.0.1:$RING_PORT" --shards "$SHARDS" \
         --pasv-ports "$RING_PASV" --log-level "$RING_LOG" "${extra[@]}" >>"$WORK/ringftpd.log" 2>&1 &
     RING_PID=$!

@@ -46,6 +46,9 @@ struct Args {
     /// Seconds without a command before an idle session is closed.
     #[arg(long, default_value_t = 300)]
     idle_timeout_secs: u64,
+    /// KiB one transfer may send per loop turn before the shard serves its other sessions.
+    #[arg(long, default_value_t = 4096)]
+    send_budget_kib: usize,
     /// Log level: error, warn, info, debug.
     #[arg(long, default_value = "info", value_parser = parse_level)]
     log_level: log::LevelFilter,
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
         data_path: args.data_path,
         io_backend: args.io,
         users_file: args.users,
+        send_budget_bytes: args.send_budget_kib << 10,
         anonymous_upload: args.anonymous_upload,
         allow_anonymous: !args.no_anonymous,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),

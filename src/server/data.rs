@@ -527,14 +527,19 @@ impl Shard {
 
     fn bind_passive(&mut self, ip: IpAddr) -> io::Result<TcpListener> {
         let domain = Domain::for_address(SocketAddr::new(ip, 0));
-        let (ports, first): (Vec<u16>, u16) = match self.shared.config.pasv_slice(self.index) {
-            Some((lo, hi)) => ((lo..=hi).collect(), self.pasv_next.clamp(lo, hi)),
-            None => (vec![0], 0),
+        // Walk the shard's slice round-robin from where the last PASV stopped; without a slice,
+        // port 0 lets the kernel choose.
+        let (lo, count, start) = match self.shared.config.pasv_slice(self.index) {
+            Some((lo, hi)) => (
+                lo,
+                u32::from(hi - lo) + 1,
+                u32::from(self.pasv_next.clamp(lo, hi) - lo),
+            ),
+            None => (0, 1, 0),
         };
-        let start = ports.iter().position(|&p| p == first).unwrap_or(0);
         let mut last = io::Error::new(io::ErrorKind::AddrInUse, "passive port range exhausted");
-        for i in 0..ports.len() {
-            let port = ports[(start + i) % ports.len()];
+        for i in 0..count {
+            let port = lo + ((start + i) % count) as u16;
             let socket = Socket::new(domain, Type::STREAM, None)?;
             socket.set_reuse_address(true)?;
             socket.set_nonblocking(true)?;
@@ -544,9 +549,7 @@ impl Shard {
                 continue;
             }
             socket.listen(1)?;
-            if port != 0 {
-                self.pasv_next = ports[(start + i + 1) % ports.len()];
-            }
+            self.pasv_next = lo + ((start + i + 1) % count) as u16;
             return Ok(socket.into());
         }
         Err(last)
