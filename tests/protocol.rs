@@ -1788,3 +1788,18 @@ fn many_splice_transfers_through_pooled_pipes_stay_byte_exact() {
         assert_eq!(c.retr("b"), b);
     }
 }
+
+/// ABOR cuts in ahead of commands pipelined behind a running transfer; those are answered after.
+#[test]
+fn abor_overtakes_commands_queued_behind_a_transfer() {
+    let s = common::server();
+    s.sparse_file("big", BIG);
+    let mut c = s.login();
+    let mut data = start_big_retr(&mut c, "big", 64 << 10);
+    c.send_raw(b"PWD\r\nABOR\r\n");
+    c.expect_reply(426, "ABOR must not wait behind PWD");
+    c.expect_reply(226, "second reply to ABOR");
+    c.expect_reply(257, "the queued PWD, answered after the transfer ended");
+    common::drain(&mut data);
+    c.expect("NOOP", 200);
+}

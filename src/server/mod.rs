@@ -590,6 +590,10 @@ impl Shard {
             );
         }
         let mut buf = std::mem::take(&mut self.scratch);
+        if buf.is_empty() {
+            // Re-entered (a transfer step reading a pending ABOR): the shared buffer is in use.
+            buf = vec![0; CONTROL_READ_BYTES];
+        }
         let mut frames = Vec::new();
         // The poll fires on wake-ups, not on levels: read until EAGAIN (a read also stops at a TCP
         // urgent mark, as ABOR sent with MSG_OOB has), or until this turn's share is used up.
@@ -640,7 +644,10 @@ impl Shard {
 
     fn on_line(&mut self, r: ConnRef, conn: &mut Conn, line: Vec<u8>) {
         let cmd = command::parse(&line);
-        if !conn.queued.is_empty() || !conn.session.accepts_now(&cmd) {
+        // During a transfer ABOR and STAT cut in even ahead of pipelined commands (RFC 959
+        // section 4.1.3); everything else keeps its order.
+        let cuts_in = conn.session.in_transfer() && conn.session.accepts_now(&cmd);
+        if !cuts_in && (!conn.queued.is_empty() || !conn.session.accepts_now(&cmd)) {
             if conn.queued.len() >= MAX_QUEUED_LINES {
                 Reply::new(ReplyCode::ServiceNotAvailable, "Too many queued commands.")
                     .encode(&mut conn.out);
