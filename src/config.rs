@@ -51,6 +51,8 @@ pub struct Config {
     pub data_timeout: Duration,
     /// Sessions across all shards; more are turned away with 421.
     pub max_sessions: usize,
+    /// Sessions from one client IP (0 = no limit); more are turned away with 421.
+    pub max_sessions_per_ip: u32,
     pub allow_anonymous: bool,
     /// Helper threads for directory listings and path lookups (io_uring has no getdents).
     pub fs_workers: usize,
@@ -75,6 +77,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(60),
             max_sessions: 20_000,
+            max_sessions_per_ip: 0,
             allow_anonymous: true,
             fs_workers: 2,
             send_budget_bytes: 4 << 20,

@@ -40,6 +40,12 @@ struct Args {
     /// Let anonymous users upload new files into this directory inside the root (write-only).
     #[arg(long, value_name = "DIR")]
     anonymous_upload: Option<String>,
+    /// Sessions allowed at once, across all shards.
+    #[arg(long, default_value_t = 20_000)]
+    max_sessions: usize,
+    /// Sessions allowed at once from one client IP (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    max_per_ip: u32,
     /// Refuse anonymous logins.
     #[arg(long)]
     no_anonymous: bool,
@@ -131,6 +137,8 @@ fn main() -> ExitCode {
         io_backend: args.io,
         users_file: args.users,
         send_budget_bytes: args.send_budget_kib << 10,
+        max_sessions: args.max_sessions,
+        max_sessions_per_ip: args.max_per_ip,
         anonymous_upload: args.anonymous_upload,
         allow_anonymous: !args.no_anonymous,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),

@@ -1803,3 +1803,23 @@ fn abor_overtakes_commands_queued_behind_a_transfer() {
     common::drain(&mut data);
     c.expect("NOOP", 200);
 }
+
+#[test]
+fn sessions_over_the_per_ip_limit_get_421() {
+    let s = common::start(|c| c.max_sessions_per_ip = 2);
+    let _a = s.login();
+    let mut b = s.login();
+    let mut third = Ctrl::connect_raw(s.addr);
+    let (code, text) = third.read_reply();
+    assert_eq!(code, 421, "{text:?}");
+    third.assert_closed();
+    // The server releases the slot when it closes a session, before it accepts anything newer.
+    b.expect("QUIT", 221);
+    b.assert_closed();
+    let mut again = Ctrl::connect_raw(s.addr);
+    assert_eq!(
+        again.read_reply().0,
+        220,
+        "the freed slot is available again"
+    );
+}

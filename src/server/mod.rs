@@ -6,6 +6,7 @@
 
 mod data;
 pub mod fsworker;
+mod limits;
 mod upload;
 
 use std::collections::VecDeque;
@@ -13,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +35,7 @@ use crate::proto::path::VirtualPath;
 use crate::proto::session::{Policy, StoreMode};
 use data::{Data, Transfer};
 use fsworker::{Accounts, Done, Job, Mailbox, Pool};
+use limits::{Limits, Refusal};
 
 /// Ring size per shard; completions are reaped every loop turn, so this bounds a burst, not sessions.
 const RING_ENTRIES: u32 = 1024;
@@ -44,8 +46,6 @@ const MAX_PENDING_REPLY_BYTES: usize = 256 << 10;
 /// Control bytes read per readiness event, so one chatty client cannot hog the shard.
 const CONTROL_READ_BYTES: usize = 16 << 10;
 const TICK: Duration = Duration::from_secs(1);
-/// How long a failed login waits for its 530.
-const LOGIN_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// What an op is for; the low byte of every token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +226,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     let pool = Pool::start(config.fs_workers, mailboxes, accounts)?;
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
-    let sessions = Arc::new(AtomicUsize::new(0));
+    let limits = Arc::new(Limits::new(config.max_sessions, config.max_sessions_per_ip));
     let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
     let mut threads = Vec::new();
     for (index, (listeners, (done_rx, wake))) in per_shard.into_iter().zip(inboxes).enumerate() {
@@ -236,7 +236,7 @@ pub fn start(config: Config) -> io::Result<Server> {
             root: Arc::clone(&root),
             pool: pool.clone(),
             stop: Arc::clone(&stop),
-            sessions: Arc::clone(&sessions),
+            limits: Arc::clone(&limits),
         };
         let cpu = cpus.and_then(|set| {
             (0..nix::sched::CpuSet::count())
@@ -301,8 +301,8 @@ struct Shared {
     root: Arc<Root>,
     pool: Pool,
     stop: Arc<AtomicBool>,
-    /// Sessions across all shards, for `max_sessions`.
-    sessions: Arc<AtomicUsize>,
+    /// Session counts and failed logins, across all shards.
+    limits: Arc<Limits>,
 }
 
 /// One control connection and everything hanging off it.
@@ -528,16 +528,17 @@ impl Shard {
             self.ring.accept_multi(fd, c.token);
         }
         let stream = TcpStream::from(fd);
-        let sessions = self.shared.sessions.fetch_add(1, Ordering::Relaxed);
-        if sessions >= self.shared.config.max_sessions {
-            self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
-            let _ = (&stream).write(b"421 Too many users, try again later.\r\n");
-            return;
-        }
         let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-            self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
             return;
         };
+        if let Err(refusal) = self.shared.limits.admit(peer.ip()) {
+            let text: &[u8] = match refusal {
+                Refusal::TooManySessions => b"421 Too many users, try again later.\r\n",
+                Refusal::TooManyFromIp => b"421 Too many connections from your address.\r\n",
+            };
+            let _ = (&stream).write(text);
+            return;
+        }
         let _ = stream.set_nodelay(true);
         // Clients send ABOR as Telnet "urgent" data (ftplib even marks the whole line urgent):
         // keep those bytes in the stream instead of losing one to the out-of-band slot.
@@ -854,13 +855,20 @@ impl Shard {
                 self.begin_transfer(r, &mut conn);
             }
             Done::Login(Some((rights, root))) => {
+                self.shared.limits.login_succeeded(conn.peer.ip());
                 conn.root = root;
                 self.outcome(r, &mut conn, Outcome::Login(Some(rights)));
             }
             Done::Login(None) => {
                 // RFC 2577 section 5: slow down password guessing; unknown users and wrong
                 // passwords get the same reply after the same delay.
-                conn.delayed = Some((self.now + LOGIN_FAILURE_DELAY, Outcome::Login(None)));
+                let delay = self.shared.limits.login_failed(conn.peer.ip(), self.now);
+                log::warn!(
+                    "{} failed login; answering in {}s",
+                    conn.peer,
+                    delay.as_secs()
+                );
+                conn.delayed = Some((self.now + delay, Outcome::Login(None)));
                 conn.job = Some(0);
             }
             Done::Fs(result) => self.outcome(r, &mut conn, Outcome::Fs(result)),
@@ -980,9 +988,9 @@ impl Shard {
             );
         }
         self.close_data(&mut conn);
-        let Conn { ctrl, .. } = *conn;
+        let Conn { ctrl, peer, .. } = *conn;
         self.ring.close(OwnedFd::from(ctrl));
-        self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.shared.limits.release(peer.ip());
         // The slot's generation moves on, so late completions for this session find nothing.
         let slot = &mut self.slots[r.index as usize];
         slot.generation = slot.generation.wrapping_add(1) & 0xff_ffff;

@@ -1,0 +1,158 @@
+//! Limits that must hold across shards: sessions in all, sessions per client IP, and failed logins
+//! per IP. Touched only when a session starts or ends and when a login fails, never per byte, so
+//! one mutex-guarded map is enough (a sharded map would be the next step at 100k+ sessions/s).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::proto::addr::canonical_ip;
+
+/// Failed logins are forgotten after this long without another failure.
+const FAILURE_MEMORY: Duration = Duration::from_secs(600);
+/// The delay before a 530 doubles with each recent failure from the same IP, up to this.
+const MAX_FAILURE_DELAY: Duration = Duration::from_secs(16);
+const FIRST_FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct PerIp {
+    sessions: u32,
+    failures: u32,
+    last_failure: Option<Instant>,
+}
+
+pub(super) struct Limits {
+    max_sessions: usize,
+    /// 0 = no per-IP limit.
+    max_per_ip: u32,
+    sessions: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, PerIp>>,
+}
+
+/// Why a new session is turned away.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    TooManySessions,
+    TooManyFromIp,
+}
+
+impl Limits {
+    pub(super) fn new(max_sessions: usize, max_per_ip: u32) -> Limits {
+        Limits {
+            max_sessions,
+            max_per_ip,
+            sessions: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, PerIp>> {
+        self.per_ip.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Count a new session from `ip`, or say why it may not start.
+    pub(super) fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
+        if self.sessions.fetch_add(1, Ordering::Relaxed) >= self.max_sessions {
+            self.sessions.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::TooManySessions);
+        }
+        let mut map = self.map();
+        let entry = map.entry(canonical_ip(ip)).or_default();
+        if self.max_per_ip > 0 && entry.sessions >= self.max_per_ip {
+            drop(map);
+            self.sessions.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::TooManyFromIp);
+        }
+        entry.sessions += 1;
+        Ok(())
+    }
+
+    /// A session admitted with `admit` has ended.
+    pub(super) fn release(&self, ip: IpAddr) {
+        self.sessions.fetch_sub(1, Ordering::Relaxed);
+        let ip = canonical_ip(ip);
+        let mut map = self.map();
+        if let Some(e) = map.get_mut(&ip) {
+            e.sessions = e.sessions.saturating_sub(1);
+            if e.sessions == 0 && e.failures == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+
+    /// A login from `ip` failed: how long to wait before saying so (RFC 2577 section 5). The wait
+    /// doubles with every recent failure from that IP, so guessing passwords gets slower and
+    /// slower, across sessions and shards.
+    pub(super) fn login_failed(&self, ip: IpAddr, now: Instant) -> Duration {
+        let mut map = self.map();
+        let e = map.entry(canonical_ip(ip)).or_default();
+        if e.last_failure
+            .is_some_and(|t| now.duration_since(t) > FAILURE_MEMORY)
+        {
+            e.failures = 0;
+        }
+        e.failures = e.failures.saturating_add(1);
+        e.last_failure = Some(now);
+        FIRST_FAILURE_DELAY
+            .saturating_mul(1 << (e.failures - 1).min(4))
+            .min(MAX_FAILURE_DELAY)
+    }
+
+    /// A login from `ip` succeeded: its failure count starts over.
+    pub(super) fn login_succeeded(&self, ip: IpAddr) {
+        if let Some(e) = self.map().get_mut(&canonical_ip(ip)) {
+            e.failures = 0;
+            e.last_failure = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn global_and_per_ip_caps() {
+        let l = Limits::new(3, 2);
+        assert_eq!(l.admit(ip("10.0.0.1")), Ok(()));
+        assert_eq!(
+            l.admit(ip("::ffff:10.0.0.1")),
+            Ok(()),
+            "IPv4-mapped counts as the same IP"
+        );
+        assert_eq!(l.admit(ip("10.0.0.1")), Err(Refusal::TooManyFromIp));
+        assert_eq!(l.admit(ip("10.0.0.2")), Ok(()));
+        assert_eq!(l.admit(ip("10.0.0.3")), Err(Refusal::TooManySessions));
+        l.release(ip("10.0.0.1"));
+        assert_eq!(l.admit(ip("10.0.0.1")), Ok(()));
+    }
+
+    #[test]
+    fn failed_login_delay_doubles_then_resets() {
+        let l = Limits::new(10, 0);
+        let now = Instant::now();
+        let a = ip("192.0.2.7");
+        let delays: Vec<u64> = (0..7).map(|_| l.login_failed(a, now).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 16, 16]);
+        assert_eq!(
+            l.login_failed(ip("192.0.2.8"), now).as_secs(),
+            1,
+            "other IPs are not slowed"
+        );
+        l.login_succeeded(a);
+        assert_eq!(l.login_failed(a, now).as_secs(), 1);
+        let later = now + FAILURE_MEMORY + Duration::from_secs(1);
+        l.login_failed(a, now);
+        assert_eq!(
+            l.login_failed(a, later).as_secs(),
+            1,
+            "old failures are forgotten"
+        );
+    }
+}
