@@ -80,7 +80,7 @@ impl Default for Config {
             max_sessions_per_ip: 0,
             allow_anonymous: true,
             fs_workers: 2,
-            send_budget_bytes: 4 << 20,
+            send_budget_bytes: 1 << 20,
             io_backend: Backend::Auto,
             users_file: None,
             anonymous_upload: None,

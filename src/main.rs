@@ -53,7 +53,7 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     idle_timeout_secs: u64,
     /// KiB one transfer may send per loop turn before the shard serves its other sessions.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 1024)]
     send_budget_kib: usize,
     /// Log level: error, warn, info, debug.
     #[arg(long, default_value = "info", value_parser = parse_level)]
