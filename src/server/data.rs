@@ -13,8 +13,13 @@ use nix::errno::Errno;
 use nix::fcntl::{SpliceFFlags, splice};
 use std::sync::Arc;
 
+use super::fsworker::Job;
 use crate::config::DataPath;
+use crate::proto::command::ListFormat;
+use crate::proto::listing::Facts;
+use crate::proto::path::VirtualPath;
 use crate::shard::SendMap;
+use crate::vfs::DirCursor;
 use socket2::{Domain, Socket, Type};
 
 use super::fsworker::Upload;
@@ -81,16 +86,32 @@ pub(super) enum Source {
         /// A read that brings a cold window into the page cache is in flight.
         warming: bool,
     },
+    /// A listing, sent a piece at a time.
     Buffer {
         data: Vec<u8>,
         pos: usize,
+        /// Where the listing goes on after this piece, if it does.
+        more: Option<DirCursor>,
+        /// The next piece is being formatted on the helper pool.
+        waiting: bool,
     },
+}
+
+/// What a listing transfer needs to ask for its next piece.
+#[derive(Clone)]
+pub(super) struct ListRequest {
+    pub(super) path: VirtualPath,
+    pub(super) format: ListFormat,
+    pub(super) facts: Facts,
+    pub(super) now: i64,
 }
 
 pub(super) struct Transfer {
     pub(super) source: Source,
     /// STOU: report the name the server picked in the 150 reply.
     unique: bool,
+    /// Listings: the request, to ask for the next piece.
+    listing: Option<ListRequest>,
     /// What is sent (for the log line).
     what: Vec<u8>,
     start_offset: u64,
@@ -109,8 +130,16 @@ impl Transfer {
         Transfer::new(what, offset, ascii, now)
     }
 
-    pub(super) fn pending_listing(what: Vec<u8>, now: Instant) -> Transfer {
-        Transfer::new(what, 0, true, now)
+    pub(super) fn pending_listing(what: Vec<u8>, request: ListRequest, now: Instant) -> Transfer {
+        Transfer {
+            listing: Some(request),
+            ..Transfer::new(what, 0, true, now)
+        }
+    }
+
+    /// The data connection is up (the 150 has gone out).
+    pub(super) fn started(&self) -> bool {
+        self.sock.is_some()
     }
 
     pub(super) fn pending_upload(
@@ -138,6 +167,7 @@ impl Transfer {
         Transfer {
             source: Source::Pending,
             unique: false,
+            listing: None,
             what,
             start_offset,
             ascii,
@@ -183,8 +213,13 @@ impl Transfer {
         };
     }
 
-    pub(super) fn set_buffer(&mut self, data: Vec<u8>) {
-        self.source = Source::Buffer { data, pos: 0 };
+    pub(super) fn set_buffer(&mut self, data: Vec<u8>, more: Option<DirCursor>) {
+        self.source = Source::Buffer {
+            data,
+            pos: 0,
+            more,
+            waiting: false,
+        };
     }
 
     pub(super) fn what(&self) -> &[u8] {
@@ -216,6 +251,8 @@ enum Pump {
     },
     /// The splice path needs a pipe from the shard's pool.
     NeedPipe,
+    /// This piece of a listing is sent: format the next one from this cursor.
+    NextPiece(DirCursor),
     Failed(TransferError),
 }
 
@@ -284,9 +321,23 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
         }
         let sent = match &mut t.source {
             Source::Pending | Source::Upload(_) => return Pump::Blocked,
-            Source::Buffer { data, pos } => {
+            Source::Buffer {
+                data,
+                pos,
+                more,
+                waiting,
+            } => {
                 if *pos == data.len() {
-                    return Pump::Done;
+                    if *waiting {
+                        return Pump::Warming;
+                    }
+                    return match more.take() {
+                        Some(cursor) => {
+                            *waiting = true;
+                            Pump::NextPiece(cursor)
+                        }
+                        None => Pump::Done,
+                    };
                 }
                 let end = data.len().min(*pos + left);
                 match (&*sock).write(&data[*pos..end]) {
@@ -709,7 +760,7 @@ impl Shard {
     }
 
     /// Run one budgeted step of the transfer and act on how it ended.
-    fn drive(&mut self, r: ConnRef, conn: &mut Conn) {
+    pub(super) fn drive(&mut self, r: ConnRef, conn: &mut Conn) {
         let budget = self.shared.config.send_budget_bytes;
         let Some(t) = conn.transfer.as_mut() else {
             return;
@@ -736,6 +787,19 @@ impl Shard {
             }
             Pump::Budget => self.ready.push(r),
             Pump::Warming => {}
+            Pump::NextPiece(cursor) => {
+                if let Some(req) = t.listing.clone() {
+                    let job = Job::List {
+                        path: req.path,
+                        format: req.format,
+                        facts: req.facts,
+                        now: req.now,
+                        cursor: Some(cursor),
+                        whole: false,
+                    };
+                    self.submit_job(r, conn, job);
+                }
+            }
             Pump::NeedPipe => match self.take_pipe() {
                 Some(p) => {
                     if let Source::File {
@@ -946,7 +1010,7 @@ impl Shard {
         }
     }
 
-    fn fail_transfer(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
+    pub(super) fn fail_transfer(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
         self.close_data(conn);
         self.finish_transfer(r, conn, Some(e));
     }

@@ -18,7 +18,11 @@ use crate::proto::error::FileError;
 use crate::proto::listing::{self, Facts, MlsdRole};
 use crate::proto::path::VirtualPath;
 use crate::proto::session::{FsOp, Rights, StoreMode};
-use crate::vfs::{CreateMode, Root};
+use crate::vfs::{CreateMode, DirCursor, Root};
+
+/// Directory entries formatted per helper-pool job: a huge directory goes out in pieces of about
+/// this many lines, each job giving the helper back to other sessions.
+const LIST_BATCH: usize = 2000;
 
 pub enum Job {
     Stat(VirtualPath),
@@ -49,13 +53,18 @@ pub enum Job {
         format: ListFormat,
         facts: Facts,
         now: i64,
+        /// Where a listing sent in pieces goes on.
+        cursor: Option<DirCursor>,
+        /// The whole listing in one piece (STAT over the control connection).
+        whole: bool,
     },
 }
 
 pub enum Done {
     Stat(Result<Entry, FileError>),
     Open(Result<(File, Entry), FileError>),
-    Listing(Result<Vec<u8>, FileError>),
+    /// A piece of a listing, and the cursor for the next piece if there is more.
+    Listing(Result<(Vec<u8>, Option<DirCursor>), FileError>),
     Login(Option<(Rights, Arc<Root>)>),
     Fs(Result<(), FileError>),
     Created(Result<(File, Upload), FileError>),
@@ -227,7 +236,9 @@ fn run(root: &Arc<Root>, accounts: &Accounts, job: Job) -> Done {
             format,
             facts,
             now,
-        } => Done::Listing(list(root, &path, format, facts, now)),
+            cursor,
+            whole,
+        } => Done::Listing(list(root, &path, format, facts, now, cursor, whole)),
     }
 }
 
@@ -294,46 +305,50 @@ fn commit(root: &Root, upload: &Upload, end: u64) -> Result<(), FileError> {
     }
 }
 
-/// Format a whole listing. A path naming a file lists that one file (as `ls` does), except for MLSD,
-/// which RFC 3659 section 7.2 reserves for directories.
+/// Format the next piece of a listing. A path naming a file lists that one file (as `ls` does),
+/// except for MLSD, which RFC 3659 section 7.2 reserves for directories.
 fn list(
     root: &Root,
     path: &VirtualPath,
     format: ListFormat,
     facts: Facts,
     now: i64,
-) -> Result<Vec<u8>, FileError> {
-    let mut body = Vec::new();
+    cursor: Option<DirCursor>,
+    whole: bool,
+) -> Result<(Vec<u8>, Option<DirCursor>), FileError> {
     let line = |out: &mut Vec<u8>, e: &Entry| match format {
         ListFormat::List => listing::list_line(out, e, now),
         ListFormat::Nlst => listing::nlst_line(out, e),
         ListFormat::Mlsd => listing::mlsx_line(out, e, &e.name, MlsdRole::Entry, facts, false),
     };
-    // Temporary files of uploads in progress are nobody's business.
-    let visit = &mut |e: Entry| {
-        if !crate::vfs::is_temp_name(&e.name) {
-            line(&mut body, &e)
-        }
+    let mut out = Vec::new();
+    let mut cursor = match cursor {
+        Some(c) => c,
+        None => match root.open_listing(path) {
+            Ok(c) => {
+                if format == ListFormat::Mlsd && facts.type_ {
+                    // RFC 3659 section 7.5.1.2: describe the listed directory itself as "cdir".
+                    listing::mlsx_line(&mut out, &c.this, b".", MlsdRole::Cdir, facts, false);
+                }
+                c
+            }
+            Err(FileError::NotADirectory) if format != ListFormat::Mlsd => {
+                let e = root.stat(path)?;
+                if e.kind == FileKind::Dir {
+                    return Err(FileError::NotADirectory);
+                }
+                line(&mut out, &e);
+                return Ok((out, None));
+            }
+            Err(e) => return Err(e),
+        },
     };
-    match root.read_dir(path, visit) {
-        Ok(dir) => {
-            if format == ListFormat::Mlsd && facts.type_ {
-                // RFC 3659 section 7.5.1.2: describe the listed directory itself as "cdir".
-                let mut out = Vec::with_capacity(body.len() + 128);
-                listing::mlsx_line(&mut out, &dir, b".", MlsdRole::Cdir, facts, false);
-                out.extend_from_slice(&body);
-                return Ok(out);
-            }
-            Ok(body)
+    let batch = if whole { usize::MAX } else { LIST_BATCH };
+    // Temporary files of uploads in progress are nobody's business.
+    let more = cursor.next_batch(batch, &mut |e: Entry| {
+        if !crate::vfs::is_temp_name(&e.name) {
+            line(&mut out, &e)
         }
-        Err(FileError::NotADirectory) if format != ListFormat::Mlsd => {
-            let e = root.stat(path)?;
-            if e.kind == FileKind::Dir {
-                return Err(FileError::NotADirectory);
-            }
-            line(&mut body, &e);
-            Ok(body)
-        }
-        Err(e) => Err(e),
-    }
+    })?;
+    Ok((out, more.then_some(cursor)))
 }

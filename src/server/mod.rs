@@ -33,7 +33,7 @@ use crate::vfs::Root;
 use crate::auth::Users;
 use crate::proto::path::VirtualPath;
 use crate::proto::session::{Policy, StoreMode};
-use data::{Data, Transfer};
+use data::{Data, ListRequest, Transfer};
 use fsworker::{Accounts, Done, Job, Mailbox, Pool};
 use limits::{Limits, Refusal};
 
@@ -728,15 +728,23 @@ impl Shard {
                 facts,
                 target,
             } => {
-                if target == ListTarget::Data {
-                    conn.transfer = Some(Transfer::pending_listing(
-                        path.as_bytes().to_vec(),
-                        self.now,
-                    ));
-                }
                 let now = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
+                if target == ListTarget::Data {
+                    let request = ListRequest {
+                        path: path.clone(),
+                        format,
+                        facts,
+                        now,
+                    };
+                    conn.transfer = Some(Transfer::pending_listing(
+                        path.as_bytes().to_vec(),
+                        request,
+                        self.now,
+                    ));
+                }
+                let whole = target == ListTarget::Control;
                 self.submit_job(
                     r,
                     conn,
@@ -745,6 +753,8 @@ impl Shard {
                         format,
                         facts,
                         now,
+                        cursor: None,
+                        whole,
                     },
                 );
             }
@@ -828,6 +838,15 @@ impl Shard {
         conn.job = None;
         match done {
             Done::Stat(result) => self.outcome(r, &mut conn, Outcome::Stat(result)),
+            Done::Listing(Err(e)) if conn.transfer.as_ref().is_some_and(|t| t.started()) => {
+                // A later piece of a listing failed after the 150 went out.
+                let errno = if let crate::proto::error::FileError::Io(n) = e {
+                    n
+                } else {
+                    libc::EIO
+                };
+                self.fail_transfer(r, &mut conn, TransferError::Local(errno));
+            }
             Done::Open(Err(e)) | Done::Listing(Err(e)) if conn.transfer.is_some() => {
                 conn.transfer = None;
                 // The failed command used up the data channel (RFC 959: one transfer per PASV/PORT).
@@ -846,13 +865,19 @@ impl Shard {
                 self.begin_transfer(r, &mut conn);
             }
             Done::Listing(result) if conn.transfer.is_none() => {
+                let result = result.map(|(bytes, _)| bytes);
                 self.outcome(r, &mut conn, Outcome::Listing(result))
             }
-            Done::Listing(Ok(bytes)) => {
+            Done::Listing(Ok((bytes, cursor))) => {
+                let started = conn.transfer.as_ref().is_some_and(|t| t.started());
                 if let Some(t) = conn.transfer.as_mut() {
-                    t.set_buffer(bytes);
+                    t.set_buffer(bytes, cursor);
                 }
-                self.begin_transfer(r, &mut conn);
+                if started {
+                    self.drive(r, &mut conn);
+                } else {
+                    self.begin_transfer(r, &mut conn);
+                }
             }
             Done::Login(Some((rights, root))) => {
                 self.shared.limits.login_succeeded(conn.peer.ip());

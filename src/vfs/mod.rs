@@ -128,20 +128,62 @@ impl Root {
         path: &VirtualPath,
         visit: &mut dyn FnMut(Entry),
     ) -> Result<Entry, FileError> {
+        let mut cursor = self.open_listing(path)?;
+        while cursor.next_batch(usize::MAX, visit)? {}
+        Ok(cursor.this)
+    }
+
+    /// Start listing a directory in batches (a huge directory is formatted and sent a piece at
+    /// a time, so neither a helper thread nor memory is held for the whole of it).
+    pub fn open_listing(&self, path: &VirtualPath) -> Result<DirCursor, FileError> {
         let dir = self.open_at(path, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let own = entry_from_stat(display_name(path), &fstat(&dir)?);
+        let this = entry_from_stat(display_name(path), &fstat(&dir)?);
         let mut names = fs::dir_names(dir.as_fd()).map_err(|e| FileError::from_io(&e))?;
         names.retain(|n| !n.contains(&b'\r') && !n.contains(&b'\n'));
         names.sort_unstable();
-        for name in names {
+        Ok(DirCursor {
+            dir,
+            names,
+            next: 0,
+            this,
+        })
+    }
+}
+
+/// A directory being listed: its fd, its sorted names, and how far the listing has got.
+pub struct DirCursor {
+    dir: OwnedFd,
+    names: Vec<Vec<u8>>,
+    next: usize,
+    /// The directory itself (for MLSD `cdir`).
+    pub this: Entry,
+}
+
+impl std::fmt::Debug for DirCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DirCursor({} of {})", self.next, self.names.len())
+    }
+}
+
+impl DirCursor {
+    /// `lstat` and visit up to `max` more entries; returns whether any are left.
+    pub fn next_batch(
+        &mut self,
+        max: usize,
+        visit: &mut dyn FnMut(Entry),
+    ) -> Result<bool, FileError> {
+        let end = self.names.len().min(self.next.saturating_add(max));
+        while self.next < end {
+            let name = std::mem::take(&mut self.names[self.next]);
+            self.next += 1;
             // Relative to the directory fd: no path re-resolution, so no escape or rename race.
-            match fstatat(&dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            match fstatat(&self.dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => visit(entry_from_stat(name, &st)),
                 Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(own)
+        Ok(self.next < self.names.len())
     }
 }
 
