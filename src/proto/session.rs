@@ -151,11 +151,13 @@ pub enum Effect {
         ascii: bool,
     },
     /// Produce a listing of `path` and send it (Data) or report `Outcome::Listing` (Control).
+    /// `writable`: the MLSD `perm` facts offer write operations.
     List {
         path: VirtualPath,
         format: ListFormat,
         facts: Facts,
         target: ListTarget,
+        writable: bool,
     },
     /// Abort the transfer in progress (if any) and close the data channel; report `Outcome::Aborted`.
     Abort,
@@ -492,12 +494,16 @@ impl Session {
             Command::Stru => Step::reply(ReplyCode::CommandOkay, "Structure set to F."),
             Command::Stat { path: None } => self.status(),
             Command::Stat { path: Some(p) } => self.with_path(&p, |s, p| {
+                if let Err(denied) = s.allowed(Action::List, &p) {
+                    return denied;
+                }
                 s.pending = Some(Pending::StatPath(p.clone()));
                 Step::effect(Effect::List {
                     path: p,
                     format: ListFormat::List,
                     facts: s.facts,
                     target: ListTarget::Control,
+                    writable: s.writable(),
                 })
             }),
             Command::Pasv if self.epsv_all => Step::reply(
@@ -545,11 +551,12 @@ impl Session {
                 )
             }
             Command::Retr { path } => self.with_path(&path, |s, p| s.retr(p)),
-            Command::Size { path } => self.with_path(&path, |s, p| s.stat_for(Pending::Size, p)),
-            Command::Mdtm { path } => self.with_path(&path, |s, p| s.stat_for(Pending::Mdtm, p)),
+            // What the drop box holds is nobody's business: no sizes, times or facts either.
+            Command::Size { path } => self.with_path(&path, |s, p| s.look_up(Pending::Size, p)),
+            Command::Mdtm { path } => self.with_path(&path, |s, p| s.look_up(Pending::Mdtm, p)),
             Command::Mlst { path } => {
                 let path = path.unwrap_or_default();
-                self.with_path(&path, |s, p| s.stat_for(Pending::Mlst(p.clone()), p))
+                self.with_path(&path, |s, p| s.look_up(Pending::Mlst(p.clone()), p))
             }
             Command::List { format, path } => {
                 let path = path.unwrap_or_default();
@@ -737,7 +744,7 @@ impl Session {
                         path.as_bytes(),
                         MlsdRole::Entry,
                         self.facts,
-                        false,
+                        self.writable(),
                     );
                     line.truncate(line.len() - 2);
                     let mut first = b"Listing ".to_vec();
@@ -1217,6 +1224,18 @@ impl Session {
         }
     }
 
+    /// RFC 3659 `perm` facts offer write operations only to users who may modify.
+    fn writable(&self) -> bool {
+        self.rights().is_some_and(|r| r.modify)
+    }
+
+    fn look_up(&mut self, pending: Pending, path: VirtualPath) -> Step {
+        if let Err(denied) = self.allowed(Action::List, &path) {
+            return denied;
+        }
+        self.stat_for(pending, path)
+    }
+
     fn stat_for(&mut self, pending: Pending, path: VirtualPath) -> Step {
         self.pending = Some(pending);
         Step::effect(Effect::Stat(path))
@@ -1301,6 +1320,7 @@ impl Session {
             format,
             facts: self.facts,
             target: ListTarget::Data,
+            writable: self.writable(),
         })
     }
 }

@@ -13,11 +13,8 @@ use nix::errno::Errno;
 use nix::fcntl::{SpliceFFlags, splice};
 use std::sync::Arc;
 
-use super::fsworker::Job;
+use super::fsworker::{Job, ListRequest};
 use crate::config::DataPath;
-use crate::proto::command::ListFormat;
-use crate::proto::listing::Facts;
-use crate::proto::path::VirtualPath;
 use crate::shard::SendMap;
 use crate::vfs::DirCursor;
 use socket2::{Domain, Socket, Type};
@@ -95,15 +92,6 @@ pub(super) enum Source {
         /// The next piece is being formatted on the helper pool.
         waiting: bool,
     },
-}
-
-/// What a listing transfer needs to ask for its next piece.
-#[derive(Clone)]
-pub(super) struct ListRequest {
-    pub(super) path: VirtualPath,
-    pub(super) format: ListFormat,
-    pub(super) facts: Facts,
-    pub(super) now: i64,
 }
 
 pub(super) struct Transfer {
@@ -606,6 +594,18 @@ impl Shard {
         Err(last)
     }
 
+    /// End the session's transfer without a reply: its data fds are closed through the ring first
+    /// (a socket with an armed poll must be cancelled, not just closed), an upload's temporary file
+    /// is removed and a splice pipe goes back to the pool.
+    pub(super) fn drop_transfer(&mut self, conn: &mut Conn) -> Option<Transfer> {
+        self.close_data(conn);
+        conn.data_epoch = conn.data_epoch.wrapping_add(1);
+        let mut t = conn.transfer.take()?;
+        self.discard_upload(&t);
+        self.return_pipe(&mut t);
+        Some(t)
+    }
+
     /// Close every data fd of the session (listener, connection, transfer socket).
     pub(super) fn close_data(&mut self, conn: &mut Conn) {
         let mut fds: Vec<OwnedFd> = Vec::new();
@@ -788,16 +788,16 @@ impl Shard {
             Pump::Budget => self.ready.push(r),
             Pump::Warming => {}
             Pump::NextPiece(cursor) => {
-                if let Some(req) = t.listing.clone() {
-                    let job = Job::List {
-                        path: req.path,
-                        format: req.format,
-                        facts: req.facts,
-                        now: req.now,
-                        cursor: Some(cursor),
-                        whole: false,
-                    };
-                    self.submit_job(r, conn, job);
+                if let Some(request) = t.listing.clone() {
+                    self.submit_job(
+                        r,
+                        conn,
+                        Job::List {
+                            request,
+                            cursor: Some(cursor),
+                            whole: false,
+                        },
+                    );
                 }
             }
             Pump::NeedPipe => match self.take_pipe() {

@@ -49,10 +49,7 @@ pub enum Job {
         upload: Upload,
     },
     List {
-        path: VirtualPath,
-        format: ListFormat,
-        facts: Facts,
-        now: i64,
+        request: ListRequest,
         /// Where a listing sent in pieces goes on.
         cursor: Option<DirCursor>,
         /// The whole listing in one piece (STAT over the control connection).
@@ -142,6 +139,18 @@ impl Accounts {
     }
 }
 
+/// What to list and how.
+#[derive(Clone)]
+pub struct ListRequest {
+    pub path: VirtualPath,
+    pub format: ListFormat,
+    pub facts: Facts,
+    /// For the LIST date format (recent files show the time, older ones the year).
+    pub now: i64,
+    /// MLSD `perm` facts offer write operations.
+    pub writable: bool,
+}
+
 /// Where a shard receives finished jobs.
 pub struct Mailbox {
     pub tx: Sender<(u64, Done)>,
@@ -202,6 +211,16 @@ impl Pool {
     }
 }
 
+fn fs_op_paths(op: &FsOp) -> Vec<&VirtualPath> {
+    match op {
+        FsOp::Delete(p) | FsOp::Rmdir(p) => vec![p],
+        FsOp::Mkdir { path, .. } | FsOp::Chmod { path, .. } | FsOp::SetMtime { path, .. } => {
+            vec![path]
+        }
+        FsOp::Rename { from, to } => vec![from, to],
+    }
+}
+
 /// Uploads in progress live under hidden temporary names; to clients they do not exist.
 fn hidden(path: &VirtualPath) -> bool {
     path.file_name().is_some_and(crate::vfs::is_temp_name)
@@ -211,10 +230,16 @@ fn run(root: &Arc<Root>, accounts: &Accounts, job: Job) -> Done {
     match job {
         Job::Stat(path) if hidden(&path) => Done::Stat(Err(FileError::NotFound)),
         Job::Open(path) if hidden(&path) => Done::Open(Err(FileError::NotFound)),
-        Job::List { path, .. } if hidden(&path) => Done::Listing(Err(FileError::NotFound)),
+        Job::List { request, .. } if hidden(&request.path) => {
+            Done::Listing(Err(FileError::NotFound))
+        }
         Job::Stat(path) => Done::Stat(root.stat(&path)),
         Job::Open(path) => Done::Open(root.open_file(&path)),
         Job::Login { user, password } => Done::Login(accounts.login(&user, &password)),
+        // Another session's upload in progress cannot be deleted, renamed or changed by name.
+        Job::Fs(op) if fs_op_paths(&op).into_iter().any(hidden) => {
+            Done::Fs(Err(FileError::NotFound))
+        }
         Job::Fs(op) => Done::Fs(match op {
             FsOp::Delete(p) => root.remove_file(&p),
             FsOp::Mkdir { path, umask } => root.make_dir(&path, umask),
@@ -232,13 +257,10 @@ fn run(root: &Arc<Root>, accounts: &Accounts, job: Job) -> Done {
             Done::Nothing
         }
         Job::List {
-            path,
-            format,
-            facts,
-            now,
+            request,
             cursor,
             whole,
-        } => Done::Listing(list(root, &path, format, facts, now, cursor, whole)),
+        } => Done::Listing(list(root, &request, cursor, whole)),
     }
 }
 
@@ -309,17 +331,22 @@ fn commit(root: &Root, upload: &Upload, end: u64) -> Result<(), FileError> {
 /// except for MLSD, which RFC 3659 section 7.2 reserves for directories.
 fn list(
     root: &Root,
-    path: &VirtualPath,
-    format: ListFormat,
-    facts: Facts,
-    now: i64,
+    request: &ListRequest,
     cursor: Option<DirCursor>,
     whole: bool,
 ) -> Result<(Vec<u8>, Option<DirCursor>), FileError> {
+    let ListRequest {
+        path,
+        format,
+        facts,
+        now,
+        writable,
+    } = request;
+    let (format, facts, now, writable) = (*format, *facts, *now, *writable);
     let line = |out: &mut Vec<u8>, e: &Entry| match format {
         ListFormat::List => listing::list_line(out, e, now),
         ListFormat::Nlst => listing::nlst_line(out, e),
-        ListFormat::Mlsd => listing::mlsx_line(out, e, &e.name, MlsdRole::Entry, facts, false),
+        ListFormat::Mlsd => listing::mlsx_line(out, e, &e.name, MlsdRole::Entry, facts, writable),
     };
     let mut out = Vec::new();
     let mut cursor = match cursor {
@@ -328,7 +355,7 @@ fn list(
             Ok(c) => {
                 if format == ListFormat::Mlsd && facts.type_ {
                     // RFC 3659 section 7.5.1.2: describe the listed directory itself as "cdir".
-                    listing::mlsx_line(&mut out, &c.this, b".", MlsdRole::Cdir, facts, false);
+                    listing::mlsx_line(&mut out, &c.this, b".", MlsdRole::Cdir, facts, writable);
                 }
                 c
             }

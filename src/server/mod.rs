@@ -33,8 +33,8 @@ use crate::vfs::Root;
 use crate::auth::Users;
 use crate::proto::path::VirtualPath;
 use crate::proto::session::{Policy, StoreMode};
-use data::{Data, ListRequest, Transfer};
-use fsworker::{Accounts, Done, Job, Mailbox, Pool};
+use data::{Data, Transfer};
+use fsworker::{Accounts, Done, Job, ListRequest, Mailbox, Pool};
 use limits::{Limits, Refusal};
 
 /// Ring size per shard; completions are reaped every loop turn, so this bounds a burst, not sessions.
@@ -64,6 +64,7 @@ enum Kind {
     DataWrite = 11,
     DataRead = 12,
     DataSent = 13,
+    UploadGrace = 14,
 }
 
 impl Kind {
@@ -82,6 +83,7 @@ impl Kind {
             11 => Kind::DataWrite,
             12 => Kind::DataRead,
             13 => Kind::DataSent,
+            14 => Kind::UploadGrace,
             _ => return None,
         })
     }
@@ -484,7 +486,8 @@ impl Shard {
             | Kind::DataIn
             | Kind::DataWrite
             | Kind::DataRead
-            | Kind::DataSent => {
+            | Kind::DataSent
+            | Kind::UploadGrace => {
                 if c.result == -libc::ECANCELED {
                     return;
                 }
@@ -506,6 +509,7 @@ impl Shard {
                     Kind::DataWrite => self.on_data_written(r, &mut conn, c.result, c.buf),
                     Kind::DataRead => self.on_data_read(r, &mut conn, c.result),
                     Kind::DataSent => self.on_data_sent(r, &mut conn, c.result),
+                    Kind::UploadGrace => self.on_upload_grace(r, &mut conn),
                     _ => self.on_data_writable(r, &mut conn),
                 }
                 self.settle(r, conn);
@@ -727,32 +731,29 @@ impl Shard {
                 format,
                 facts,
                 target,
+                writable,
             } => {
                 let now = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
+                let what = path.as_bytes().to_vec();
+                let request = ListRequest {
+                    path,
+                    format,
+                    facts,
+                    now,
+                    writable,
+                };
                 if target == ListTarget::Data {
-                    let request = ListRequest {
-                        path: path.clone(),
-                        format,
-                        facts,
-                        now,
-                    };
-                    conn.transfer = Some(Transfer::pending_listing(
-                        path.as_bytes().to_vec(),
-                        request,
-                        self.now,
-                    ));
+                    conn.transfer =
+                        Some(Transfer::pending_listing(what, request.clone(), self.now));
                 }
                 let whole = target == ListTarget::Control;
                 self.submit_job(
                     r,
                     conn,
                     Job::List {
-                        path,
-                        format,
-                        facts,
-                        now,
+                        request,
                         cursor: None,
                         whole,
                     },
@@ -788,11 +789,11 @@ impl Shard {
                     );
                 }
                 conn.job = None;
-                if let Some(mut t) = conn.transfer.take() {
-                    self.discard_upload(&t);
-                    self.return_pipe(&mut t);
+                if self.defer_until_written(conn, upload::Ending::Abort) {
+                    // The 426 + 226 go out once the write in flight has landed.
+                    return;
                 }
-                self.close_data(conn);
+                self.drop_transfer(conn);
                 self.outcome(
                     r,
                     conn,
@@ -1002,9 +1003,7 @@ impl Shard {
     }
 
     fn close_conn(&mut self, r: ConnRef, mut conn: Box<Conn>) {
-        if let Some(mut t) = conn.transfer.take() {
-            self.discard_upload(&t);
-            self.return_pipe(&mut t);
+        if let Some(t) = self.drop_transfer(&mut conn) {
             log::info!(
                 "{} transfer of {:?} cut off after {} bytes: session closed",
                 conn.peer,

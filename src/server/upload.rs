@@ -12,10 +12,12 @@ use super::data::Source;
 use super::fsworker::{Job, Upload};
 use super::{Conn, ConnRef, Kind, Shard, token};
 use crate::proto::error::FileError;
-use crate::proto::session::TransferError;
+use crate::proto::session::{Outcome, TransferError};
 
 /// Size of each of the two buffers of an upload.
 const UPLOAD_BUF_BYTES: usize = 256 << 10;
+/// How long a finished upload waits before it is renamed into place (see `complete_upload`).
+const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub(super) struct UploadState {
     pub(super) file: Arc<File>,
@@ -31,6 +33,10 @@ pub(super) struct UploadState {
     writing: bool,
     /// The client closed its side: everything has arrived.
     eof: bool,
+    /// How the upload ends once the write in flight has landed (ABOR, or a failure).
+    ending: Option<Ending>,
+    /// All bytes are written; waiting out the commit grace period.
+    finished: bool,
     /// TYPE A: CRLF becomes LF (RFC 959 section 3.1.1.1). A CR that ends a read stays held back
     /// until the next byte shows whether it starts a CRLF.
     ascii: bool,
@@ -51,6 +57,8 @@ impl UploadState {
             spare: None,
             writing: false,
             eof: false,
+            ending: None,
+            finished: false,
             ascii,
             held_cr: false,
         }
@@ -76,6 +84,13 @@ fn crlf_to_lf(buf: &mut [u8], from: usize, end: usize) -> usize {
         i += 1;
     }
     w
+}
+
+/// An upload ended while a write was in flight: its reply waits for the write, so no byte lands
+/// in the file after the client was told the transfer is over.
+pub(super) enum Ending {
+    Abort,
+    Fail(TransferError),
 }
 
 enum Step {
@@ -203,6 +218,21 @@ impl Shard {
             return;
         };
         u.writing = false;
+        if let Some(ending) = u.ending.take() {
+            return match ending {
+                Ending::Abort => {
+                    self.drop_transfer(conn);
+                    self.outcome(
+                        r,
+                        conn,
+                        Outcome::Aborted {
+                            transfer_was_active: true,
+                        },
+                    );
+                }
+                Ending::Fail(e) => self.fail_upload(r, conn, e),
+            };
+        }
         let Some(mut buf) = buf else { return };
         if result < 0 {
             let e = FileError::from_errno(-result);
@@ -237,27 +267,53 @@ impl Shard {
     /// Every byte is in the file. A client that vanished (its control connection is gone) did not
     /// finish its upload even though the data connection closed normally: the old file stays.
     fn complete_upload(&mut self, r: ConnRef, conn: &mut Conn) {
-        // A client that aborts sends ABOR and then closes the data connection; if that ABOR is
-        // already here, the upload is cancelled rather than committed half-way.
-        self.on_ctrl_readable(r, conn, 0, true);
-        if conn.transfer.is_none() {
+        if !self.client_still_there(r, conn) {
             return;
         }
-        if conn.eof || control_closed(conn) {
-            return self.fail_upload(r, conn, TransferError::ConnectionLost);
-        }
+        // A killed client's sockets are closed in quick succession, the data connection often
+        // first: wait a moment before deciding that this was a finished upload.
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
         if let Some(sock) = t.sock.take() {
             drop(sock);
         }
-        let Source::Upload(u) = &t.source else { return };
+        if let Source::Upload(u) = &mut t.source {
+            u.finished = true;
+        }
+        let epoch = conn.data_epoch;
+        self.ring
+            .timeout(COMMIT_GRACE, token(Kind::UploadGrace, r, epoch));
+    }
+
+    /// After the grace period: commit, unless the client has gone (or aborted) meanwhile.
+    pub(super) fn on_upload_grace(&mut self, r: ConnRef, conn: &mut Conn) {
+        let finished = matches!(conn.transfer.as_ref().map(|t| &t.source), Some(Source::Upload(u)) if u.finished);
+        if !finished || !self.client_still_there(r, conn) {
+            return;
+        }
+        let Some(Source::Upload(u)) = conn.transfer.as_ref().map(|t| &t.source) else {
+            return;
+        };
         let job = Job::Commit {
             upload: u.upload.clone(),
             end: u.offset,
         };
         self.submit_job(r, conn, job);
+    }
+
+    /// Whether the upload is still wanted: a queued ABOR cancels it (clients send ABOR, then close
+    /// the data connection), and a closed control connection means the client vanished.
+    fn client_still_there(&mut self, r: ConnRef, conn: &mut Conn) -> bool {
+        self.on_ctrl_readable(r, conn, 0, true);
+        if conn.transfer.is_none() {
+            return false;
+        }
+        if conn.eof || control_closed(conn) {
+            self.fail_upload(r, conn, TransferError::ConnectionLost);
+            return false;
+        }
+        true
     }
 
     /// The commit job is back: reply 226, or the error.
@@ -273,11 +329,34 @@ impl Shard {
 
     /// Close the data connection, remove the temporary file, reply with the error.
     pub(super) fn fail_upload(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
+        if self.defer_until_written(conn, Ending::Fail(e)) {
+            return;
+        }
         if let Some(t) = &conn.transfer {
             self.discard_upload(t);
         }
         self.close_data(conn);
         self.finish_transfer(r, conn, Some(e));
+    }
+
+    /// If the session's upload has a write in flight, close its data connection now and finish
+    /// with `ending` when the write completes; returns whether it did so.
+    pub(super) fn defer_until_written(&mut self, conn: &mut Conn, ending: Ending) -> bool {
+        let Some(t) = conn.transfer.as_mut() else {
+            return false;
+        };
+        let Source::Upload(u) = &mut t.source else {
+            return false;
+        };
+        if !u.writing {
+            return false;
+        }
+        u.ending = Some(ending);
+        if let Some(sock) = t.sock.take() {
+            t.armed = false;
+            self.ring.close(sock.into());
+        }
+        true
     }
 
     /// An upload that will not complete leaves no temporary file behind.

@@ -82,7 +82,27 @@ impl Poller {
         } else {
             libc::EPOLL_CTL_MOD
         };
-        if let Err(e) = self.ctl(op, fd, interest) {
+        let mut result = self.ctl(op, fd, interest);
+        if !first
+            && result
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+        {
+            // The fd was closed behind our back (the kernel dropped its registration) and the
+            // number reused: the old ops can never fire; end them and register afresh.
+            let stale: Vec<u64> = self.fds.get(&fd).map_or(Vec::new(), |ops| {
+                ops.iter()
+                    .map(|(u, _)| *u)
+                    .filter(|u| *u != user_data)
+                    .collect()
+            });
+            for u in stale {
+                self.ready.push_back((u, -libc::ECANCELED, false, None));
+            }
+            self.fds.insert(fd, vec![(user_data, wait)]);
+            result = self.ctl(libc::EPOLL_CTL_ADD, fd, interest_of(wait));
+        }
+        if let Err(e) = result {
             // Report the failure the way a failed io_uring op would.
             if let Some(ops) = self.fds.get_mut(&fd) {
                 ops.retain(|(u, _)| *u != user_data);
@@ -233,10 +253,12 @@ impl Poller {
 }
 
 fn interest(ops: &[(u64, Wait)]) -> u32 {
-    ops.iter().fold(0, |acc, (_, w)| {
-        acc | match w {
-            Wait::Poll { events, .. } => *events,
-            Wait::Accept => libc::EPOLLIN as u32,
-        }
-    })
+    ops.iter().fold(0, |acc, (_, w)| acc | interest_of(*w))
+}
+
+fn interest_of(w: Wait) -> u32 {
+    match w {
+        Wait::Poll { events, .. } => events,
+        Wait::Accept => libc::EPOLLIN as u32,
+    }
 }

@@ -674,3 +674,203 @@ pub fn free_port_range(base: u16, n: u16) -> (u16, u16) {
     }
     panic!("no {n} free consecutive ports between {base} and 30000");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Named users and uploads
+
+/// The password of every named test user.
+pub const USER_PASSWORD: &str = "pw";
+
+/// Prefix of the server's hidden temporary upload files (`.ringftpd-tmp.<random>.<name>`).
+pub const TEMP_PREFIX: &str = ".ringftpd-tmp.";
+
+/// The argon2 PHC string of [`USER_PASSWORD`], hashed once per test binary: argon2 takes tens of
+/// milliseconds in a debug build, and every users file of a binary can share the one hash.
+pub fn user_password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| ringftpd::auth::hash_password(USER_PASSWORD.as_bytes()))
+}
+
+/// One `[[user]]` table: `extra` holds its `access` / `download` / `upload` lines.
+pub struct UserSpec<'a> {
+    pub name: &'a str,
+    pub root: &'a Path,
+    pub extra: &'a str,
+}
+
+/// Write a users file at `path` granting `users`, each with the hash of [`USER_PASSWORD`].
+pub fn write_users_file(path: &Path, users: &[UserSpec<'_>]) {
+    let mut text = String::new();
+    for u in users {
+        // TOML literal strings ('...') take temporary paths and these names without escaping.
+        text.push_str(&format!(
+            "[[user]]\nname = '{}'\npassword = '{}'\nroot = '{}'\n{}\n\n",
+            u.name,
+            user_password_hash(),
+            u.root.display(),
+            u.extra
+        ));
+    }
+    fs::write(path, text).expect("write the users file");
+}
+
+/// A server with named users. Each user's root is `homes/<name>`, outside the anonymous root
+/// (`server.root`), so jail escapes would land somewhere the test can see.
+pub struct UsersServer {
+    // Declared first so it is dropped first: the server stops before the homes are removed.
+    pub server: TestServer,
+    pub homes: tempfile::TempDir,
+}
+
+/// Start a server whose users file grants `users`: (name, TOML lines such as
+/// `access = "read-write"`). Every user gets a fresh empty root `homes/<name>`, mode 0755.
+pub fn start_with_users(users: &[(&str, &str)], tweak: impl FnOnce(&mut Config)) -> UsersServer {
+    let homes = tempfile::tempdir().expect("create the homes directory");
+    let roots: Vec<PathBuf> = users
+        .iter()
+        .map(|(name, _)| {
+            let p = homes.path().join(name);
+            fs::create_dir(&p).expect("create a user's root");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        })
+        .collect();
+    let specs: Vec<UserSpec<'_>> = users
+        .iter()
+        .zip(&roots)
+        .map(|((name, extra), root)| UserSpec { name, root, extra })
+        .collect();
+    let file = homes.path().join("users.toml");
+    write_users_file(&file, &specs);
+    let server = start(|c| {
+        c.users_file = Some(file);
+        tweak(c);
+    });
+    UsersServer { server, homes }
+}
+
+impl UsersServer {
+    /// The root directory of user `name`.
+    pub fn home(&self, name: &str) -> PathBuf {
+        self.homes.path().join(name)
+    }
+
+    /// A control connection logged in as the named user `name` (password [`USER_PASSWORD`]).
+    pub fn login_as(&self, name: &str) -> Ctrl {
+        let mut c = self.server.connect();
+        c.login_as(name, USER_PASSWORD);
+        c
+    }
+}
+
+impl std::ops::Deref for UsersServer {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl Ctrl {
+    /// USER then PASS for a named user; the login must succeed (331, then 230).
+    #[track_caller]
+    pub fn login_as(&mut self, user: &str, password: &str) {
+        self.expect(&format!("USER {user}"), 331);
+        self.expect(&format!("PASS {password}"), 230);
+    }
+
+    /// Run an upload command (STOR/APPE/STOU ...) over a fresh EPSV connection, sending `bytes`
+    /// and then closing the data connection. `Ok((preliminary text, final text))` after 150 ...
+    /// 226; `Err((code, text))` for any other reply.
+    pub fn upload(&mut self, line: &str, bytes: &[u8]) -> Result<(String, String), (u16, String)> {
+        let addr = self.epsv();
+        let data = data_connect(addr);
+        self.upload_on(data, line, bytes)
+    }
+
+    /// Like [`Ctrl::upload`] on an already connected data socket.
+    pub fn upload_on(
+        &mut self,
+        mut data: TcpStream,
+        line: &str,
+        bytes: &[u8],
+    ) -> Result<(String, String), (u16, String)> {
+        self.send_line(line.as_bytes());
+        let (code, first) = self.read_reply();
+        if code != 150 && code != 125 {
+            return Err((code, first));
+        }
+        data.write_all(bytes)
+            .unwrap_or_else(|e| panic!("{line:?}: sending {} bytes: {e}", bytes.len()));
+        // Closing the data connection (RFC 959 stream mode) is what ends the file.
+        drop(data);
+        let (code, text) = self.read_reply();
+        if code == 226 {
+            Ok((first, text))
+        } else {
+            Err((code, text))
+        }
+    }
+
+    /// An upload that must succeed; returns the final reply's text.
+    #[track_caller]
+    pub fn stor(&mut self, line: &str, bytes: &[u8]) -> String {
+        self.upload(line, bytes)
+            .unwrap_or_else(|(c, t)| panic!("{line:?} failed: {c} {t:?}"))
+            .1
+    }
+}
+
+/// Relative paths of every temporary upload file (name starting with [`TEMP_PREFIX`]) beneath
+/// `dir`, at any depth.
+pub fn temp_files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(TEMP_PREFIX.as_bytes())
+            {
+                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(base, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Wait until no temporary upload file is left beneath `dir`. The server removes the temporary
+/// file of a failed upload on a helper thread, after it has replied, so this polls (with a
+/// deadline of [`TIMEOUT`]) rather than checking once.
+#[track_caller]
+pub fn wait_no_temp_files(dir: &Path) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let left = temp_files_under(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "temporary upload files still present after {TIMEOUT:?}: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Permission bits of `path` (lstat, so a symlink is not followed).
+pub fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}

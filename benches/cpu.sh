@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Throughput and server CPU, ringftpd vs vsftpd, interleaved: one 1 GiB download with curl, and
+# 8 parallel 256 MiB uploads with the load generator. Server CPU is user+system time of the
+# server process and the session processes it reaped (vsftpd forks one per session), read from
+# /proc/PID/stat before and after each run; "CPU s/GB" is CPU-seconds per 10^9 bytes moved.
+#
+#   bash benches/cpu.sh            # ROUNDS=5
+#
+# Reuses the data, the unpacked vsftpd and its config that `bash benches/compare.sh` prepares
+# (run `QUICK=1 bash benches/compare.sh` once first; this script says so if they are missing).
+# Loopback only; every process it starts is stopped on exit.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+ROUNDS=${ROUNDS:-5}
+WORK=${BENCH_DIR:-/tmp/ringftpd-bench}
+DATA=$WORK/data-1024m
+VSFTPD=/tmp/refservers/root/usr/sbin/vsftpd
+RING_PORT=21931
+VS_PORT=21922
+UP_SESSIONS=${UP_SESSIONS:-8}
+UP_MB=${UP_MB:-256}
+
+[[ -f $DATA/big.bin && -x $VSFTPD && -f $WORK/vsftpd.conf ]] ||
+    { echo "run 'bash benches/compare.sh' (QUICK=0, for the 1 GiB file) once first" >&2; exit 1; }
+command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
+
+cd "$REPO"
+cargo build --release --quiet
+cargo bench --bench loadgen --no-run --quiet 2>/dev/null
+LOADGEN=$(find target/release/deps -maxdepth 1 -type f -executable -name 'loadgen-*' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+TICK=$(getconf CLK_TCK)
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+# utime + stime + cutime + cstime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
+
+mkdir -p "$DATA/upload"
+setsid target/release/ringftpd --root "$DATA" --listen 127.0.0.1:$RING_PORT --shards 2 \
+    --anonymous-upload upload --log-level warn >>"$WORK/cpu-ringftpd.log" 2>&1 &
+RING=$!; PIDS+=("$RING")
+LD_LIBRARY_PATH=/tmp/refservers/root/usr/lib/x86_64-linux-gnu setsid "$VSFTPD" "$WORK/vsftpd.conf" \
+    >>"$WORK/cpu-vsftpd.log" 2>&1 &
+VS=$!; PIDS+=("$VS")
+wait_port $RING_PORT && wait_port $VS_PORT || { echo "a server did not start" >&2; exit 1; }
+cat "$DATA/big.bin" >/dev/null
+
+declare -A GBPS CPU
+measure() { # name pid port kind
+    local name=$1 pid=$2 port=$3 kind=$4 before after t0 t1 bytes
+    rm -f "$DATA"/upload/* 2>/dev/null || true
+    before=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
+    if [[ $kind == get ]]; then
+        bytes=$(curl -s -o /dev/null -w '%{size_download}' "ftp://127.0.0.1:$port/big.bin")
+    else
+        "$LOADGEN" put --addr 127.0.0.1:$port --sessions "$UP_SESSIONS" --size $((UP_MB << 20)) \
+            --dir upload --label "$name" >/dev/null
+        bytes=$((UP_SESSIONS * (UP_MB << 20)))
+    fi
+    t1=$(date +%s.%N); after=$(cpu_ticks "$pid")
+    GBPS[$name.$kind]+="$(echo "$bytes / ($t1 - $t0) / 1e9" | bc -l) "
+    CPU[$name.$kind]+="$(echo "($after - $before) / $TICK / ($bytes / 1e9)" | bc -l) "
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+    for kind in get put; do
+        if ((r % 2)); then measure ringftpd $RING $RING_PORT $kind; measure vsftpd $VS $VS_PORT $kind
+        else measure vsftpd $VS $VS_PORT $kind; measure ringftpd $RING $RING_PORT $kind; fi
+    done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo "| run | ringftpd GB/s | vsftpd GB/s | ratio | ringftpd CPU s/GB | vsftpd CPU s/GB | ratio |"
+echo "|---|---|---|---|---|---|---|"
+for kind in get put; do
+    rg=$(median <<<"${GBPS[ringftpd.$kind]}"); vg=$(median <<<"${GBPS[vsftpd.$kind]}")
+    rc=$(median <<<"${CPU[ringftpd.$kind]}"); vc=$(median <<<"${CPU[vsftpd.$kind]}")
+    label=$([[ $kind == get ]] && echo "1 x 1 GiB RETR (curl)" || echo "$UP_SESSIONS x $UP_MB MiB STOR (loadgen)")
+    printf '| %s | %.2f | %.2f | x%.2f | %.3f | %.3f | x%.2f |\n' "$label" "$rg" "$vg" "$(echo "$rg/$vg" | bc -l)" \
+        "$rc" "$vc" "$(echo "$rc/$vc" | bc -l)"
+done
+echo "(medians of $ROUNDS interleaved rounds; 2 CPUs shared by clients and servers; loopback)"
