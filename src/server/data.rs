@@ -327,17 +327,9 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                         None => Pump::Done,
                     };
                 }
-                let end = data.len().min(*pos + left);
-                match (&*sock).write(&data[*pos..end]) {
-                    Ok(n) => {
-                        *pos += n;
-                        n
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Blocked,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                    Err(e) => {
-                        return Pump::Failed(socket_error(e.raw_os_error().unwrap_or(libc::EIO)));
-                    }
+                match send_from(sock, data, pos, left) {
+                    Ok(n) => n,
+                    Err(stop) => return stop,
                 }
             }
             Source::File {
@@ -502,22 +494,31 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                     };
                     *pos = 0;
                 }
-                let end = buf.len().min(*pos + left);
-                match (&*sock).write(&buf[*pos..end]) {
-                    Ok(n) => {
-                        *pos += n;
-                        n
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Blocked,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                    Err(e) => {
-                        return Pump::Failed(socket_error(e.raw_os_error().unwrap_or(libc::EIO)));
-                    }
+                match send_from(sock, buf, pos, left) {
+                    Ok(n) => n,
+                    Err(stop) => return stop,
                 }
             }
         };
         t.bytes += sent as u64;
         left = left.saturating_sub(sent);
+    }
+}
+
+/// Write `buf[*pos..]` (at most `left` bytes) to the socket and advance `pos`; a full socket or
+/// a failure is the `Pump` to return.
+fn send_from(sock: &TcpStream, buf: &[u8], pos: &mut usize, left: usize) -> Result<usize, Pump> {
+    let end = buf.len().min(*pos + left);
+    match (&*sock).write(&buf[*pos..end]) {
+        Ok(n) => {
+            *pos += n;
+            Ok(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Pump::Blocked),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(Pump::Failed(socket_error(
+            e.raw_os_error().unwrap_or(libc::EIO),
+        ))),
     }
 }
 

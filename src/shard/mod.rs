@@ -81,6 +81,17 @@ struct Slot {
     op: Option<(u64, Owned)>,
 }
 
+/// A syscall's return value as an io_uring completion reports it: the count, or minus errno.
+fn completion_result(n: isize) -> i32 {
+    if n < 0 {
+        -io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    } else {
+        n as i32
+    }
+}
+
 /// Reserved user_data for internal ops (cancellations) whose completions nobody waits for.
 const INTERNAL: u64 = u64::MAX;
 
@@ -253,14 +264,7 @@ impl Ring {
             // SAFETY: `ptr..ptr+len` lies inside the buffer now owned by the op table slot `id`,
             // which is neither moved nor freed before this call returns.
             let n = unsafe { libc::pwrite(fd, ptr.cast(), len, offset as libc::off_t) };
-            let result = if n < 0 {
-                -io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EIO)
-            } else {
-                n as i32
-            };
-            p.ready.push_back((id.0, result, false, None));
+            p.ready.push_back((id.0, completion_result(n), false, None));
             return id;
         }
         let entry = opcode::Write::new(types::Fd(fd), ptr, len as u32)
@@ -283,19 +287,16 @@ impl Ring {
             // SAFETY: `ptr..ptr+len` is the buffer now owned by the op table slot `id`; nothing
             // else touches it until this call returns.
             let n = unsafe { libc::pread(fd, ptr.cast(), len, offset as libc::off_t) };
-            let result = if n < 0 {
-                -io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EIO)
-            } else {
-                n as i32
-            };
-            p.ready.push_back((id.0, result, false, None));
+            p.ready.push_back((id.0, completion_result(n), false, None));
             return id;
         }
+        // ASYNC: go straight to an io_uring worker. A buffered read of a cold file would otherwise
+        // start the disk I/O from this thread, and submitting it can block when the device queue
+        // is full (exactly when other transfers are reading cold files too).
         let entry = opcode::Read::new(types::Fd(fd), ptr, len as u32)
             .offset(offset)
             .build()
+            .flags(squeue::Flags::ASYNC)
             .user_data(id.0);
         self.push(entry);
         id
@@ -322,14 +323,7 @@ impl Ring {
             // it (EFAULT if the file shrank), user space never does.
             let n =
                 unsafe { libc::send(fd, ptr.cast(), len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-            let result = if n < 0 {
-                -io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EIO)
-            } else {
-                n as i32
-            };
-            p.ready.push_back((id.0, result, false, None));
+            p.ready.push_back((id.0, completion_result(n), false, None));
             return id;
         }
         let entry = opcode::Send::new(types::Fd(fd), ptr, len as u32)
