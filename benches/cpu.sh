@@ -63,8 +63,8 @@ measure() { # name pid port kind
         bytes=$((UP_SESSIONS * (UP_MB << 20)))
     fi
     t1=$(date +%s.%N); after=$(cpu_ticks "$pid")
-    GBPS[$name.$kind]+="$(echo "$bytes / ($t1 - $t0) / 1e9" | bc -l) "
-    CPU[$name.$kind]+="$(echo "($after - $before) / $TICK / ($bytes / 1e9)" | bc -l) "
+    GBPS[$name.$kind]+="$(echo "$bytes / ($t1 - $t0) / 1000000000" | bc -l) "
+    CPU[$name.$kind]+="$(echo "($after - $before) / $TICK / ($bytes / 1000000000)" | bc -l) "
 }
 
 for r in $(seq 1 "$ROUNDS"); do
