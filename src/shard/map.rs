@@ -12,9 +12,9 @@ pub struct SendMap {
 
 impl SendMap {
     pub fn new(file: &File) -> io::Result<SendMap> {
-        // SAFETY: the mapping may change or shrink under us if another process writes or truncates
-        // the file; that is only unsound for reads through `&[u8]`, and this type never hands one
-        // out: the bytes are only ever read by the kernel inside send(2), which reports EFAULT.
+        // A file truncated under the mapping would make a user-space read SIGBUS; this type never
+        // hands out `&[u8]`, so only the kernel reads it, inside send(2), which reports EFAULT.
+        // SAFETY: the mapping is never dereferenced in user space (see above).
         let map = unsafe { memmap2::MmapOptions::new().map(file) }?;
         Ok(SendMap { map })
     }

@@ -186,9 +186,8 @@ impl Ring {
             unreachable!("io_uring entry on the epoll backend")
         };
         loop {
-            // SAFETY: every pointer in `entry` refers either to nothing or to memory owned by the op
-            // table slot named in its user_data (a boxed timespec, a buffer, or a mapping), which
-            // lives until the op's final CQE.
+            // SAFETY: `entry` points only at memory its op-table slot owns (a timespec, buffer or
+            // mapping) until the op's final CQE.
             if unsafe { ring.submission().push(&entry) }.is_ok() {
                 return;
             }
@@ -319,10 +318,9 @@ impl Ring {
         let ptr = map.ptr(offset);
         let id = self.alloc(token, Owned::Map(Arc::clone(map)));
         if let Driver::Epoll(p) = &mut self.driver {
-            // SAFETY: `ptr..ptr+len` lies inside the mapping held by slot `id`; the kernel reads
-            // it (EFAULT if the file shrank), user space never does.
-            let n =
-                unsafe { libc::send(fd, ptr.cast(), len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+            // SAFETY: `ptr..ptr+len` lies in the mapping slot `id` holds; only the kernel reads it.
+            let n = unsafe { libc::send(fd, ptr.cast(), len, flags) };
             p.ready.push_back((id.0, completion_result(n), false, None));
             return id;
         }
