@@ -6,6 +6,8 @@
 // Each test crate compiles this module on its own and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod tools;
+
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
