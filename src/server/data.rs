@@ -601,6 +601,7 @@ impl Shard {
     pub(super) fn drop_transfer(&mut self, conn: &mut Conn) -> Option<Transfer> {
         self.close_data(conn);
         conn.data_epoch = conn.data_epoch.wrapping_add(1);
+        conn.opening = None;
         let mut t = conn.transfer.take()?;
         self.discard_upload(&t);
         self.return_pipe(&mut t);

@@ -28,7 +28,7 @@ use crate::proto::line::{Frame, LineFramer};
 use crate::proto::reply::{Reply, ReplyCode};
 use crate::proto::session::{self, Effect, ListTarget, Outcome, Session, Step, TransferError};
 use crate::shard::{Completion, Ring};
-use crate::vfs::Root;
+use crate::vfs::{FileError, Root};
 
 use crate::auth::Users;
 use crate::proto::path::VirtualPath;
@@ -65,6 +65,7 @@ enum Kind {
     DataRead = 12,
     DataSent = 13,
     UploadGrace = 14,
+    Opened = 15,
 }
 
 impl Kind {
@@ -84,6 +85,7 @@ impl Kind {
             12 => Kind::DataRead,
             13 => Kind::DataSent,
             14 => Kind::UploadGrace,
+            15 => Kind::Opened,
             _ => return None,
         })
     }
@@ -334,6 +336,8 @@ struct Conn {
     root: Arc<Root>,
     /// An outcome held back until a deadline (failed logins are answered after a delay).
     delayed: Option<(Instant, Outcome)>,
+    /// RETR's file is being opened on the ring.
+    opening: Option<VirtualPath>,
 }
 
 struct Slot {
@@ -487,7 +491,8 @@ impl Shard {
             | Kind::DataWrite
             | Kind::DataRead
             | Kind::DataSent
-            | Kind::UploadGrace => {
+            | Kind::UploadGrace
+            | Kind::Opened => {
                 if c.result == -libc::ECANCELED {
                     return;
                 }
@@ -510,6 +515,7 @@ impl Shard {
                     Kind::DataRead => self.on_data_read(r, &mut conn, c.result),
                     Kind::DataSent => self.on_data_sent(r, &mut conn, c.result),
                     Kind::UploadGrace => self.on_upload_grace(r, &mut conn),
+                    Kind::Opened => self.on_opened(r, &mut conn, c.result, c.fd),
                     _ => self.on_data_writable(r, &mut conn),
                 }
                 self.settle(r, conn);
@@ -565,6 +571,7 @@ impl Shard {
             job: None,
             root: Arc::clone(&self.shared.root),
             delayed: None,
+            opening: None,
         });
         let r = self.insert(conn);
         let mut conn = self.take(r).expect("just inserted");
@@ -724,7 +731,7 @@ impl Shard {
                     ascii,
                     self.now,
                 ));
-                self.submit_job(r, conn, Job::Open(path));
+                self.open_for_retr(r, conn, path);
             }
             Effect::List {
                 path,
@@ -805,6 +812,54 @@ impl Shard {
         }
     }
 
+    /// RETR's open: with io_uring on the shard itself (OPENAT2 under the same jail rules, no
+    /// thread hop); on the epoll backend through the helper pool.
+    fn open_for_retr(&mut self, r: ConnRef, conn: &mut Conn, path: VirtualPath) {
+        if path.file_name().is_some_and(crate::vfs::is_temp_name) {
+            return self.on_job_result(r, conn, Done::Open(Err(FileError::NotFound)));
+        }
+        let args = match conn.root.open_args(&path) {
+            Ok((dir, c_path)) => (dir.as_raw_fd(), c_path),
+            Err(e) => return self.on_job_result(r, conn, Done::Open(Err(e))),
+        };
+        let keep = Box::new(Arc::clone(&conn.root));
+        let t = token(Kind::Opened, r, conn.data_epoch);
+        let flags = crate::vfs::OPEN_FOR_READ;
+        if self
+            .ring
+            .open_beneath(args.0, args.1, flags, crate::vfs::RESOLVE_JAIL, keep, t)
+            .is_some()
+        {
+            conn.opening = Some(path);
+        } else {
+            self.submit_job(r, conn, Job::Open(path));
+        }
+    }
+
+    fn on_opened(&mut self, r: ConnRef, conn: &mut Conn, result: i32, fd: Option<OwnedFd>) {
+        let Some(path) = conn.opening.take() else {
+            return;
+        };
+        let opened = match fd {
+            Some(fd) => crate::vfs::opened_for_read(fd, &path),
+            None => Err(FileError::from_errno(-result)),
+        };
+        self.on_job_result(r, conn, Done::Open(opened));
+    }
+
+    fn file_opened(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        (file, entry): (std::fs::File, crate::proto::entry::Entry),
+    ) {
+        let path = self.shared.config.data_path;
+        if let Some(t) = conn.transfer.as_mut() {
+            t.set_file(file, entry.size, path);
+        }
+        self.begin_transfer(r, conn);
+    }
+
     fn submit_job(&mut self, r: ConnRef, conn: &mut Conn, job: Job) {
         self.next_job = self.next_job.wrapping_add(1);
         conn.job = Some(self.next_job);
@@ -837,37 +892,33 @@ impl Shard {
         }
         let Some(mut conn) = conn else { return };
         conn.job = None;
+        self.on_job_result(r, &mut conn, done);
+        self.settle(r, conn);
+    }
+
+    /// The result of a helper-pool job (or of an open on the ring), for the session waiting on it.
+    fn on_job_result(&mut self, r: ConnRef, conn: &mut Conn, done: Done) {
         match done {
-            Done::Stat(result) => self.outcome(r, &mut conn, Outcome::Stat(result)),
+            Done::Stat(result) => self.outcome(r, conn, Outcome::Stat(result)),
             Done::Listing(Err(e)) if conn.transfer.as_ref().is_some_and(|t| t.started()) => {
                 // A later piece of a listing failed after the 150 went out.
-                let errno = if let crate::proto::error::FileError::Io(n) = e {
+                let errno = if let FileError::Io(n) = e {
                     n
                 } else {
                     libc::EIO
                 };
-                self.fail_transfer(r, &mut conn, TransferError::Local(errno));
+                self.fail_transfer(r, conn, TransferError::Local(errno));
             }
             Done::Open(Err(e)) | Done::Listing(Err(e)) if conn.transfer.is_some() => {
                 conn.transfer = None;
                 // The failed command used up the data channel (RFC 959: one transfer per PASV/PORT).
-                self.close_data(&mut conn);
-                self.outcome(
-                    r,
-                    &mut conn,
-                    Outcome::TransferFailed(TransferError::File(e)),
-                );
+                self.close_data(conn);
+                self.outcome(r, conn, Outcome::TransferFailed(TransferError::File(e)));
             }
-            Done::Open(Ok((file, entry))) => {
-                let path = self.shared.config.data_path;
-                if let Some(t) = conn.transfer.as_mut() {
-                    t.set_file(file, entry.size, path);
-                }
-                self.begin_transfer(r, &mut conn);
-            }
+            Done::Open(Ok(opened)) => self.file_opened(r, conn, opened),
             Done::Listing(result) if conn.transfer.is_none() => {
                 let result = result.map(|(bytes, _)| bytes);
-                self.outcome(r, &mut conn, Outcome::Listing(result))
+                self.outcome(r, conn, Outcome::Listing(result))
             }
             Done::Listing(Ok((bytes, cursor))) => {
                 let started = conn.transfer.as_ref().is_some_and(|t| t.started());
@@ -875,15 +926,15 @@ impl Shard {
                     t.set_buffer(bytes, cursor);
                 }
                 if started {
-                    self.drive(r, &mut conn);
+                    self.drive(r, conn);
                 } else {
-                    self.begin_transfer(r, &mut conn);
+                    self.begin_transfer(r, conn);
                 }
             }
             Done::Login(Some((rights, root))) => {
                 self.shared.limits.login_succeeded(conn.peer.ip());
                 conn.root = root;
-                self.outcome(r, &mut conn, Outcome::Login(Some(rights)));
+                self.outcome(r, conn, Outcome::Login(Some(rights)));
             }
             Done::Login(None) => {
                 // RFC 2577 section 5: slow down password guessing; unknown users and wrong
@@ -897,26 +948,21 @@ impl Shard {
                 conn.delayed = Some((self.now + delay, Outcome::Login(None)));
                 conn.job = Some(0);
             }
-            Done::Fs(result) => self.outcome(r, &mut conn, Outcome::Fs(result)),
+            Done::Fs(result) => self.outcome(r, conn, Outcome::Fs(result)),
             Done::Created(Err(e)) => {
                 conn.transfer = None;
-                self.close_data(&mut conn);
-                self.outcome(
-                    r,
-                    &mut conn,
-                    Outcome::TransferFailed(TransferError::File(e)),
-                );
+                self.close_data(conn);
+                self.outcome(r, conn, Outcome::TransferFailed(TransferError::File(e)));
             }
             Done::Created(Ok((file, upload))) => {
                 if let Some(t) = conn.transfer.as_mut() {
                     t.set_upload(file, upload);
                 }
-                self.begin_transfer(r, &mut conn);
+                self.begin_transfer(r, conn);
             }
-            Done::Committed(result) => self.upload_committed(r, &mut conn, result),
+            Done::Committed(result) => self.upload_committed(r, conn, result),
             Done::Open(Err(_)) | Done::Listing(Err(_)) | Done::Nothing => {}
         }
-        self.settle(r, conn);
     }
 
     fn on_tick(&mut self) {

@@ -73,12 +73,21 @@ enum Owned {
     Buffer(Vec<u8>),
     /// A send's source mapping, kept alive until the send completes.
     Map(#[allow(dead_code)] Arc<SendMap>),
+    /// An open's path and `open_how`, plus whatever keeps its directory fd open.
+    Open(#[allow(dead_code)] Box<OpenArgs>),
 }
 
 struct Slot {
     generation: u32,
     /// `Some` while an op occupies the slot.
     op: Option<(u64, Owned)>,
+}
+
+/// What an OPENAT2 op reads until it completes.
+struct OpenArgs {
+    path: std::ffi::CString,
+    how: types::OpenHow,
+    _keep: Box<dyn std::any::Any + Send>,
 }
 
 /// A syscall's return value as an io_uring completion reports it: the count, or minus errno.
@@ -186,8 +195,8 @@ impl Ring {
             unreachable!("io_uring entry on the epoll backend")
         };
         loop {
-            // SAFETY: `entry` points only at memory its op-table slot owns (a timespec, buffer or
-            // mapping) until the op's final CQE.
+            // SAFETY: `entry` points only at memory its op-table slot owns (a timespec, buffer,
+            // mapping or open arguments) until the op's final CQE.
             if unsafe { ring.submission().push(&entry) }.is_ok() {
                 return;
             }
@@ -301,6 +310,39 @@ impl Ring {
         id
     }
 
+    /// `openat2(dirfd, path, flags, resolve)` on io_uring; the completion carries the new fd.
+    /// `keep` is held until then (it must keep `dirfd` open: the kernel may resolve the path on a
+    /// worker thread after this call returns). Only on the io_uring backend: `None` on epoll,
+    /// where the caller opens the file some other way.
+    pub fn open_beneath(
+        &mut self,
+        dirfd: RawFd,
+        path: std::ffi::CString,
+        flags: i32,
+        resolve: u64,
+        keep: Box<dyn std::any::Any + Send>,
+        token: u64,
+    ) -> Option<OpId> {
+        if let Driver::Epoll(_) = self.driver {
+            return None;
+        }
+        let how = types::OpenHow::new()
+            .flags((flags | libc::O_CLOEXEC) as u64)
+            .resolve(resolve);
+        let args = Box::new(OpenArgs {
+            path,
+            how,
+            _keep: keep,
+        });
+        let (path_ptr, how_ptr) = (args.path.as_ptr(), &args.how as *const types::OpenHow);
+        let id = self.alloc(token, Owned::Open(args));
+        let entry = opcode::OpenAt2::new(types::Fd(dirfd), path_ptr, how_ptr)
+            .build()
+            .user_data(id.0);
+        self.push(entry);
+        Some(id)
+    }
+
     /// Send `len` bytes of `map` from `offset` on the socket `fd`. The op holds a reference to the
     /// mapping until it completes, so the session may go away meanwhile. A truncated file fails
     /// with -EFAULT. The epoll backend sends in place (and may answer -EAGAIN).
@@ -403,10 +445,11 @@ impl Ring {
             let Some((token, owned)) = self.finish(user_data, more) else {
                 continue;
             };
-            let accept = matches!(owned, Owned::Accept);
+            // Accepts and opens complete with a new fd that we own from here on.
+            let accept = matches!(owned, Owned::Accept | Owned::Open(_));
             let fd = if accept && result >= 0 {
-                // SAFETY: an ACCEPT completion with a non-negative result is a new fd the kernel just
-                // installed in our table for this op alone; nothing else refers to it yet.
+                // SAFETY: an ACCEPT/OPENAT2 completion's non-negative result is a new fd installed
+                // for this op alone; nothing else refers to it yet.
                 Some(unsafe { OwnedFd::from_raw_fd(result) })
             } else {
                 None

@@ -96,22 +96,16 @@ impl Root {
     /// so the check and the use cannot race). A directory is `IsADirectory`, anything else
     /// non-regular `NotAFile`.
     pub fn open_file(&self, path: &VirtualPath) -> Result<(File, Entry), FileError> {
-        // O_NONBLOCK so that opening a FIFO without a writer returns at once instead of
-        // hanging the shard; O_NOCTTY so a tty device can never become our controlling terminal.
-        let fd = self.open_at(path, libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK)?;
-        let entry = entry_from_stat(display_name(path), &fstat(&fd)?);
-        match entry.kind {
-            FileKind::File => {}
-            FileKind::Dir => return Err(FileError::IsADirectory),
-            FileKind::Symlink | FileKind::Other => return Err(FileError::NotAFile),
-        }
-        // Readers get ordinary blocking semantics back (harmless on regular files, but
-        // sendfile/splice users should not see a surprising flag).
-        let flags = OFlag::from_bits_retain(fcntl(&fd, FcntlArg::F_GETFL)?);
-        fcntl(&fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
-        Ok((File::from(fd), entry))
+        let fd = self.open_at(path, OPEN_FOR_READ)?;
+        opened_for_read(fd, path)
     }
 
+    /// The root's directory fd and `path` as a C string relative to it, for callers that open
+    /// with io_uring (flags `OPEN_FOR_READ`, resolve `RESOLVE_JAIL`, then `opened_for_read`).
+    pub fn open_args(&self, path: &VirtualPath) -> Result<(BorrowedFd<'_>, CString), FileError> {
+        let c = CString::new(path.relative()).map_err(|_| FileError::Io(libc::EINVAL))?;
+        Ok((self.fd(), c))
+    }
     /// Stat `path`: resolved with `openat2(O_PATH)`, which follows symlinks only beneath the
     /// root, then `fstat`. A symlink leading out is `Escapes`, a dangling one `NotFound`.
     pub fn stat(&self, path: &VirtualPath) -> Result<Entry, FileError> {
@@ -185,6 +179,27 @@ impl DirCursor {
         }
         Ok(self.next < self.names.len())
     }
+}
+
+/// Flags for opening a file to send. O_NONBLOCK so that opening a FIFO without a writer returns
+/// at once instead of hanging; O_NOCTTY so a tty can never become our controlling terminal.
+pub const OPEN_FOR_READ: i32 = libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK;
+pub use crate::sys::fs::RESOLVE_JAIL;
+
+/// Check a file opened with `OPEN_FOR_READ` (from `fstat` on the same fd, so the check and the
+/// use cannot race): a directory is `IsADirectory`, anything else non-regular `NotAFile`.
+pub fn opened_for_read(fd: OwnedFd, path: &VirtualPath) -> Result<(File, Entry), FileError> {
+    let entry = entry_from_stat(display_name(path), &fstat(&fd)?);
+    match entry.kind {
+        FileKind::File => {}
+        FileKind::Dir => return Err(FileError::IsADirectory),
+        FileKind::Symlink | FileKind::Other => return Err(FileError::NotAFile),
+    }
+    // Readers get ordinary blocking semantics back (harmless on regular files, but
+    // sendfile/splice users should not see a surprising flag).
+    let flags = OFlag::from_bits_retain(fcntl(&fd, FcntlArg::F_GETFL)?);
+    fcntl(&fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    Ok((File::from(fd), entry))
 }
 
 /// The name an `Entry` for `path` carries: its last component, or "/" for the root.
