@@ -42,6 +42,9 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Passive ports, split into one disjoint slice per shard; `None` lets the kernel pick.
     pub pasv_ports: Option<(u16, u16)>,
+    /// The IPv4 address PASV replies announce (a NAT's public address); `None` announces the
+    /// address the control connection came in on. EPSV replies carry only the port.
+    pub pasv_address: Option<std::net::Ipv4Addr>,
     /// Shard threads, one io_uring ring each.
     pub shards: usize,
     pub data_path: DataPath,
@@ -72,6 +75,7 @@ impl Default for Config {
             root: PathBuf::from("."),
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2121))],
             pasv_ports: None,
+            pasv_address: None,
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             data_path: DataPath::Sendfile,
             idle_timeout: Duration::from_secs(300),

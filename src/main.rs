@@ -25,6 +25,10 @@ struct Args {
     /// Passive data ports as MIN-MAX, split into one slice per shard (default: any free port).
     #[arg(long, value_parser = config::parse_port_range)]
     pasv_ports: Option<(u16, u16)>,
+    /// IPv4 address to announce in PASV replies, for a server behind NAT (default: the address
+    /// the client connected to).
+    #[arg(long)]
+    pasv_address: Option<std::net::Ipv4Addr>,
     /// Shard threads, one io_uring ring each (default: one per online CPU).
     #[arg(long)]
     shards: Option<usize>,
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         root: args.root,
         listen: args.listen,
         pasv_ports: args.pasv_ports,
+        pasv_address: args.pasv_address,
         shards: args.shards.unwrap_or(defaults.shards),
         data_path: args.data_path,
         io_backend: args.io,

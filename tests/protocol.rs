@@ -1823,3 +1823,26 @@ fn sessions_over_the_per_ip_limit_get_421() {
         "the freed slot is available again"
     );
 }
+
+/// Behind NAT, PASV announces the configured public address while the listener stays local;
+/// EPSV (port only) is unaffected.
+#[test]
+fn pasv_announces_the_configured_public_address() {
+    let s = common::start(|c| c.pasv_address = Some("203.0.113.7".parse().unwrap()));
+    s.write_file("f", b"nat");
+    let mut c = s.login();
+    let text = c.expect("PASV", 227);
+    let announced = common::parse_pasv(&text).expect("a PASV address");
+    assert_eq!(
+        *announced.ip(),
+        std::net::Ipv4Addr::new(203, 0, 113, 7),
+        "{text:?}"
+    );
+    // The listener is on the control connection's local address: connect there.
+    let local = SocketAddr::new(c.stream().peer_addr().unwrap().ip(), announced.port());
+    let mut data = common::data_connect(local);
+    c.send_line(b"RETR f");
+    c.expect_reply(150, "RETR over the NAT-announced port");
+    assert_eq!(common::read_all(&mut data), b"nat");
+    c.expect_reply(226, "end of RETR");
+}

@@ -556,7 +556,13 @@ impl Shard {
                 );
                 let deadline = self.now + self.shared.config.data_timeout;
                 conn.data = Data::Listening { listener, deadline };
-                Outcome::PassiveReady(addr)
+                // Behind NAT the client must be told the public address; the listener stays local.
+                match (self.shared.config.pasv_address, addr) {
+                    (Some(public), SocketAddr::V4(_)) => {
+                        Outcome::PassiveReady(SocketAddr::new(public.into(), addr.port()))
+                    }
+                    _ => Outcome::PassiveReady(addr),
+                }
             }
             Err(e) => {
                 log::warn!("no passive port for {}: {e}", conn.peer);
