@@ -135,7 +135,6 @@ pub enum ListTarget {
 /// Work the server must do before the session can answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    None,
     /// Send the replies, then close the control connection.
     Close,
     /// Close any data listener/connection and listen on a fresh passive port.
@@ -162,10 +161,7 @@ pub enum Effect {
     /// Abort the transfer in progress (if any) and close the data channel; report `Outcome::Aborted`.
     Abort,
     /// Check a named user's password (slowly, off the shard); report `Outcome::Login`.
-    Authenticate {
-        user: Vec<u8>,
-        password: Vec<u8>,
-    },
+    Authenticate { user: Vec<u8>, password: Vec<u8> },
     /// Receive a file over the data connection into `path`; report like a transfer.
     Store {
         path: VirtualPath,
@@ -382,14 +378,6 @@ impl Session {
     pub fn user(&self) -> Option<&[u8]> {
         match &self.login {
             Login::LoggedIn { user, .. } => Some(user),
-            _ => None,
-        }
-    }
-
-    /// Whether the logged-in user is anonymous (`None` before login).
-    pub fn anonymous(&self) -> Option<bool> {
-        match &self.login {
-            Login::LoggedIn { anonymous, .. } => Some(*anonymous),
             _ => None,
         }
     }

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
@@ -548,12 +548,7 @@ impl Shard {
                     return Outcome::PassiveFailed;
                 };
                 let fd = listener.as_raw_fd();
-                self.ring.poll(
-                    fd,
-                    libc::POLLIN as u32,
-                    false,
-                    token(Kind::DataListen, r, conn.data_epoch),
-                );
+                self.poll_data(r, conn, fd, libc::POLLIN, Kind::DataListen);
                 let deadline = self.now + self.shared.config.data_timeout;
                 conn.data = Data::Listening { listener, deadline };
                 // Behind NAT the client must be told the public address; the listener stays local.
@@ -601,6 +596,20 @@ impl Shard {
         Err(last)
     }
 
+    /// A one-shot readiness poll on one of the session's data fds, tagged with its data epoch so a
+    /// completion for an fd closed meanwhile is recognised and dropped.
+    pub(super) fn poll_data(
+        &mut self,
+        r: ConnRef,
+        conn: &Conn,
+        fd: RawFd,
+        events: i16,
+        kind: Kind,
+    ) {
+        self.ring
+            .poll(fd, events as u32, false, token(kind, r, conn.data_epoch));
+    }
+
     /// End the session's transfer without a reply: its data fds are closed through the ring first
     /// (a socket with an armed poll must be cancelled, not just closed), an upload's temporary file
     /// is removed and a splice pipe goes back to the pool.
@@ -645,12 +654,7 @@ impl Shard {
             Data::Active(target) => match self.connect_active(conn.local.ip(), target) {
                 Ok(sock) => {
                     let fd = sock.as_raw_fd();
-                    self.ring.poll(
-                        fd,
-                        libc::POLLOUT as u32,
-                        false,
-                        token(Kind::DataConnect, r, conn.data_epoch),
-                    );
+                    self.poll_data(r, conn, fd, libc::POLLOUT, Kind::DataConnect);
                     let deadline = self.now + self.shared.config.data_timeout;
                     conn.data = Data::Connecting { sock, deadline };
                 }
@@ -713,12 +717,7 @@ impl Shard {
             }
         }
         let fd = listener.as_raw_fd();
-        self.ring.poll(
-            fd,
-            libc::POLLIN as u32,
-            false,
-            token(Kind::DataListen, r, conn.data_epoch),
-        );
+        self.poll_data(r, conn, fd, libc::POLLIN, Kind::DataListen);
     }
 
     pub(super) fn on_data_connect(&mut self, r: ConnRef, conn: &mut Conn) {
@@ -785,12 +784,7 @@ impl Shard {
             Pump::Blocked => {
                 if let Some(fd) = t.sock.as_ref().map(AsRawFd::as_raw_fd) {
                     t.armed = true;
-                    self.ring.poll(
-                        fd,
-                        libc::POLLOUT as u32,
-                        false,
-                        token(Kind::DataOut, r, conn.data_epoch),
-                    );
+                    self.poll_data(r, conn, fd, libc::POLLOUT, Kind::DataOut);
                 }
             }
             Pump::Budget => self.ready.push(r),
@@ -879,12 +873,7 @@ impl Shard {
             e if e == -libc::EAGAIN => {
                 if let Some(fd) = t.sock.as_ref().map(AsRawFd::as_raw_fd) {
                     t.armed = true;
-                    self.ring.poll(
-                        fd,
-                        libc::POLLOUT as u32,
-                        false,
-                        token(Kind::DataOut, r, conn.data_epoch),
-                    );
+                    self.poll_data(r, conn, fd, libc::POLLOUT, Kind::DataOut);
                 }
             }
             // The file shrank under the mapping: the kernel refused to read past its end.

@@ -709,7 +709,6 @@ impl Shard {
 
     fn run_effect(&mut self, r: ConnRef, conn: &mut Conn, effect: Effect) {
         match effect {
-            Effect::None => {}
             Effect::Close => conn.closing = true,
             Effect::Passive => {
                 let outcome = self.open_passive(r, conn);
