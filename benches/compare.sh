@@ -8,7 +8,8 @@
 # (sendfile|copy), RING_IO (auto|io-uring|epoll, if the build has --io), RING_LOG (warn),
 # RING_PORT/VS_PORT/IPERF_PORT (21921/21922/21923),
 # RINGFTPD_BIN / LOADGEN_BIN (skip the builds), SCENARIOS (space-separated subset of the names below),
-# RING_EXTRA (more ringftpd flags).
+# RING_EXTRA (more ringftpd flags), SINK (splice|read: how loadgen receives data; see benches/README.md),
+# CONN_WORKERS (16).
 #
 # Only 127.0.0.1 is ever used. vsftpd is not installed as a package: its .deb is downloaded and
 # unpacked under /tmp/refservers. Every process this script starts is stopped on exit.
@@ -31,6 +32,10 @@ RING_PASV=20000-24999
 VS_PASV_MIN=25000
 VS_PASV_MAX=29999
 ALL_SCENARIOS="get1 get4 many conn list mlsd put idle idle10k cold"
+# splice: the client moves received pages to /dev/null without copying, so on 2 shared cores the
+# client's receive copy is not what is measured. read: read(2) into a buffer, as curl does.
+SINK=${SINK:-splice}
+CONN_WORKERS=${CONN_WORKERS:-16}
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 
 if [[ $QUICK == 1 ]]; then
@@ -276,7 +281,7 @@ run_lg() { # scenario round label port mode args...
     local sc=$1 round=$2 label=$3 port=$4 mode=$5 out rc=0
     shift 5
     out=$(timeout --kill-after=10 "$LG_TIMEOUT" "$LOADGEN_BIN" "$mode" --addr "127.0.0.1:$port" \
-        --label "$label" --scenario "$sc" --round "$round" "$@") || rc=$?
+        --label "$label" --scenario "$sc" --round "$round" --sink "$SINK" "$@") || rc=$?
     if ((rc != 0 && rc != 2)); then
         log "$sc/$label round $round: loadgen exited $rc"
     fi
@@ -293,9 +298,15 @@ run_iperf() { # scenario round streams
         log "iperf3 -P $3 gave no result"
         return
     fi
-    printf '{"mode":"iperf","server":"loopback","scenario":"%s","round":%s,"streams":%s,"gbps":%s}\n' \
+    printf '{"mode":"iperf","server":"iperf3","scenario":"%s","round":%s,"streams":%s,"gbps":%s}\n' \
         "$1" "$2" "$3" "$gbps" >>"$RESULTS"
     printf '  iperf3 -Z -P %s: %s GB/s\n' "$3" "$gbps" >&2
+}
+
+# loadgen pump: blocking sendfile(2) of big.bin to $3 loopback sockets, $4 times each, received by the
+# same sink as the FTP runs: the loopback ceiling for this file and this client.
+run_pump() { # scenario round streams repeat
+    run_lg "$1" "$2" loopback 0 pump --sessions "$3" --file "$DATA/big.bin" --repeat "$4"
 }
 
 # A then B on odd rounds, B then A on even rounds: interleaved, and neither always goes first.
@@ -315,7 +326,7 @@ warm() { cat "$@" >/dev/null; }
 s_get1() { run_lg "$1" "$2" "$3" "$4" get --sessions 1 --file big.bin --repeat "$REPEAT1"; }
 s_get4() { run_lg "$1" "$2" "$3" "$4" get --sessions 4 --file big.bin --repeat "$REPEAT4"; }
 s_many() { run_lg "$1" "$2" "$3" "$4" many --sessions "$MANY_SESSIONS" --files-glob many/f --count "$MANY_COUNT"; }
-s_conn() { run_lg "$1" "$2" "$3" "$4" conn --workers 4 --duration "$CONN_SECS" --file small4k; }
+s_conn() { run_lg "$1" "$2" "$3" "$4" conn --workers "$CONN_WORKERS" --duration "$CONN_SECS" --file small4k; }
 s_list() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT"; }
 s_mlsd() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT" --mlsd; }
 s_put() { run_lg "$1" "$2" "$3" "$4" put --sessions 4 --size "${PUT_MB}M" --dir upload; }
@@ -345,6 +356,7 @@ main() {
         warm "$DATA/big.bin"
         for r in $(seq 1 "$ROUNDS"); do
             ab "get 1 session x ${BIG_MB} MiB" "$r" s_get1
+            run_pump "get 1 session x ${BIG_MB} MiB" "$r" 1 "$REPEAT1"
             run_iperf "get 1 session x ${BIG_MB} MiB" "$r" 1
         done
     fi
@@ -352,6 +364,7 @@ main() {
         warm "$DATA/big.bin"
         for r in $(seq 1 "$ROUNDS"); do
             ab "get 4 sessions x ${BIG_MB} MiB" "$r" s_get4
+            run_pump "get 4 sessions x ${BIG_MB} MiB" "$r" 4 "$REPEAT4"
             run_iperf "get 4 sessions x ${BIG_MB} MiB" "$r" 4
         done
     fi
@@ -360,7 +373,7 @@ main() {
         for r in $(seq 1 "$ROUNDS"); do ab "many ${MANY_SESSIONS} x ${MANY_COUNT} x 1 MiB" "$r" s_many; done
     fi
     if scenario_on conn; then
-        for r in $(seq 1 "$ROUNDS"); do ab "conn 4 workers, 4 KiB RETR" "$r" s_conn; done
+        for r in $(seq 1 "$ROUNDS"); do ab "conn ${CONN_WORKERS} workers, 4 KiB RETR" "$r" s_conn; done
     fi
     if scenario_on list; then
         for r in $(seq 1 "$ROUNDS"); do ab "LIST ${LIST_ENTRIES} entries" "$r" s_list; done
@@ -396,11 +409,11 @@ main() {
     local table
     table=$WORK/table-$(basename "$RESULTS" .jsonl).md
     {
-        echo "ringftpd ${RING_REV:-$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')} ($SHARDS shards, $DATA_PATH) vs vsftpd 3.0.3 vs loopback (iperf3 -Z);" \
+        echo "ringftpd ${RING_REV:-$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')} ($SHARDS shards, $DATA_PATH) vs vsftpd 3.0.3 vs loopback (sendfile pump, iperf3 -Z); sink $SINK;" \
             "io ${RING_IO:-default};" "$(nproc) CPUs shared by clients and servers; $ROUNDS rounds, QUICK=$QUICK; medians (min–max);" \
             "load average at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
         echo
-        "$LOADGEN_BIN" report --results "$RESULTS"
+        "$LOADGEN_BIN" report --results "$RESULTS" --ceiling loopback,iperf3
     } | tee "$table"
     log "done in $((SECONDS - t0)) s; table in $table, raw results in $RESULTS"
     if [[ -s $WORK/ringftpd.log ]]; then

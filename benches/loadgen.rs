@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -42,10 +43,13 @@ modes:
   cold  --file BIG[,BIG2] --small PATH --count K --root LOCALDIR [--no-warm]
                                                       small-RETR latency alone, beside 2 cold BIG pulls,
                                                       then beside 2 warm pulls (control)
-  report --results FILE.jsonl [--a ringftpd --b vsftpd --ceiling loopback]
+  pump  --sessions N --file LOCALPATH --repeat K       the loopback ceiling: blocking sendfile(2) of a
+                                                      local file to N sockets, same sink as the FTP modes
+  report --results FILE.jsonl [--a ringftpd --b vsftpd --ceiling loopback[,iperf3]]
                                                       markdown table of medians per scenario
 common: --addr 127.0.0.1:2121 --label NAME --user anonymous --pass bench@ --pasv (PASV, not EPSV)
-        --timeout SECS (socket timeout, 60) --max-secs SECS (whole run, 900)";
+        --timeout SECS (socket timeout, 60) --max-secs SECS (whole run, 900)
+        --sink read|splice (how data is received: read(2) into a buffer, or spliced to /dev/null)";
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -83,6 +87,7 @@ const KEYS: &[&str] = &[
     "a",
     "b",
     "ceiling",
+    "sink",
 ];
 
 struct Opts {
@@ -524,8 +529,125 @@ fn reply_err(cmd: &str, r: Reply) -> FtpError {
     }
 }
 
-/// Read to EOF into `sink`, keeping only the count.
+/// How `drain` disposes of data: `--sink read` (the default) or `--sink splice`; see `Sink`.
+static SINK: std::sync::OnceLock<Sink> = std::sync::OnceLock::new();
+
+/// The receive side of every transfer. `Read` is what curl does: `read(2)` into a 256 KiB buffer, a
+/// kernel-to-user copy of every byte. `Splice` moves the socket's pages into a pipe and on to
+/// `/dev/null` without copying, so on a 2-core box the client does not eat the CPU the server needs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sink {
+    Read,
+    Splice,
+}
+
+/// The `--sink` of this run, for the records.
+fn sink_name() -> &'static str {
+    match SINK.get() {
+        Some(Sink::Splice) => "splice",
+        _ => "read",
+    }
+}
+
+thread_local! {
+    /// This thread's pipe and `/dev/null` for `Sink::Splice`, made on first use.
+    static SPLICE_PIPE: std::cell::OnceCell<Option<(std::fs::File, std::fs::File, std::fs::File)>> =
+        const { std::cell::OnceCell::new() };
+}
+
+/// Pipe capacity asked for with `F_SETPIPE_SZ` (the default 64 KiB is capped by `pipe-max-size`).
+const SINK_PIPE_BYTES: usize = 1 << 20;
+
+fn splice_pipe() -> Option<(std::fs::File, std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid out-array of two ints for pipe2.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    // SAFETY: pipe2 succeeded, so both are fresh descriptors this function now owns.
+    let (r, w) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    // SAFETY: plain fcntl on a descriptor we own; failure leaves the default size.
+    unsafe {
+        libc::fcntl(
+            w.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            SINK_PIPE_BYTES as libc::c_int,
+        )
+    };
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .ok()?;
+    Some((r, w, null))
+}
+
+/// Splice everything from `data` to `/dev/null`; `None` if this thread has no pipe (then read).
+fn drain_splice(data: &mut TcpStream) -> Option<FtpResult<u64>> {
+    SPLICE_PIPE.with(|cell| {
+        let (r, w, null) = cell.get_or_init(splice_pipe).as_ref()?;
+        let mut total = 0u64;
+        loop {
+            // SAFETY: splice between descriptors we hold open; null offsets (socket and pipe).
+            let n = unsafe {
+                libc::splice(
+                    data.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    w.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    SINK_PIPE_BYTES,
+                    libc::SPLICE_F_MOVE,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Some(Err(FtpError::Io("data splice", e)));
+            }
+            if n == 0 {
+                return Some(Ok(total));
+            }
+            total += n as u64;
+            let mut left = n as usize;
+            while left > 0 {
+                // SAFETY: as above; the pipe holds `left` bytes, /dev/null takes all.
+                let m = unsafe {
+                    libc::splice(
+                        r.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        null.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        left,
+                        libc::SPLICE_F_MOVE,
+                    )
+                };
+                if m <= 0 {
+                    let e = io::Error::last_os_error();
+                    if m < 0 && e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Some(Err(FtpError::Io("pipe drain", e)));
+                }
+                left -= m as usize;
+            }
+        }
+    })
+}
+
+/// Read to EOF, keeping only the count: through `/dev/null` with `--sink splice`, else into `sink`.
 fn drain(data: &mut TcpStream, sink: &mut [u8]) -> FtpResult<u64> {
+    if SINK.get() == Some(&Sink::Splice) {
+        if let Some(r) = drain_splice(data) {
+            return r;
+        }
+    }
     let mut total = 0u64;
     loop {
         match data.read(sink) {
@@ -829,7 +951,8 @@ fn mode_get(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
     errors.report();
     let gbps = bytes as f64 / wall / 1e9;
     let mut rec = Record::new("get", label);
-    rec.i("sessions", n as u64)
+    rec.s("sink", sink_name())
+        .i("sessions", n as u64)
         .i("repeat", k)
         .s("file", &file)
         .i("file_bytes", expect.unwrap_or(0))
@@ -857,6 +980,131 @@ fn mode_get(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
 }
 
 /// Split "dir/prefix" into ("dir", "prefix"); a bare prefix lists the current directory.
+/// `pump`: the loopback ceiling of a download. A plain blocking `sendfile(2)` of a local file, `--repeat`
+/// times per connection, to `--sessions` loopback sockets, received by the same sink as the FTP modes.
+/// No FTP: this is what the kernel does with the fewest possible system calls on the sending side.
+fn mode_pump(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
+    let n: usize = o.num("sessions", 1)?;
+    let k: u64 = o.num("repeat", 1)?;
+    let path = std::path::PathBuf::from(o.req("file")?);
+    let len = std::fs::metadata(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("local_addr: {e}"))?;
+    let barrier = Arc::new(Barrier::new(2 * n + 1));
+    let senders: Vec<_> = (0..n)
+        .map(|s| {
+            let listener = listener.try_clone().expect("clone listener");
+            let (path, barrier) = (path.clone(), barrier.clone());
+            spawn(format!("pump{s}"), move || -> Result<(), String> {
+                let accepted = listener.accept().map(|(c, _)| c);
+                barrier.wait();
+                let sock = accepted.map_err(|e| format!("accept: {e}"))?;
+                let file = std::fs::File::open(&path).map_err(|e| format!("open: {e}"))?;
+                for _ in 0..k {
+                    let mut off: libc::off_t = 0;
+                    while (off as u64) < len {
+                        let want = (len - off as u64).min(1 << 30) as usize;
+                        // SAFETY: both descriptors are open for the call; `off` is a valid offset.
+                        let r = unsafe {
+                            libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, want)
+                        };
+                        if r < 0 {
+                            let e = io::Error::last_os_error();
+                            if e.kind() == io::ErrorKind::Interrupted {
+                                continue;
+                            }
+                            return Err(format!("sendfile: {e}"));
+                        }
+                        if r == 0 {
+                            return Err("sendfile: file shrank".into());
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let receivers: Vec<_> = (0..n)
+        .map(|s| {
+            let (barrier, timeout) = (barrier.clone(), cfg.timeout);
+            spawn(format!("session{s}"), move || {
+                let conn = TcpStream::connect(addr);
+                barrier.wait();
+                let mut errors = ErrLog::new();
+                let t0 = Instant::now();
+                let mut sink = vec![0u8; DATA_BUF_BYTES];
+                let bytes = match conn {
+                    Ok(mut c) => {
+                        let _ = c.set_read_timeout(Some(timeout));
+                        match drain(&mut c, &mut sink) {
+                            Ok(b) => b,
+                            Err(e) => {
+                                errors.add("drain", &e);
+                                0
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        errors.add("connect", &FtpError::Io("connect", e));
+                        0
+                    }
+                };
+                if bytes != k * len {
+                    let e = FtpError::Proto(format!("{bytes} bytes, expected {}", k * len));
+                    errors.add("length", &e);
+                }
+                SessionResult {
+                    bytes,
+                    transfers: k,
+                    secs: t0.elapsed().as_secs_f64(),
+                    errors,
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t0 = Instant::now();
+    let results: Vec<SessionResult> = receivers
+        .into_iter()
+        .map(|h| h.join().expect("receiver thread panicked"))
+        .collect();
+    let wall = t0.elapsed().as_secs_f64();
+    let mut errs = ErrLog::new();
+    for h in senders {
+        if let Err(e) = h.join().expect("pump thread panicked") {
+            errs.add("pump", &FtpError::Proto(e));
+        }
+    }
+    let bytes: u64 = results.iter().map(|r| r.bytes).sum();
+    for r in results {
+        errs.merge(r.errors);
+    }
+    errs.report();
+    let gbps = bytes as f64 / wall / 1e9;
+    let mut rec = Record::new("pump", label);
+    rec.i("sessions", n as u64)
+        .i("repeat", k)
+        .i("bytes", bytes)
+        .f("secs", wall)
+        .f("gbps", gbps)
+        .s("sink", sink_name())
+        .i("errors", errs.count);
+    emit(
+        &rec,
+        format!(
+            "pump [{label}] {n} x {k} sendfile of {}: {:.2} GB in {wall:.2} s = {gbps:.3} GB/s; errors {}",
+            path.display(),
+            bytes as f64 / 1e9,
+            errs.count
+        ),
+    );
+    Ok(errs.count)
+}
+
 fn split_glob(g: &str) -> (String, String) {
     let g = g.trim_end_matches('*');
     match g.rsplit_once('/') {
@@ -1337,7 +1585,6 @@ fn mode_idle(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
 
 /// Drop a local file's pages from the page cache (clean pages only, so flush first).
 fn drop_cache(path: &std::path::Path) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let _ = f.sync_data();
     // SAFETY: fadvise only reads the fd, which `f` keeps open for the duration of the call.
@@ -1667,6 +1914,15 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    let sink = match opts.str("sink", "read").as_str() {
+        "read" => Sink::Read,
+        "splice" => Sink::Splice,
+        s => {
+            eprintln!("loadgen: --sink {s:?}: read or splice");
+            return ExitCode::from(64);
+        }
+    };
+    let _ = SINK.set(sink);
     let label = opts.str("label", "server");
     let r = match opts.mode.as_str() {
         "get" => mode_get(&opts, &cfg, &label),
@@ -1676,6 +1932,7 @@ fn main() -> ExitCode {
         "put" => mode_put(&opts, &cfg, &label),
         "idle" => mode_idle(&opts, &cfg, &label),
         "cold" => mode_cold(&opts, &cfg, &label),
+        "pump" => mode_pump(&opts, &cfg, &label),
         m => Err(format!("unknown mode {m:?}\n{USAGE}")),
     };
     match r {
@@ -1802,7 +2059,7 @@ mod report {
     /// The metrics shown for each mode: (field, label, lower is better).
     fn metrics(mode: &str) -> &'static [(&'static str, &'static str, bool)] {
         match mode {
-            "get" | "put" | "iperf" => &[("gbps", "GB/s", false)],
+            "get" | "put" | "iperf" | "pump" => &[("gbps", "GB/s", false)],
             "many" => &[("files_per_s", "files/s", false), ("gbps", "GB/s", false)],
             "conn" => &[
                 ("sessions_per_s", "sessions/s", false),
@@ -1901,11 +2158,14 @@ mod report {
 
     pub fn run(o: &Opts) -> Result<(), String> {
         let path = o.req("results")?;
-        let (a, b, c) = (
-            o.str("a", "ringftpd"),
-            o.str("b", "vsftpd"),
-            o.str("ceiling", "loopback"),
-        );
+        let (a, b) = (o.str("a", "ringftpd"), o.str("b", "vsftpd"));
+        // One column pair per ceiling label, e.g. `--ceiling loopback,iperf3`.
+        let ceilings: Vec<String> = o
+            .str("ceiling", "loopback")
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect();
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
         // scenario -> (first-seen order, mode per server, records per server)
         let mut order: Vec<String> = Vec::new();
@@ -1924,7 +2184,7 @@ mod report {
             if !order.contains(sc) {
                 order.push(sc.clone());
             }
-            if srv != &c {
+            if !ceilings.contains(srv) {
                 modes.entry(sc.clone()).or_insert_with(|| mode.clone());
             }
             recs.entry((sc.clone(), srv.clone())).or_default().push(r);
@@ -1958,10 +2218,17 @@ mod report {
                 })
                 .unwrap_or_else(|| "–".into())
         };
-        println!(
-            "| scenario | metric | {a} median (min–max) | {b} median (min–max) | {a} ÷ {b} | {c} ceiling | {a} ÷ {c} | runs {a}/{b} | errors {a}/{b} |"
+        let mut head = format!(
+            "| scenario | metric | {a} median (min–max) | {b} median (min–max) | {a} ÷ {b} |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
+        for c in &ceilings {
+            head.push_str(&format!(" {c} ceiling | {a} ÷ {c} |"));
+        }
+        println!("{head} runs {a}/{b} | errors {a}/{b} |");
+        println!(
+            "|---|---|---|---|---|{}---|---|",
+            "---|---|".repeat(ceilings.len())
+        );
         for sc in &order {
             let Some(mode) = modes.get(sc) else { continue };
             let runs = |srv: &str| {
@@ -1970,24 +2237,32 @@ mod report {
                     .to_string()
             };
             for &(key, label, lower) in metrics(mode) {
-                let (ca, cb, cc) = (cell(sc, &a, key), cell(sc, &b, key), cell(sc, &c, key));
+                let (ca, cb) = (cell(sc, &a, key), cell(sc, &b, key));
                 let label = if lower {
                     format!("{label} (lower is better)")
                 } else {
                     label.to_string()
                 };
-                let has_c = matches!(&cc, Cell::Vals(v) if !v.is_empty());
-                println!(
-                    "| {sc} | {label} | {} | {} | {} | {} | {} | {}/{} | {}/{} |",
+                let mut row = format!(
+                    "| {sc} | {label} | {} | {} | {} |",
                     ca.show(),
                     cb.show(),
                     ratio(ca.median(), cb.median()),
-                    if has_c { cc.show() } else { "–".into() },
-                    if has_c {
-                        ratio(ca.median(), cc.median())
+                );
+                for c in &ceilings {
+                    let cc = cell(sc, c, key);
+                    if matches!(&cc, Cell::Vals(v) if !v.is_empty()) {
+                        row.push_str(&format!(
+                            " {} | {} |",
+                            cc.show(),
+                            ratio(ca.median(), cc.median())
+                        ));
                     } else {
-                        "–".into()
-                    },
+                        row.push_str(" – | – |");
+                    }
+                }
+                println!(
+                    "{row} {}/{} | {}/{} |",
                     runs(&a),
                     runs(&b),
                     errors(sc, &a),
