@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Throughput and server CPU, ringftpd vs vsftpd, interleaved: one 1 GiB download with curl, and
-# 8 parallel 256 MiB uploads with the load generator. Server CPU is user+system time of the
-# server process and the session processes it reaped (vsftpd forks one per session), read from
-# /proc/PID/stat before and after each run; "CPU s/GB" is CPU-seconds per 10^9 bytes moved.
+# Throughput and server CPU, ringftpd vs vsftpd, interleaved: one 1 GiB download with curl,
+# 8 parallel 256 MiB uploads with the load generator, and 16 workers looping connect + login +
+# RETR 4 KiB + QUIT for 5 s. Server CPU is user+system time of the server process and the session
+# processes it reaped (vsftpd forks one per session), read from /proc/PID/stat before and after each
+# run; "CPU s/GB" is CPU-seconds per 10^9 bytes moved, "CPU us/session" CPU-microseconds per session.
+# On these 2 shared cores throughput is capped by the client and the kernel's loopback TCP work;
+# CPU per unit of work is what a server with its own cores would see.
 #
 #   bash benches/cpu.sh            # ROUNDS=5
 #
@@ -21,6 +24,8 @@ RING_PORT=21931
 VS_PORT=21922
 UP_SESSIONS=${UP_SESSIONS:-8}
 UP_MB=${UP_MB:-256}
+CONN_WORKERS=${CONN_WORKERS:-16}
+CONN_SECS=${CONN_SECS:-5}
 
 [[ -f $DATA/big.bin && -x $VSFTPD && -f $WORK/vsftpd.conf ]] ||
     { echo "run 'bash benches/compare.sh' (QUICK=0, for the 1 GiB file) once first" >&2; exit 1; }
@@ -57,30 +62,41 @@ measure() { # name pid port kind
     before=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
     if [[ $kind == get ]]; then
         bytes=$(curl -s -o /dev/null -w '%{size_download}' "ftp://127.0.0.1:$port/big.bin")
+    elif [[ $kind == conn ]]; then
+        # "bytes" here counts sessions: the per-unit maths below is the same.
+        bytes=$("$LOADGEN" conn --addr 127.0.0.1:$port --workers "$CONN_WORKERS" --duration "$CONN_SECS" \
+            --file small4k --label "$name" | grep '^{' | sed 's/.*"sessions":\([0-9]*\).*/\1/')
     else
         "$LOADGEN" put --addr 127.0.0.1:$port --sessions "$UP_SESSIONS" --size $((UP_MB << 20)) \
             --dir upload --label "$name" >/dev/null
         bytes=$((UP_SESSIONS * (UP_MB << 20)))
     fi
     t1=$(date +%s.%N); after=$(cpu_ticks "$pid")
-    GBPS[$name.$kind]+="$(echo "$bytes / ($t1 - $t0) / 1000000000" | bc -l) "
-    CPU[$name.$kind]+="$(echo "($after - $before) / $TICK / ($bytes / 1000000000)" | bc -l) "
+    # Per 10^9 bytes (GB/s, CPU s/GB), or per session (sessions/s, CPU us/session).
+    local unit=1000000000 rate=1000000000
+    if [[ $kind == conn ]]; then unit=1000000 rate=1; fi
+    GBPS[$name.$kind]+="$(echo "$bytes / ($t1 - $t0) / $rate" | bc -l) "
+    CPU[$name.$kind]+="$(echo "($after - $before) / $TICK / ($bytes / $unit)" | bc -l) "
 }
 
 for r in $(seq 1 "$ROUNDS"); do
-    for kind in get put; do
+    for kind in get put conn; do
         if ((r % 2)); then measure ringftpd $RING $RING_PORT $kind; measure vsftpd $VS $VS_PORT $kind
         else measure vsftpd $VS $VS_PORT $kind; measure ringftpd $RING $RING_PORT $kind; fi
     done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-echo "| run | ringftpd GB/s | vsftpd GB/s | ratio | ringftpd CPU s/GB | vsftpd CPU s/GB | ratio |"
+echo "| run | ringftpd rate | vsftpd rate | ratio | ringftpd CPU | vsftpd CPU | ratio |"
 echo "|---|---|---|---|---|---|---|"
-for kind in get put; do
+for kind in get put conn; do
     rg=$(median <<<"${GBPS[ringftpd.$kind]}"); vg=$(median <<<"${GBPS[vsftpd.$kind]}")
     rc=$(median <<<"${CPU[ringftpd.$kind]}"); vc=$(median <<<"${CPU[vsftpd.$kind]}")
-    label=$([[ $kind == get ]] && echo "1 x 1 GiB RETR (curl)" || echo "$UP_SESSIONS x $UP_MB MiB STOR (loadgen)")
+    case $kind in
+        get) label="1 x 1 GiB RETR (curl): GB/s, CPU s/GB" ;;
+        put) label="$UP_SESSIONS x $UP_MB MiB STOR (loadgen): GB/s, CPU s/GB" ;;
+        conn) label="$CONN_WORKERS workers connect+RETR 4K+QUIT (loadgen): sessions/s, CPU us/session" ;;
+    esac
     printf '| %s | %.2f | %.2f | x%.2f | %.3f | %.3f | x%.2f |\n' "$label" "$rg" "$vg" "$(echo "$rg/$vg" | bc -l)" \
         "$rc" "$vc" "$(echo "$rc/$vc" | bc -l)"
 done

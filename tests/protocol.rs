@@ -1499,7 +1499,7 @@ fn abor_then_immediate_data_close() {
 fn pasv_port_range_is_honoured_and_reusable() {
     // Below the usual ephemeral range (32768-60999), offset by the pid so parallel runs differ.
     let (lo, hi) = common::free_port_range(20_000, 10);
-    let s = common::start(|c| c.pasv_ports = Some((lo, hi)));
+    let s = common::start(|c| c.pasv_ports = (lo, hi));
     s.write_file("f", b"range");
     let mut sessions: Vec<Ctrl> = (0..3).map(|_| s.login()).collect();
     for round in 0..8 {
@@ -1517,6 +1517,29 @@ fn pasv_port_range_is_honoured_and_reusable() {
             assert_eq!(got, b"range");
         }
     }
+}
+
+/// With no range configured, passive ports come from the IANA dynamic range (never from a kernel
+/// port-0 search) and successive PASVs do not simply count up from one port.
+#[test]
+fn default_passive_ports_are_in_the_dynamic_range() {
+    let s = common::start(|_| {});
+    s.write_file("f", b"dyn");
+    let mut c = s.login();
+    let mut ports = Vec::new();
+    for _ in 0..4 {
+        let a = c.epsv();
+        assert!(
+            (49152..=65534).contains(&a.port()),
+            "passive port {} outside the default range",
+            a.port()
+        );
+        ports.push(a.port());
+        let d = common::data_connect(a);
+        assert_eq!(c.transfer_on(d, b"RETR f").unwrap(), b"dyn");
+    }
+    ports.dedup();
+    assert_eq!(ports.len(), 4, "each PASV gets a fresh port: {ports:?}");
 }
 
 /// The style rule "226 only after the data socket closed": on loopback a FIN sent before the 226
@@ -1650,7 +1673,7 @@ fn port_after_epsv_replaces_it() {
 #[test]
 fn repeated_pasv_without_transfers_does_not_leak_ports() {
     let (lo, hi) = common::free_port_range(25_000, 4);
-    let s = common::start(|c| c.pasv_ports = Some((lo, hi)));
+    let s = common::start(|c| c.pasv_ports = (lo, hi));
     s.write_file("f", b"ok");
     let mut c = s.login();
     for i in 0..20 {

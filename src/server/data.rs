@@ -568,24 +568,24 @@ impl Shard {
 
     fn bind_passive(&mut self, ip: IpAddr) -> io::Result<TcpListener> {
         let domain = Domain::for_address(SocketAddr::new(ip, 0));
-        // Walk the shard's slice round-robin from where the last PASV stopped; without a slice,
-        // port 0 lets the kernel choose.
-        let (lo, count, start) = match self.shared.config.pasv_slice(self.index) {
-            Some((lo, hi)) => (
-                lo,
-                u32::from(hi - lo) + 1,
-                u32::from(self.pasv_next.clamp(lo, hi) - lo),
-            ),
-            None => (0, 1, 0),
-        };
+        // Walk the shard's slice round-robin from where the last PASV stopped. One socket serves
+        // the whole walk: a failed bind leaves it unbound.
+        let (lo, hi) = self.shared.config.pasv_slice(self.index);
+        let (count, start) = (
+            u32::from(hi - lo) + 1,
+            u32::from(self.pasv_next.clamp(lo, hi) - lo),
+        );
+        let socket = Socket::new(domain, Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.set_cloexec(true)?;
         let mut last = io::Error::new(io::ErrorKind::AddrInUse, "passive port range exhausted");
         for i in 0..count {
             let port = lo + ((start + i) % count) as u16;
-            let socket = Socket::new(domain, Type::STREAM, None)?;
-            socket.set_reuse_address(true)?;
-            socket.set_nonblocking(true)?;
-            socket.set_cloexec(true)?;
             if let Err(e) = socket.bind(&SocketAddr::new(ip, port).into()) {
+                if e.raw_os_error() != Some(libc::EADDRINUSE) {
+                    return Err(e);
+                }
                 last = e;
                 continue;
             }

@@ -382,7 +382,14 @@ impl Shard {
         if index == 0 {
             log::info!("shards use {:?}", ring.backend());
         }
-        let pasv_next = shared.config.pasv_slice(index).map_or(0, |(lo, _)| lo);
+        // Start the walk at a random port of the slice: passive ports are not predictable
+        // (RFC 2577 section 5), and servers sharing a host do not all start at the same port.
+        let (lo, hi) = shared.config.pasv_slice(index);
+        let mut seed = [0u8; 2];
+        let pasv_next = match crate::sys::fs::fill_random(&mut seed) {
+            Ok(()) => lo + (u16::from_ne_bytes(seed) % (hi - lo).saturating_add(1).max(1)),
+            Err(_) => lo,
+        };
         Ok(Shard {
             index,
             ring,
