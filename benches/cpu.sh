@@ -26,6 +26,7 @@ UP_SESSIONS=${UP_SESSIONS:-8}
 UP_MB=${UP_MB:-256}
 CONN_WORKERS=${CONN_WORKERS:-16}
 CONN_SECS=${CONN_SECS:-5}
+KINDS=${KINDS:-get put conn}
 
 [[ -f $DATA/big.bin && -x $VSFTPD && -f $WORK/vsftpd.conf ]] ||
     { echo "run 'bash benches/compare.sh' (QUICK=0, for the 1 GiB file) once first" >&2; exit 1; }
@@ -80,7 +81,7 @@ measure() { # name pid port kind
 }
 
 for r in $(seq 1 "$ROUNDS"); do
-    for kind in get put conn; do
+    for kind in $KINDS; do
         if ((r % 2)); then measure ringftpd $RING $RING_PORT $kind; measure vsftpd $VS $VS_PORT $kind
         else measure vsftpd $VS $VS_PORT $kind; measure ringftpd $RING $RING_PORT $kind; fi
     done
@@ -89,7 +90,7 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo "| run | ringftpd rate | vsftpd rate | ratio | ringftpd CPU | vsftpd CPU | ratio |"
 echo "|---|---|---|---|---|---|---|"
-for kind in get put conn; do
+for kind in $KINDS; do
     rg=$(median <<<"${GBPS[ringftpd.$kind]}"); vg=$(median <<<"${GBPS[vsftpd.$kind]}")
     rc=$(median <<<"${CPU[ringftpd.$kind]}"); vc=$(median <<<"${CPU[vsftpd.$kind]}")
     case $kind in

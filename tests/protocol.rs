@@ -1687,17 +1687,28 @@ fn repeated_pasv_without_transfers_does_not_leak_ports() {
     assert_eq!(c.retr("f"), b"ok");
 }
 
+/// Large listings go out in pieces, each piece's entries statted in parts by several helpers:
+/// every entry must come exactly once, in order.
 #[test]
 fn large_directory_listings() {
     let s = common::server();
-    let n = 5000;
-    for i in 0..n {
-        s.write_file(&format!("many/file-{i:05} with a longish name.dat"), b"");
+    let n = 9001;
+    let mut expected: Vec<String> = (0..n)
+        .map(|i| format!("file-{i:05} with a longish name.dat"))
+        .collect();
+    for name in &expected {
+        s.write_file(&format!("many/{name}"), b"");
     }
+    expected.sort();
     let mut c = s.login();
     let nlst = c.listing("NLST many");
     let names = common::crlf_lines(&nlst);
     assert_eq!(names.len(), n, "NLST of {n} entries");
+    let bare: Vec<&str> = names
+        .iter()
+        .map(|l| l.rsplit('/').next().unwrap_or(l))
+        .collect();
+    assert!(bare == expected, "NLST lists every entry once, sorted");
     let mlsd = c.listing("MLSD many");
     assert_eq!(
         common::crlf_lines(&mlsd)

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -22,7 +22,10 @@ use crate::vfs::{CreateMode, DirCursor, Root};
 
 /// Directory entries formatted per helper-pool job: a huge directory goes out in pieces of about
 /// this many lines, each job giving the helper back to other sessions.
-const LIST_BATCH: usize = 2000;
+const LIST_BATCH: usize = 4000;
+/// A listing piece is split into parts of at least this many entries, offered to idle helpers:
+/// `lstat` is nearly all of a listing's cost and the parts are independent.
+const MIN_SHARE: usize = 500;
 
 pub enum Job {
     Stat(VirtualPath),
@@ -164,10 +167,84 @@ struct Request {
     reply_to: usize,
 }
 
+/// Part of a listing piece, offered to the pool by the helper formatting the piece (fork-join).
+/// Whoever claims it first formats it; the owner claims it back if no helper got there first, so
+/// it never waits for work that has not started and a busy pool cannot deadlock.
+struct Share {
+    request: ListRequest,
+    state: Mutex<ShareState>,
+    finished: Condvar,
+}
+
+enum ShareState {
+    Offered(DirCursor),
+    /// Claimed; a helper is formatting it, or the owner has taken the result.
+    Taken,
+    Finished(Result<Vec<u8>, FileError>),
+}
+
+impl Share {
+    fn lock(&self) -> MutexGuard<'_, ShareState> {
+        // A panic while formatting cannot leave the state half-written: it is replaced whole.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn claim(&self) -> Option<DirCursor> {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, ShareState::Taken) {
+            ShareState::Offered(cursor) => Some(cursor),
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+
+    /// A helper's side: format the part if nobody has claimed it yet.
+    fn help(&self) {
+        let Some(cursor) = self.claim() else { return };
+        // If formatting panics, the owner still gets an answer instead of waiting forever.
+        struct Guard<'a>(&'a Share, Option<Result<Vec<u8>, FileError>>);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                let result = self.1.take().unwrap_or(Err(FileError::Io(libc::EIO)));
+                *self.0.lock() = ShareState::Finished(result);
+                self.0.finished.notify_all();
+            }
+        }
+        let mut guard = Guard(self, None);
+        guard.1 = Some(format_part(&self.request, cursor));
+    }
+
+    /// The owner's side: the part's lines, formatted here if no helper claimed it.
+    fn join(&self) -> Result<Vec<u8>, FileError> {
+        if let Some(cursor) = self.claim() {
+            return format_part(&self.request, cursor);
+        }
+        let mut state = self.lock();
+        loop {
+            match std::mem::replace(&mut *state, ShareState::Taken) {
+                ShareState::Finished(result) => return result,
+                other => {
+                    *state = other;
+                    state = self.finished.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+}
+
 /// A handle to submit jobs; cheap to clone into every shard.
 #[derive(Clone)]
 pub struct Pool {
     tx: Sender<Request>,
+}
+
+/// Where a helper offers parts of the listing it is formatting to the other helpers.
+struct Helpers {
+    tx: Sender<Arc<Share>>,
+    /// The other helpers: at most this many parts are worth offering.
+    others: usize,
 }
 
 impl Pool {
@@ -177,17 +254,40 @@ impl Pool {
         accounts: Arc<Accounts>,
     ) -> std::io::Result<Pool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Request>();
+        let (help_tx, help_rx) = crossbeam_channel::unbounded::<Arc<Share>>();
         let mailboxes = Arc::new(mailboxes);
         for i in 0..workers {
-            let rx: Receiver<Request> = rx.clone();
+            let (rx, help_rx): (Receiver<Request>, Receiver<Arc<Share>>) =
+                (rx.clone(), help_rx.clone());
+            let helpers = Helpers {
+                tx: help_tx.clone(),
+                others: workers - 1,
+            };
             let mailboxes = Arc::clone(&mailboxes);
             let accounts = Arc::clone(&accounts);
             thread::Builder::new()
                 .name(format!("ringftpd-fs{i}"))
                 .spawn(move || {
-                    // Ends when every shard (and so every Pool handle) is gone.
-                    for req in rx {
-                        let done = run(&req.root, &accounts, req.job);
+                    // Ends when every shard (and so every Pool handle) is gone; the helpers'
+                    // own senders of listing parts do not keep it alive. Parts come first: a
+                    // helper is waiting for them.
+                    loop {
+                        while let Ok(share) = help_rx.try_recv() {
+                            share.help();
+                        }
+                        let req = crossbeam_channel::select! {
+                            recv(help_rx) -> share => {
+                                if let Ok(share) = share {
+                                    share.help();
+                                }
+                                continue;
+                            }
+                            recv(rx) -> req => match req {
+                                Ok(req) => req,
+                                Err(_) => break,
+                            },
+                        };
+                        let done = run(&req.root, &accounts, &helpers, req.job);
                         if let Done::Nothing = done {
                             continue;
                         }
@@ -226,7 +326,7 @@ fn hidden(path: &VirtualPath) -> bool {
     path.file_name().is_some_and(crate::vfs::is_temp_name)
 }
 
-fn run(root: &Arc<Root>, accounts: &Accounts, job: Job) -> Done {
+fn run(root: &Arc<Root>, accounts: &Accounts, helpers: &Helpers, job: Job) -> Done {
     match job {
         Job::Stat(path) if hidden(&path) => Done::Stat(Err(FileError::NotFound)),
         Job::Open(path) if hidden(&path) => Done::Open(Err(FileError::NotFound)),
@@ -260,7 +360,7 @@ fn run(root: &Arc<Root>, accounts: &Accounts, job: Job) -> Done {
             request,
             cursor,
             whole,
-        } => Done::Listing(list(root, &request, cursor, whole)),
+        } => Done::Listing(list(root, helpers, &request, cursor, whole)),
     }
 }
 
@@ -331,6 +431,7 @@ fn commit(root: &Root, upload: &Upload, end: u64) -> Result<(), FileError> {
 /// except for MLSD, which RFC 3659 section 7.2 reserves for directories.
 fn list(
     root: &Root,
+    helpers: &Helpers,
     request: &ListRequest,
     cursor: Option<DirCursor>,
     whole: bool,
@@ -339,15 +440,10 @@ fn list(
         path,
         format,
         facts,
-        now,
         writable,
+        ..
     } = request;
-    let (format, facts, now, writable) = (*format, *facts, *now, *writable);
-    let line = |out: &mut Vec<u8>, e: &Entry| match format {
-        ListFormat::List => listing::list_line(out, e, now),
-        ListFormat::Nlst => listing::nlst_line(out, e),
-        ListFormat::Mlsd => listing::mlsx_line(out, e, &e.name, MlsdRole::Entry, facts, writable),
-    };
+    let (format, facts, writable) = (*format, *facts, *writable);
     let mut out = Vec::new();
     let mut cursor = match cursor {
         Some(c) => c,
@@ -364,18 +460,66 @@ fn list(
                 if e.kind == FileKind::Dir {
                     return Err(FileError::NotADirectory);
                 }
-                line(&mut out, &e);
+                list_line(&mut out, request, &e);
                 return Ok((out, None));
             }
             Err(e) => return Err(e),
         },
     };
     let batch = if whole { usize::MAX } else { LIST_BATCH };
+    let mut piece = cursor.take(batch);
+    // Offer all but the first part to the other helpers, format the first here, then collect the
+    // rest in order (formatting any part no helper has started).
+    let parts = (piece.remaining() / MIN_SHARE).clamp(1, helpers.others + 1);
+    let per = piece.remaining().div_ceil(parts);
+    let first = piece.take(per);
+    let shares: Vec<Arc<Share>> = (1..parts)
+        .map(|_| {
+            let share = Arc::new(Share {
+                request: request.clone(),
+                state: Mutex::new(ShareState::Offered(piece.take(per))),
+                finished: Condvar::new(),
+            });
+            let _ = helpers.tx.send(Arc::clone(&share));
+            share
+        })
+        .collect();
+    let mut result = format_part(request, first).map(|lines| out.extend_from_slice(&lines));
+    for share in shares {
+        // Every part is joined, even after a failure, so none is left for a helper to format.
+        let part = share.join();
+        if result.is_ok() {
+            result = part.map(|lines| out.extend_from_slice(&lines));
+        }
+    }
+    result?;
+    Ok((out, (cursor.remaining() > 0).then_some(cursor)))
+}
+
+/// One listing line for `e` in the request's format.
+fn list_line(out: &mut Vec<u8>, request: &ListRequest, e: &Entry) {
+    match request.format {
+        ListFormat::List => listing::list_line(out, e, request.now),
+        ListFormat::Nlst => listing::nlst_line(out, e),
+        ListFormat::Mlsd => listing::mlsx_line(
+            out,
+            e,
+            &e.name,
+            MlsdRole::Entry,
+            request.facts,
+            request.writable,
+        ),
+    }
+}
+
+/// `lstat` and format every entry of `part`.
+fn format_part(request: &ListRequest, mut part: DirCursor) -> Result<Vec<u8>, FileError> {
+    let mut out = Vec::with_capacity(part.remaining() * 80);
     // Temporary files of uploads in progress are nobody's business.
-    let more = cursor.next_batch(batch, &mut |e: Entry| {
+    part.next_batch(usize::MAX, &mut |e: Entry| {
         if !crate::vfs::is_temp_name(&e.name) {
-            line(&mut out, &e)
+            list_line(&mut out, request, &e)
         }
     })?;
-    Ok((out, more.then_some(cursor)))
+    Ok(out)
 }

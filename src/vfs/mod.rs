@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, FcntlArg, OFlag, fcntl};
@@ -136,7 +137,7 @@ impl Root {
         names.retain(|n| !n.contains(&b'\r') && !n.contains(&b'\n'));
         names.sort_unstable();
         Ok(DirCursor {
-            dir,
+            dir: Arc::new(dir),
             names,
             next: 0,
             this,
@@ -146,7 +147,8 @@ impl Root {
 
 /// A directory being listed: its fd, its sorted names, and how far the listing has got.
 pub struct DirCursor {
-    dir: OwnedFd,
+    /// Shared with the cursors `take` splits off, so parts can be `lstat`ed on several threads.
+    dir: Arc<OwnedFd>,
     names: Vec<Vec<u8>>,
     next: usize,
     /// The directory itself (for MLSD `cdir`).
@@ -160,6 +162,28 @@ impl std::fmt::Debug for DirCursor {
 }
 
 impl DirCursor {
+    /// Names not yet visited.
+    pub fn remaining(&self) -> usize {
+        self.names.len() - self.next
+    }
+
+    /// Split off a cursor over the next `n` names (fewer at the end), for another thread to
+    /// visit; this cursor goes on after them.
+    pub fn take(&mut self, n: usize) -> DirCursor {
+        let end = self.names.len().min(self.next.saturating_add(n));
+        let names = self.names[self.next..end]
+            .iter_mut()
+            .map(std::mem::take)
+            .collect();
+        self.next = end;
+        DirCursor {
+            dir: Arc::clone(&self.dir),
+            names,
+            next: 0,
+            this: self.this.clone(),
+        }
+    }
+
     /// `lstat` and visit up to `max` more entries; returns whether any are left.
     pub fn next_batch(
         &mut self,
@@ -171,7 +195,7 @@ impl DirCursor {
             let name = std::mem::take(&mut self.names[self.next]);
             self.next += 1;
             // Relative to the directory fd: no path re-resolution, so no escape or rename race.
-            match fstatat(&self.dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            match fstatat(&*self.dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => visit(entry_from_stat(name, &st)),
                 Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(e.into()),
@@ -369,6 +393,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 3000);
+    }
+
+    #[test]
+    fn cursor_parts_cover_every_name_once_in_order() {
+        let (dir, root) = setup();
+        for i in 0..10 {
+            std::fs::write(dir.path().join(format!("p{i}")), b"").unwrap();
+        }
+        let mut cursor = root.open_listing(&vp("/")).unwrap();
+        let total = cursor.remaining();
+        let mut parts = vec![cursor.take(3), cursor.take(4)];
+        assert_eq!(cursor.remaining(), total - 7);
+        parts.push(cursor.take(usize::MAX));
+        assert_eq!(cursor.remaining(), 0);
+        assert_eq!(cursor.take(5).remaining(), 0);
+        let mut seen = Vec::new();
+        for mut part in parts {
+            while part.next_batch(2, &mut |e| seen.push(e.name)).unwrap() {}
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(seen, sorted, "in order, no repeats");
+        assert_eq!(seen.len(), total);
     }
 
     #[test]
