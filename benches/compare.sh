@@ -36,6 +36,7 @@ ALL_SCENARIOS="get1 get4 many conn list mlsd put idle idle10k cold"
 # client's receive copy is not what is measured. read: read(2) into a buffer, as curl does.
 SINK=${SINK:-splice}
 CONN_WORKERS=${CONN_WORKERS:-16}
+PUT_SESSIONS=${PUT_SESSIONS:-8}
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 
 if [[ $QUICK == 1 ]]; then
@@ -329,7 +330,7 @@ s_many() { run_lg "$1" "$2" "$3" "$4" many --sessions "$MANY_SESSIONS" --files-g
 s_conn() { run_lg "$1" "$2" "$3" "$4" conn --workers "$CONN_WORKERS" --duration "$CONN_SECS" --file small4k; }
 s_list() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT"; }
 s_mlsd() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT" --mlsd; }
-s_put() { run_lg "$1" "$2" "$3" "$4" put --sessions 4 --size "${PUT_MB}M" --dir upload; }
+s_put() { run_lg "$1" "$2" "$3" "$4" put --sessions "$PUT_SESSIONS" --size "${PUT_MB}M" --dir upload; }
 s_idle() {
     local pid tree=()
     if [[ $3 == ringftpd ]]; then pid=$RING_PID; else pid=$VS_PID tree=(--tree); fi
@@ -383,7 +384,7 @@ main() {
     fi
     if scenario_on put; then
         for r in $(seq 1 "$ROUNDS"); do
-            ab "put 4 sessions x ${PUT_MB} MiB" "$r" s_put
+            ab "put ${PUT_SESSIONS} sessions x ${PUT_MB} MiB" "$r" s_put
             rm -f "$DATA"/upload/*
         done
         sync

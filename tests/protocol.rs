@@ -1749,17 +1749,29 @@ fn cold_file_is_read_in_then_sent_byte_exact() {
         DataPath::Mmap,
     ] {
         let s = common::start(|c| c.data_path = data_path);
-        let content = common::pattern(77, 3 << 20);
+        // Several read-in windows (1 MiB each), the last one partial.
+        let content = common::pattern(77, (3 << 20) + 12345);
         s.write_file("cold.bin", &content);
         let file = std::fs::File::open(s.path("cold.bin")).unwrap();
         file.sync_all().unwrap();
-        posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        let drop_cache = || {
+            posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        };
+        drop_cache();
         let (cached, total) =
             ringftpd::sys::fs::cached_bytes(std::os::fd::AsFd::as_fd(&file), 0, 3 << 20)
                 .unwrap_or((0, 1));
         eprintln!("{data_path:?}: {cached} of {total} bytes cached before RETR");
         let mut c = s.login();
-        assert_eq!(c.retr("cold.bin"), content, "{data_path:?}");
+        common::assert_bytes_eq(&c.retr("cold.bin"), &content, &format!("{data_path:?}"));
+        // From an offset inside a window, cold again.
+        drop_cache();
+        c.expect("REST 1500000", 350);
+        common::assert_bytes_eq(
+            &c.retr("cold.bin"),
+            &content[1_500_000..],
+            &format!("{data_path:?} REST 1500000"),
+        );
     }
 }
 

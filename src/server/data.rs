@@ -78,10 +78,8 @@ pub(super) enum Source {
         pos: usize,
         /// TYPE A: the last byte sent was a CR (so an LF after it is already a CRLF).
         prev_cr: bool,
-        /// Bytes before this offset are known to be in the page cache.
-        warm_until: u64,
-        /// A read that brings a cold window into the page cache is in flight.
-        warming: bool,
+        /// What is known about the file's pages being in the page cache.
+        warmth: Warmth,
     },
     /// A listing, sent a piece at a time.
     Buffer {
@@ -196,8 +194,7 @@ impl Transfer {
             buf: Vec::new(),
             pos: 0,
             prev_cr: false,
-            warm_until: 0,
-            warming: false,
+            warmth: Warmth::default(),
         };
     }
 
@@ -259,27 +256,42 @@ const PIPE_BYTES: usize = 1 << 20;
 /// How much of a file is checked for page-cache residency (and read in when cold) at a time.
 const COLD_WINDOW: u64 = 1 << 20;
 
+/// What a transfer knows about its file's pages being in the page cache.
+#[derive(Default)]
+pub(super) struct Warmth {
+    /// Bytes before this offset are resident and up to date: sending them cannot wait on the disk.
+    until: u64,
+    /// A read that brings a cold window into the page cache is in flight, from this offset.
+    reading: Option<u64>,
+    /// A window of this file was found cold. From then on every window is read in first:
+    /// cachestat(2) counts pages that readahead has inserted but not yet filled, and sending
+    /// those would wait for the disk on the shard.
+    cold: bool,
+}
+
 /// Whether `file` at `offset` can be sent without the shard waiting for the disk. Bytes already
 /// known to be resident are not asked about again; kernels without cachestat(2) count as warm
 /// (the behaviour of every sendfile server).
-fn check_warm(
-    file: &File,
-    offset: u64,
-    end: u64,
-    warm_until: &mut u64,
-    warming: bool,
-) -> Option<Pump> {
-    if warming {
-        return Some(Pump::Warming);
-    }
-    if offset < *warm_until {
+fn check_warm(file: &File, offset: u64, end: u64, warmth: &mut Warmth) -> Option<Pump> {
+    if offset < warmth.until {
         return None;
     }
+    if warmth.reading.is_some() {
+        return Some(Pump::Warming);
+    }
     let len = (end - offset).min(COLD_WINDOW);
+    if warmth.cold {
+        return Some(Pump::Cold { offset, len });
+    }
     match crate::sys::fs::cached_bytes(file.as_fd(), offset, len) {
-        Ok((cached, total)) if cached < total => Some(Pump::Cold { offset, len }),
+        Ok((cached, total)) if cached < total => {
+            // Each window is read on an io_uring worker before it is sent, so that read (not
+            // sendfile on the shard) meets the readahead marks and starts the next disk I/O.
+            warmth.cold = true;
+            Some(Pump::Cold { offset, len })
+        }
         _ => {
-            *warm_until = offset + len;
+            warmth.until = offset + len;
             None
         }
     }
@@ -337,8 +349,7 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                 offset,
                 end,
                 mode: mode @ Mode::Splice { .. },
-                warm_until,
-                warming,
+                warmth,
                 ..
             } => {
                 let Mode::Splice { pipe, in_pipe } = mode else {
@@ -362,11 +373,11 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                     if *offset >= *end {
                         return Pump::Done;
                     }
-                    if let Some(wait) = check_warm(file, *offset, *end, warm_until, *warming) {
+                    if let Some(wait) = check_warm(file, *offset, *end, warmth) {
                         return wait;
                     }
                     let want =
-                        (*end - *offset).min((*warm_until - *offset).min(p.size as u64)) as usize;
+                        (*end - *offset).min((warmth.until - *offset).min(p.size as u64)) as usize;
                     let mut off = *offset as i64;
                     match splice(
                         &*file,
@@ -394,8 +405,7 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                 offset,
                 end,
                 mode: Mode::Mmap { sending, .. },
-                warm_until,
-                warming,
+                warmth,
                 ..
             } => {
                 if *sending {
@@ -404,11 +414,11 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                 if *offset >= *end {
                     return Pump::Done;
                 }
-                if let Some(wait) = check_warm(file, *offset, *end, warm_until, *warming) {
+                if let Some(wait) = check_warm(file, *offset, *end, warmth) {
                     return wait;
                 }
                 let len = (*end - *offset)
-                    .min(*warm_until - *offset)
+                    .min(warmth.until - *offset)
                     .min(left as u64)
                     .min(COLD_WINDOW);
                 return Pump::SendMap {
@@ -421,18 +431,17 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                 offset,
                 end,
                 mode: mode @ Mode::Sendfile,
-                warm_until,
-                warming,
+                warmth,
                 ..
             } => {
                 if *offset >= *end {
                     return Pump::Done;
                 }
-                if let Some(wait) = check_warm(file, *offset, *end, warm_until, *warming) {
+                if let Some(wait) = check_warm(file, *offset, *end, warmth) {
                     return wait;
                 }
                 // Never send past what is known to be resident in one call.
-                let left = left.min((*warm_until - *offset) as usize);
+                let left = left.min((warmth.until - *offset) as usize);
                 let count = (*end - *offset).min(left as u64) as usize;
                 let mut off = *offset as libc::off_t;
                 match nix::sys::sendfile::sendfile(sock, &*file, Some(&mut off), count) {
@@ -464,14 +473,13 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                 buf,
                 pos,
                 prev_cr,
-                warm_until,
-                warming,
+                warmth,
             } => {
                 if *pos == buf.len() {
                     if *offset >= *end {
                         return Pump::Done;
                     }
-                    if let Some(wait) = check_warm(file, *offset, *end, warm_until, *warming) {
+                    if let Some(wait) = check_warm(file, *offset, *end, warmth) {
                         return wait;
                     }
                     let want = (*end - *offset).min(COPY_CHUNK as u64) as usize;
@@ -837,16 +845,26 @@ impl Shard {
                         .send_map(fd, map, offset as usize, len as usize, tok);
                 }
             }
-            Pump::Cold { offset, len } => {
-                if let Source::File { file, warming, .. } = &mut t.source {
-                    *warming = true;
-                    let fd = file.as_raw_fd();
-                    let buf = vec![0; len as usize];
-                    self.ring
-                        .read_at(fd, buf, offset, token(Kind::DataRead, r, conn.data_epoch));
-                }
-            }
+            Pump::Cold { offset, len } => self.read_window(r, conn, offset, len),
         }
+    }
+
+    /// Read a window of the transfer's file on an io_uring worker, which leaves it in the page
+    /// cache, up to date, for sendfile.
+    fn read_window(&mut self, r: ConnRef, conn: &mut Conn, offset: u64, len: u64) {
+        let epoch = conn.data_epoch;
+        let Some(Source::File { file, warmth, .. }) = conn.transfer.as_mut().map(|t| &mut t.source)
+        else {
+            return;
+        };
+        warmth.reading = Some(offset);
+        let buf = vec![0; len as usize];
+        self.ring.read_at(
+            file.as_raw_fd(),
+            buf,
+            offset,
+            token(Kind::DataRead, r, epoch),
+        );
     }
 
     /// A SEND from the mapping completed.
@@ -930,20 +948,21 @@ impl Shard {
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
-        let Source::File {
-            offset,
-            warm_until,
-            warming,
-            ..
-        } = &mut t.source
-        else {
+        let Source::File { end, warmth, .. } = &mut t.source else {
             return;
         };
-        *warming = false;
+        let Some(start) = warmth.reading.take() else {
+            return;
+        };
         match result {
-            n if n > 0 => *warm_until = *offset + n as u64,
+            n if n > 0 => warmth.until = start + n as u64,
             0 => return self.fail_transfer(r, conn, TransferError::FileChanged),
             e => return self.fail_transfer(r, conn, TransferError::Local(-e)),
+        }
+        // Read the next window while this one is sent: the disk and the network overlap.
+        let (next, end) = (warmth.until, *end);
+        if next < end {
+            self.read_window(r, conn, next, (end - next).min(COLD_WINDOW));
         }
         self.drive(r, conn);
     }
