@@ -1649,3 +1649,41 @@ fn suppaftp_refusals() {
     let err = ftp.login("alice", "wrong").expect_err("wrong password");
     assert_eq!(status_of(&err), Some(530), "{err}");
 }
+
+/// Temporary files left by a crash (written before the start) are swept in the background after
+/// the listeners are up; a temporary file written since the start (an upload in progress as far
+/// as the sweep can tell) is left alone.
+#[test]
+fn stray_temps_from_before_the_start_are_swept() {
+    let stale = ".ringftpd-tmp.00000000000000aa.old.bin";
+    let fresh = ".ringftpd-tmp.00000000000000bb.new.bin";
+    let s = common::start(|c| {
+        let dir = c.root.join("sub");
+        std::fs::create_dir(&dir).unwrap();
+        let f = std::fs::File::create(dir.join(stale)).unwrap();
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        f.set_modified(hour_ago).unwrap();
+        // Already there when the sweep looks, but last written after the start (as an upload
+        // in progress would be): the time is set ahead so the order cannot be in doubt.
+        let f = std::fs::File::create(dir.join(fresh)).unwrap();
+        let soon = std::time::SystemTime::now() + Duration::from_secs(30);
+        f.set_modified(soon).unwrap();
+    });
+    let mut c = s.login();
+    // Hidden from clients whether or not the sweep has run yet.
+    assert_eq!(c.listing("NLST sub"), "");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.path("sub").join(stale).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the stale temporary file was never swept"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The sweep is one pass; once the stale file is gone it has looked at the fresh one too.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        s.path("sub").join(fresh).exists(),
+        "a fresh temporary file was removed"
+    );
+}

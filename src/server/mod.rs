@@ -214,18 +214,13 @@ pub fn start(config: Config) -> io::Result<Server> {
         allow_anonymous: config.allow_anonymous,
         anonymous_upload,
     };
-    // Temporary files of uploads cut off by a crash are removed before anyone can see them.
-    let mut cleaned = root.clean_temps();
+    // Temporary files of uploads cut off by a crash are hidden from every command; a background
+    // sweep removes those written before this start, so a large tree does not delay listening.
+    let mut sweep_roots = vec![config.root.clone()];
     if let Some(users) = &users {
-        for user in users.iter() {
-            if let Ok(r) = Root::open(&user.root) {
-                cleaned += r.clean_temps();
-            }
-        }
+        sweep_roots.extend(users.iter().map(|u| u.root.clone()));
     }
-    if cleaned > 0 {
-        log::info!("removed {cleaned} stray temporary upload file(s)");
-    }
+    sweep_temps(sweep_roots, std::time::SystemTime::now())?;
     let accounts = Arc::new(Accounts::new(users));
     let pool = Pool::start(config.fs_workers, mailboxes, accounts)?;
     let config = Arc::new(config);
@@ -281,6 +276,28 @@ pub fn start(config: Config) -> io::Result<Server> {
         stop,
         addrs,
     })
+}
+
+/// Remove stray temporary uploads older than `started` under each root, on a thread of its own.
+fn sweep_temps(roots: Vec<std::path::PathBuf>, started: std::time::SystemTime) -> io::Result<()> {
+    thread::Builder::new()
+        .name("ringftpd-sweep".into())
+        .spawn(move || {
+            let mut removed = 0;
+            let mut seen = std::collections::HashSet::new();
+            for dir in roots {
+                if !seen.insert(dir.clone()) {
+                    continue;
+                }
+                if let Ok(root) = Root::open(&dir) {
+                    removed += root.clean_temps(started);
+                }
+            }
+            if removed > 0 {
+                log::info!("removed {removed} stray temporary upload file(s)");
+            }
+        })?;
+    Ok(())
 }
 
 fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {

@@ -36,7 +36,7 @@ const MAX_UNIQUE_SUFFIX: u32 = 9999;
 
 /// `clean_temps` does not descend more than this many directories below the root...
 const CLEAN_MAX_DEPTH: usize = 64;
-/// ...and stops after looking at this many names, so a huge tree cannot stall start-up.
+/// ...and stops after looking at this many names, so one sweep of a huge tree stays bounded.
 const CLEAN_MAX_ENTRIES: usize = 1_000_000;
 
 /// How a new upload is created.
@@ -272,17 +272,29 @@ impl Root {
     }
 
     /// Start-up cleanup: remove stray temporary uploads (regular files named ".ringftpd-tmp.*")
-    /// left by a crash, anywhere beneath the root. Symlinks are neither followed nor removed; at
-    /// most [`CLEAN_MAX_DEPTH`] levels and [`CLEAN_MAX_ENTRIES`] names are visited. Errors skip
-    /// the entry. Returns how many files were removed.
+    /// left by a crash, anywhere beneath the root, that were last written before `before`.
+    /// Symlinks are neither followed nor removed; at most [`CLEAN_MAX_DEPTH`] levels and
+    /// [`CLEAN_MAX_ENTRIES`] names are visited. Errors skip the entry. Returns how many files
+    /// were removed.
     ///
-    /// Only safe while no upload is in progress in this tree (including by another server process).
-    pub fn clean_temps(&self) -> usize {
+    /// With `before` = the server's start this runs beside live uploads: their temporary files
+    /// are written after the start. Only an upload by another server process on the same tree
+    /// that has been stalled since before this start would lose its temporary file.
+    pub fn clean_temps(&self, before: std::time::SystemTime) -> usize {
         // A fresh fd: getdents reads from the fd's offset, which the root fd should keep at 0.
         let Ok(top) = self.open_at(&VirtualPath::root(), libc::O_RDONLY | libc::O_DIRECTORY) else {
             return 0;
         };
-        let mut sweep = Sweep::default();
+        let before = before
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or((0, 0), |d| {
+                (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+            });
+        let mut sweep = Sweep {
+            before,
+            visited: 0,
+            removed: 0,
+        };
         sweep.dir(top.as_fd(), 0);
         sweep.removed
     }
@@ -400,8 +412,9 @@ fn utimensat_nofollow(dir: BorrowedFd<'_>, name: &[u8], mtime: &TimeSpec) -> Res
 }
 
 /// The bounded walk behind [`Root::clean_temps`].
-#[derive(Default)]
 struct Sweep {
+    /// Only temporary files last modified before this (seconds, nanoseconds) go.
+    before: (i64, i64),
     visited: usize,
     removed: usize,
 }
@@ -420,7 +433,12 @@ impl Sweep {
                 continue;
             };
             match st.st_mode & libc::S_IFMT {
-                libc::S_IFREG if is_temp_name(&name) => {
+                // The libc field types differ by architecture; the casts widen.
+                #[allow(clippy::unnecessary_cast)]
+                libc::S_IFREG
+                    if is_temp_name(&name)
+                        && (st.st_mtime as i64, st.st_mtime_nsec as i64) < self.before =>
+                {
                     let gone = unlinkat(dir, name.as_slice(), UnlinkatFlags::NoRemoveDir);
                     self.removed += usize::from(gone.is_ok());
                 }
@@ -977,7 +995,11 @@ mod tests {
         std::fs::write(f.outside.join(".ringftpd-tmp.3.z"), b"not ours").unwrap();
         let before = snapshot(&f.outside);
 
-        assert_eq!(f.root.clean_temps(), 3);
+        // Written just now: still an upload in progress as far as a sweep started earlier knows.
+        let started = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        assert_eq!(f.root.clean_temps(started), 0);
+        let now = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(f.root.clean_temps(now), 3);
         assert_eq!(names_in(d), ["a.txt", "link", "out", "sub"]);
         assert_eq!(
             names_in(&d.join("sub")),
@@ -985,7 +1007,7 @@ mod tests {
         );
         assert_eq!(names_in(&d.join("sub/deeper")), ["keep"]);
         assert_eq!(snapshot(&f.outside), before);
-        assert_eq!(f.root.clean_temps(), 0);
+        assert_eq!(f.root.clean_temps(now), 0);
     }
 
     #[test]
@@ -999,7 +1021,11 @@ mod tests {
         // `p` is CLEAN_MAX_DEPTH + 1 levels down: beyond the limit. Its parent is at the limit.
         std::fs::write(p.join(".ringftpd-tmp.too-deep"), b"").unwrap();
         std::fs::write(p.parent().unwrap().join(".ringftpd-tmp.ok"), b"").unwrap();
-        assert_eq!(f.root.clean_temps(), 1);
+        assert_eq!(
+            f.root
+                .clean_temps(std::time::SystemTime::now() + std::time::Duration::from_secs(1)),
+            1
+        );
         assert!(p.join(".ringftpd-tmp.too-deep").exists());
     }
 }
