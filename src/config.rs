@@ -68,6 +68,8 @@ pub struct Config {
     pub send_budget_bytes: usize,
     /// io_uring, or the epoll fallback for hosts that forbid io_uring.
     pub io_backend: Backend,
+    /// Pin shard k to the k-th CPU of the process's affinity mask.
+    pub pin_shards: bool,
     /// Named users (TOML, see `auth`); without it only anonymous logins exist.
     pub users_file: Option<PathBuf>,
     /// A directory inside the root where anonymous users may upload new files (write-only).
@@ -91,6 +93,7 @@ impl Default for Config {
             fs_workers: 2,
             send_budget_bytes: 1 << 20,
             io_backend: Backend::Auto,
+            pin_shards: true,
             users_file: None,
             anonymous_upload: None,
         }

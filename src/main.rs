@@ -59,6 +59,10 @@ struct Args {
     /// KiB one transfer may send per loop turn before the shard serves its other sessions.
     #[arg(long, default_value_t = 1024)]
     send_budget_kib: usize,
+    /// Leave shard threads to the scheduler instead of pinning shard k to the k-th allowed CPU
+    /// (for hosts where other busy processes share the server's CPUs).
+    #[arg(long)]
+    no_pin: bool,
     /// Log level: error, warn, info, debug.
     #[arg(long, default_value = "info", value_parser = parse_level)]
     log_level: log::LevelFilter,
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
         anonymous_upload: args.anonymous_upload,
         allow_anonymous: !args.no_anonymous,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
+        pin_shards: !args.no_pin,
         ..defaults
     };
     let shards = config.shards;

@@ -39,6 +39,7 @@ fn version_and_help() {
         "--pasv-ports",
         "--shards",
         "--data-path",
+        "--no-pin",
         "--help",
         "--version",
     ] {

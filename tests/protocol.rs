@@ -1519,6 +1519,17 @@ fn pasv_port_range_is_honoured_and_reusable() {
     }
 }
 
+/// Shards left to the scheduler (`--no-pin`) serve as pinned ones do.
+#[test]
+fn unpinned_shards_serve() {
+    let s = common::start(|c| c.pin_shards = false);
+    s.write_file("f", b"free");
+    let mut sessions: Vec<Ctrl> = (0..4).map(|_| s.login()).collect();
+    for c in sessions.iter_mut() {
+        assert_eq!(c.retr("f"), b"free");
+    }
+}
+
 /// With no range configured, passive ports come from the IANA dynamic range (never from a kernel
 /// port-0 search) and successive PASVs do not simply count up from one port.
 #[test]

@@ -237,7 +237,7 @@ pub fn start(config: Config) -> io::Result<Server> {
             stop: Arc::clone(&stop),
             limits: Arc::clone(&limits),
         };
-        let cpu = cpus.and_then(|set| {
+        let cpu = cpus.filter(|_| config.pin_shards).and_then(|set| {
             (0..nix::sched::CpuSet::count())
                 .filter(|&c| set.is_set(c).unwrap_or(false))
                 .nth(index)
