@@ -46,6 +46,7 @@ modes:
   pump  --sessions N --file LOCALPATH --repeat K       the loopback ceiling: blocking sendfile(2) of a
                                                       local file to N sockets, same sink as the FTP modes
   report --results FILE.jsonl [--a ringftpd --b vsftpd --ceiling loopback[,iperf3]]
+         [--servers X,Y,...]                          (one column per server, ratios to the first)
                                                       markdown table of medians per scenario
 common: --addr 127.0.0.1:2121 --label NAME --user anonymous --pass bench@ --pasv (PASV, not EPSV)
         --timeout SECS (socket timeout, 60) --max-secs SECS (whole run, 900)
@@ -88,6 +89,7 @@ const KEYS: &[&str] = &[
     "b",
     "ceiling",
     "sink",
+    "servers",
 ];
 
 struct Opts {
@@ -2156,7 +2158,85 @@ mod report {
         }
     }
 
+    /// `--servers X,Y,...`: one column per server with its ratio to the first (e.g. data paths).
+    fn run_servers(o: &Opts, servers: &[String]) -> Result<(), String> {
+        let path = o.req("results")?;
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        let mut order: Vec<String> = Vec::new();
+        let mut modes: BTreeMap<String, String> = BTreeMap::new();
+        let mut vals: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+        for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
+            let Some(r) = parse_flat(line) else { continue };
+            let (Some(J::S(sc)), Some(J::S(srv)), Some(J::S(mode))) =
+                (r.get("scenario"), r.get("server"), r.get("mode"))
+            else {
+                continue;
+            };
+            if !servers.contains(srv) {
+                continue;
+            }
+            if !order.contains(sc) {
+                order.push(sc.clone());
+            }
+            modes.entry(sc.clone()).or_insert_with(|| mode.clone());
+            for &(key, _, _) in metrics(mode) {
+                if let Some(J::N(x)) = r.get(key) {
+                    vals.entry((sc.clone(), srv.clone(), key.to_string()))
+                        .or_default()
+                        .push(*x);
+                }
+            }
+        }
+        let mut head = String::from("| scenario | metric |");
+        for (i, srv) in servers.iter().enumerate() {
+            if i == 0 {
+                head.push_str(&format!(" {srv} median (min–max) |"));
+            } else {
+                head.push_str(&format!(" {srv} | ÷ {} |", servers[0]));
+            }
+        }
+        println!("{head}");
+        println!("|---|---|{}", "---|".repeat(2 * servers.len() - 1));
+        for sc in &order {
+            let Some(mode) = modes.get(sc) else { continue };
+            for &(key, label, lower) in metrics(mode) {
+                let cell = |srv: &String| {
+                    let v = sorted(
+                        vals.get(&(sc.clone(), srv.clone(), key.to_string()))
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    Cell::Vals(v)
+                };
+                let first = cell(&servers[0]);
+                let lower = if lower { " (lower is better)" } else { "" };
+                let mut row = format!("| {sc} | {label}{lower} | {} |", first.show());
+                for srv in &servers[1..] {
+                    let c = cell(srv);
+                    row.push_str(&format!(
+                        " {} | {} |",
+                        c.show(),
+                        ratio(c.median(), first.median())
+                    ));
+                }
+                println!("{row}");
+            }
+        }
+        Ok(())
+    }
+
     pub fn run(o: &Opts) -> Result<(), String> {
+        if let Some(list) = o.vals.get("servers") {
+            let servers: Vec<String> = list
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if servers.is_empty() {
+                return Err("--servers needs at least one label".into());
+            }
+            return run_servers(o, &servers);
+        }
         let path = o.req("results")?;
         let (a, b) = (o.str("a", "ringftpd"), o.str("b", "vsftpd"));
         // One column pair per ceiling label, e.g. `--ceiling loopback,iperf3`.
