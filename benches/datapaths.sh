@@ -36,7 +36,7 @@ trap cleanup EXIT
 wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 port_free() { ! (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
-declare -A PORT
+declare -A PORT PID
 i=0
 for path in $PATHS; do
     port=$((BASE_PORT + i))
@@ -47,17 +47,33 @@ for path in $PATHS; do
         --data-path "$path" --pasv-ports "$lo-$((lo + 999))" --log-level warn \
         >>"$WORK/datapaths-$path.log" 2>&1 &
     PIDS+=("$!")
+    PID[$path]=$!
     PORT[$path]=$port
     i=$((i + 1))
 done
 for path in $PATHS; do wait_port "${PORT[$path]}" || { echo "the $path server did not start" >&2; exit 1; }; done
 cat "$DATA/big.bin" "$DATA"/many/* >/dev/null
 
+TICK=$(getconf CLK_TCK)
+# user + system time of a server (all its threads), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 run() { # scenario round label args...
-    local sc=$1 round=$2 label=$3
+    local sc=$1 round=$2 label=$3 out before=0 after bytes
     shift 3
-    "$LOADGEN" "$@" --label "$label" --scenario "$sc" --round "$round" --sink "$SINK" |
-        tee >(grep '^{' >>"$RESULTS") | grep -v '^{' | sed 's/^/  /' >&2
+    [[ -n ${PID[$label]:-} ]] && before=$(cpu_ticks "${PID[$label]}")
+    out=$("$LOADGEN" "$@" --label "$label" --scenario "$sc" --round "$round" --sink "$SINK")
+    printf '%s\n' "$out" | grep '^{' >>"$RESULTS" || true
+    printf '%s\n' "$out" | grep -v '^{' | sed 's/^/  /' >&2 || true
+    # Server CPU per GB moved: steadier than GB/s on shared cores.
+    if [[ -n ${PID[$label]:-} ]]; then
+        after=$(cpu_ticks "${PID[$label]}")
+        bytes=$(printf '%s\n' "$out" | grep '^{' | sed -n 's/.*"bytes":\([0-9]*\).*/\1/p' | head -1)
+        if [[ -n $bytes && $bytes != 0 ]]; then
+            printf '{"mode":"cpu","server":"%s","scenario":"%s (server CPU)","round":%s,"cpu_s_per_gb":%s}\n' \
+                "$label" "$sc" "$round" "$(echo "($after - $before) / $TICK / ($bytes / 1000000000)" | bc -l)" >>"$RESULTS"
+        fi
+    fi
 }
 
 # Rotate the order each round so no path always goes first.

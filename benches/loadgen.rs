@@ -2062,6 +2062,7 @@ mod report {
     fn metrics(mode: &str) -> &'static [(&'static str, &'static str, bool)] {
         match mode {
             "get" | "put" | "iperf" | "pump" => &[("gbps", "GB/s", false)],
+            "cpu" => &[("cpu_s_per_gb", "server CPU s/GB", true)],
             "many" => &[("files_per_s", "files/s", false), ("gbps", "GB/s", false)],
             "conn" => &[
                 ("sessions_per_s", "sessions/s", false),
