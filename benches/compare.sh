@@ -278,9 +278,16 @@ start_iperf() {
 # ---------------------------------------------------------------------------------------------
 # Runs. Each appends one tagged JSON line to $RESULTS; the readable line goes to the terminal.
 LG_TIMEOUT=600
+TICK=$(getconf CLK_TCK)
+# user + system time of a server and of the session processes it has reaped, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+json_num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
+
 run_lg() { # scenario round label port mode args...
-    local sc=$1 round=$2 label=$3 port=$4 mode=$5 out rc=0
+    local sc=$1 round=$2 label=$3 port=$4 mode=$5 out rc=0 pid= before after json n
     shift 5
+    case $label in ringftpd) pid=$RING_PID ;; vsftpd) pid=$VS_PID ;; esac
+    [[ -n $pid ]] && before=$(cpu_ticks "$pid")
     out=$(timeout --kill-after=10 "$LG_TIMEOUT" "$LOADGEN_BIN" "$mode" --addr "127.0.0.1:$port" \
         --label "$label" --scenario "$sc" --round "$round" --sink "$SINK" "$@") || rc=$?
     if ((rc != 0 && rc != 2)); then
@@ -288,6 +295,31 @@ run_lg() { # scenario round label port mode args...
     fi
     printf '%s\n' "$out" | grep '^{' >>"$RESULTS" || true
     printf '%s\n' "$out" | grep -v '^{' | sed 's/^/  /' >&2 || true
+    # Server CPU per unit of work: steadier than rates on shared cores. vsftpd's session
+    # processes count once reaped, so give them a moment to exit.
+    [[ -n $pid ]] || return 0
+    sleep 0.3
+    after=$(cpu_ticks "$pid")
+    json=$(printf '%s\n' "$out" | grep '^{' | head -1)
+    local cpu_s="($after - $before) / $TICK"
+    case $mode in
+        get | many | put)
+            n=$(json_num bytes <<<"$json")
+            [[ -n $n && $n != 0 ]] && printf '{"mode":"cpu","server":"%s","scenario":"%s (server CPU)","round":%s,"cpu_s_per_gb":%s}\n' \
+                "$label" "$sc" "$round" "$(printf '%.6f' "$(echo "$cpu_s / ($n / 1000000000)" | bc -l)")" >>"$RESULTS"
+            ;;
+        conn)
+            n=$(json_num sessions <<<"$json")
+            [[ -n $n && $n != 0 ]] && printf '{"mode":"cpu_session","server":"%s","scenario":"%s (server CPU)","round":%s,"cpu_us_per_session":%s}\n' \
+                "$label" "$sc" "$round" "$(printf '%.6f' "$(echo "$cpu_s * 1000000 / $n" | bc -l)")" >>"$RESULTS"
+            ;;
+        list)
+            n=$(json_num count <<<"$json")
+            [[ -n $n && $n != 0 ]] && printf '{"mode":"cpu_listing","server":"%s","scenario":"%s (server CPU)","round":%s,"cpu_ms_per_listing":%s}\n' \
+                "$label" "$sc" "$round" "$(printf '%.6f' "$(echo "$cpu_s * 1000 / $n" | bc -l)")" >>"$RESULTS"
+            ;;
+    esac
+    return 0
 }
 
 # iperf3 -Z (sendfile) with $1 parallel streams: the loopback ceiling for a download of that width.

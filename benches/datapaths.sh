@@ -71,7 +71,7 @@ run() { # scenario round label args...
         bytes=$(printf '%s\n' "$out" | grep '^{' | sed -n 's/.*"bytes":\([0-9]*\).*/\1/p' | head -1)
         if [[ -n $bytes && $bytes != 0 ]]; then
             printf '{"mode":"cpu","server":"%s","scenario":"%s (server CPU)","round":%s,"cpu_s_per_gb":%s}\n' \
-                "$label" "$sc" "$round" "$(echo "($after - $before) / $TICK / ($bytes / 1000000000)" | bc -l)" >>"$RESULTS"
+                "$label" "$sc" "$round" "$(printf '%.6f' "$(echo "($after - $before) / $TICK / ($bytes / 1000000000)" | bc -l)")" >>"$RESULTS"
         fi
     fi
 }

@@ -2063,6 +2063,8 @@ mod report {
         match mode {
             "get" | "put" | "iperf" | "pump" => &[("gbps", "GB/s", false)],
             "cpu" => &[("cpu_s_per_gb", "server CPU s/GB", true)],
+            "cpu_session" => &[("cpu_us_per_session", "server CPU us/session", true)],
+            "cpu_listing" => &[("cpu_ms_per_listing", "server CPU ms/listing", true)],
             "many" => &[("files_per_s", "files/s", false), ("gbps", "GB/s", false)],
             "conn" => &[
                 ("sessions_per_s", "sessions/s", false),
