@@ -1510,6 +1510,9 @@ fn mode_idle(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
     let sample: usize = o.num("sample", 200)?;
     let settle = Duration::from_millis(o.num("settle-ms", 1000)?);
     raise_nofile(k as u64 + 256)?;
+    // The server at rest first: start-up work (the sweep for stray upload files) allocates and
+    // frees memory, and a reading taken during it made the per-session figure negative.
+    thread::sleep(settle);
     let before = memory_kib(pid, tree)?;
     let t0 = Instant::now();
     let handles: Vec<_> = (0..threads.max(1))

@@ -60,12 +60,20 @@ const DIRENT_NAME: usize = 19;
 
 /// All names in the directory open as `dir` (which must be fresh: reading starts at its current
 /// offset), except "." and "..", in kernel order.
+pub fn dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    each_dir_entry(dir, &mut |name, _| names.push(name.to_vec()))?;
+    Ok(names)
+}
+
+/// Call `visit(name, d_type)` for every entry of the directory open as `dir` (fresh, as for
+/// `dir_names`) except "." and "..", in kernel order. `d_type` is one of `libc::DT_*`;
+/// `DT_UNKNOWN` means the file system does not say and the caller must `lstat`.
 ///
 /// Uses raw `getdents64` rather than `fdopendir`, so no `DIR*` takes ownership of our fd, and the
 /// records are parsed from a byte buffer with bounds checks instead of pointer casts.
-pub fn dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+pub fn each_dir_entry(dir: BorrowedFd<'_>, visit: &mut dyn FnMut(&[u8], u8)) -> io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
-    let mut names = Vec::new();
     loop {
         // SAFETY: `buf` is a live, writable allocation of exactly `buf.len()` bytes, and the
         // kernel writes at most that many; `dir` is an open descriptor borrowed for the call.
@@ -86,7 +94,7 @@ pub fn dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
         }
         let filled = &buf[..(ret as usize).min(buf.len())];
         if filled.is_empty() {
-            return Ok(names);
+            return Ok(());
         }
         let mut off = 0;
         while off < filled.len() {
@@ -105,7 +113,7 @@ pub fn dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
                 .next()
                 .unwrap_or_default();
             if name != b"." && name != b".." {
-                names.push(name.to_vec());
+                visit(name, rec[DIRENT_NAME - 1]);
             }
             off += reclen;
         }

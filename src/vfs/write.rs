@@ -420,15 +420,30 @@ struct Sweep {
 }
 
 impl Sweep {
+    /// Only subdirectories and temporary files are kept from a directory's listing (the kernel's
+    /// `d_type` says which without an `lstat`), so a huge tree costs `getdents` and little memory.
     fn dir(&mut self, dir: BorrowedFd<'_>, depth: usize) {
-        let Ok(names) = fs::dir_names(dir) else {
-            return;
-        };
-        for name in names {
-            if self.visited >= CLEAN_MAX_ENTRIES {
-                return;
+        let mut wanted: Vec<Vec<u8>> = Vec::new();
+        let mut seen = 0;
+        let listed = fs::each_dir_entry(dir, &mut |name, kind| {
+            seen += 1;
+            let keep = match kind {
+                libc::DT_DIR => depth < CLEAN_MAX_DEPTH,
+                libc::DT_REG => is_temp_name(name),
+                libc::DT_UNKNOWN => true,
+                _ => false,
+            };
+            if keep && self.visited + seen <= CLEAN_MAX_ENTRIES {
+                wanted.push(name.to_vec());
             }
-            self.visited += 1;
+        });
+        self.visited += seen;
+        if listed.is_err() {
+            return;
+        }
+        for name in wanted {
+            // Look again: the entry may have been replaced since getdents (and DT_UNKNOWN says
+            // nothing). A directory is opened with O_NOFOLLOW, so a symlink is never entered.
             let Ok(st) = fstatat(dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
                 continue;
             };
@@ -443,7 +458,6 @@ impl Sweep {
                     self.removed += usize::from(gone.is_ok());
                 }
                 libc::S_IFDIR if depth < CLEAN_MAX_DEPTH => {
-                    // O_NOFOLLOW: a directory swapped for a symlink since the look is not entered.
                     let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
                     if let Ok(child) = open_name(dir, &name, flags, 0) {
                         self.dir(child.as_fd(), depth + 1);
