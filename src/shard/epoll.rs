@@ -6,6 +6,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// What one registered op waits for.
@@ -24,6 +26,49 @@ pub(super) struct Poller {
     fds: HashMap<RawFd, Vec<(u64, Wait)>>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     pub(super) ready: VecDeque<Raw>,
+    /// File reads and writes run here, started on first use.
+    offload: Option<Offload>,
+}
+
+/// A file read or write handed to the offload thread.
+struct FileOp {
+    user_data: u64,
+    /// A duplicate of the caller's fd: the caller may close its own while the op runs.
+    fd: OwnedFd,
+    buf: BufPtr,
+    len: usize,
+    offset: u64,
+    write: bool,
+}
+
+/// The address of a buffer the op table owns until the op's completion has been taken.
+struct BufPtr(*mut u8);
+
+// SAFETY: the pointer is used only by the offload thread, only while its op is in flight, and the
+// op table neither moves nor frees the buffer until the completion has come back through the
+// channel (which orders the thread's writes before the shard's reads). `Poller`'s drop joins the
+// thread before the `Ring`'s op table (a later field) is dropped.
+unsafe impl Send for BufPtr {}
+
+/// The epoll backend's stand-in for io_uring's worker threads: blocking `pread`/`pwrite` on a
+/// thread of its own, completions back through a channel and an eventfd in the epoll set, so
+/// a cold file or a slow disk never stalls the shard on this backend either.
+struct Offload {
+    tx: Option<mpsc::Sender<FileOp>>,
+    done: mpsc::Receiver<(u64, i32)>,
+    wake: OwnedFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Offload {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once the ops already queued are done; joining it
+        // keeps their buffers (owned by the ring's op table) alive until then.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Accepted connections handed out per readiness event, so one listener cannot monopolise a turn.
@@ -43,7 +88,102 @@ impl Poller {
             fds: HashMap::new(),
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
+            offload: None,
         })
+    }
+
+    /// Read (`write` false) or write `len` bytes at `buf` from or to `fd` at `offset`, on the
+    /// offload thread. The caller keeps `buf` alive and in place until the completion for
+    /// `user_data` has been taken from `ready`. If no thread can be had, the op runs here.
+    pub(super) fn file_op(
+        &mut self,
+        fd: RawFd,
+        buf: *mut u8,
+        len: usize,
+        offset: u64,
+        write: bool,
+        user_data: u64,
+    ) {
+        let dup = nix::fcntl::fcntl(
+            // SAFETY: `fd` is open for the duration of this call (the caller holds it).
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0),
+        );
+        let queued = match (dup, self.offload()) {
+            (Ok(dup), Some(tx)) => {
+                // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+                let op = FileOp {
+                    user_data,
+                    fd,
+                    buf: BufPtr(buf),
+                    len,
+                    offset,
+                    write,
+                };
+                tx.send(op).is_ok()
+            }
+            (Ok(dup), None) => {
+                // SAFETY: as above; closed again at once.
+                drop(unsafe { OwnedFd::from_raw_fd(dup) });
+                false
+            }
+            _ => false,
+        };
+        if !queued {
+            let n = run_file_op(fd, buf, len, offset, write);
+            self.ready.push_back((user_data, n, false, None));
+        }
+    }
+
+    /// The offload thread's queue, starting the thread on first use.
+    fn offload(&mut self) -> Option<&mpsc::Sender<FileOp>> {
+        if self.offload.is_none() {
+            self.offload = self.start_offload().ok();
+        }
+        self.offload.as_ref()?.tx.as_ref()
+    }
+
+    fn start_offload(&mut self) -> io::Result<Offload> {
+        let wake = nix::sys::eventfd::EventFd::from_flags(
+            nix::sys::eventfd::EfdFlags::EFD_CLOEXEC | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+        )?;
+        let wake: OwnedFd = wake.into();
+        let signal = wake.try_clone()?;
+        let (tx, rx) = mpsc::channel::<FileOp>();
+        let (done_tx, done) = mpsc::channel::<(u64, i32)>();
+        let thread = std::thread::Builder::new()
+            .name("ringftpd-file".into())
+            .spawn(move || {
+                for op in rx {
+                    let n = run_file_op(op.fd.as_raw_fd(), op.buf.0, op.len, op.offset, op.write);
+                    drop(op.fd);
+                    if done_tx.send((op.user_data, n)).is_err() {
+                        return;
+                    }
+                    let one = 1u64.to_ne_bytes();
+                    // SAFETY: writes 8 bytes from a live array to the eventfd we hold.
+                    let _ = unsafe { libc::write(signal.as_raw_fd(), one.as_ptr().cast(), 8) };
+                }
+            })?;
+        self.ctl(libc::EPOLL_CTL_ADD, wake.as_raw_fd(), libc::EPOLLIN as u32)?;
+        Ok(Offload {
+            tx: Some(tx),
+            done,
+            wake,
+            thread: Some(thread),
+        })
+    }
+
+    /// Completions of offloaded file ops, into `ready`.
+    fn reap_offload(&mut self) {
+        let Some(off) = &self.offload else { return };
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live array from the eventfd we hold.
+        let _ = unsafe { libc::read(off.wake.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+        while let Ok((user_data, n)) = off.done.try_recv() {
+            self.ready.push_back((user_data, n, false, None));
+        }
     }
 
     pub(super) fn poll(&mut self, fd: RawFd, events: u32, multishot: bool, user_data: u64) {
@@ -165,9 +305,14 @@ impl Poller {
                 return Err(e);
             }
         }
+        let wake = self.offload.as_ref().map(|o| o.wake.as_raw_fd());
         for ev in &events[..n.max(0) as usize] {
             let (fd, revents) = (ev.u64 as RawFd, ev.events);
-            self.dispatch(fd, revents);
+            if Some(fd) == wake {
+                self.reap_offload();
+            } else {
+                self.dispatch(fd, revents);
+            }
         }
         let now = Instant::now();
         while let Some(Reverse((at, user_data))) = self.timers.peek().copied() {
@@ -248,6 +393,29 @@ impl Poller {
             let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0);
         } else {
             let _ = self.ctl(libc::EPOLL_CTL_MOD, fd, interest);
+        }
+    }
+}
+
+/// `pread`/`pwrite` of the whole range (retrying on EINTR), as a completion result: bytes moved
+/// or a negated errno.
+fn run_file_op(fd: RawFd, buf: *mut u8, len: usize, offset: u64, write: bool) -> i32 {
+    loop {
+        let n = if write {
+            // SAFETY: `buf..buf+len` is a live buffer its owner keeps in place for this op.
+            unsafe { libc::pwrite(fd, buf.cast_const().cast(), len, offset as libc::off_t) }
+        } else {
+            // SAFETY: as above, and nothing else reads or writes it meanwhile.
+            unsafe { libc::pread(fd, buf.cast(), len, offset as libc::off_t) }
+        };
+        if n >= 0 {
+            return i32::try_from(n).unwrap_or(i32::MAX);
+        }
+        let errno = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        if errno != libc::EINTR {
+            return -errno;
         }
     }
 }

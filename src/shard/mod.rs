@@ -261,8 +261,9 @@ impl Ring {
 
     /// Write `buf[..len]` to `fd` at `offset` (a file). The buffer is owned by the op until its
     /// completion hands it back. io_uring does buffered writes asynchronously (or on its worker
-    /// threads), so a slow disk never stalls the shard; the epoll backend has no async file writes
-    /// and writes in place.
+    /// threads), and the epoll backend on its offload thread, so a slow disk never stalls the
+    /// shard. Keep `fd` open until the completion: io_uring may look the number up only when a
+    /// worker runs the op.
     pub fn write_at(
         &mut self,
         fd: RawFd,
@@ -275,10 +276,8 @@ impl Ring {
         let ptr = buf.as_ptr();
         let id = self.alloc(token, Owned::Buffer(buf));
         if let Driver::Epoll(p) = &mut self.driver {
-            // SAFETY: `ptr..ptr+len` lies inside the buffer now owned by the op table slot `id`,
-            // which is neither moved nor freed before this call returns.
-            let n = unsafe { libc::pwrite(fd, ptr.cast(), len, offset as libc::off_t) };
-            p.ready.push_back((id.0, completion_result(n), false, None));
+            // The op table slot `id` keeps the buffer in place until the completion is taken.
+            p.file_op(fd, ptr.cast_mut(), len, offset, true, id.0);
             return id;
         }
         let entry = opcode::Write::new(types::Fd(fd), ptr, len as u32)
@@ -290,18 +289,16 @@ impl Ring {
     }
 
     /// Read up to `buf.len()` bytes of `fd` (a file) at `offset` into `buf`, handed back with the
-    /// completion. A buffered io_uring read waits for the disk without blocking the thread; its
-    /// other effect is that the range is in the page cache afterwards. The epoll backend reads in
-    /// place.
+    /// completion. A buffered read waits for the disk on an io_uring worker (or the epoll
+    /// backend's offload thread), never on the shard; its other effect is that the range is in
+    /// the page cache afterwards. Keep `fd` open until the completion, as for `write_at`.
     pub fn read_at(&mut self, fd: RawFd, mut buf: Vec<u8>, offset: u64, token: u64) -> OpId {
         let len = buf.len();
         let ptr = buf.as_mut_ptr();
         let id = self.alloc(token, Owned::Buffer(buf));
         if let Driver::Epoll(p) = &mut self.driver {
-            // SAFETY: `ptr..ptr+len` is the buffer now owned by the op table slot `id`; nothing
-            // else touches it until this call returns.
-            let n = unsafe { libc::pread(fd, ptr.cast(), len, offset as libc::off_t) };
-            p.ready.push_back((id.0, completion_result(n), false, None));
+            // The op table slot `id` keeps the buffer in place until the completion is taken.
+            p.file_op(fd, ptr, len, offset, false, id.0);
             return id;
         }
         // ASYNC: go straight to an io_uring worker. A buffered read of a cold file would otherwise
@@ -565,6 +562,43 @@ mod tests {
             assert_eq!(got.len(), 1, "{backend:?}: wait(0) must reap the poll");
             assert_eq!(got[0].token, 9);
         }
+    }
+
+    #[test]
+    fn read_at_hands_the_data_back() {
+        use std::io::Write;
+        for backend in backends() {
+            let mut ring = Ring::new(8, backend).unwrap();
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(b"0123456789").unwrap();
+            ring.read_at(file.as_raw_fd(), vec![0; 4], 3, 12);
+            ring.wait(1).unwrap();
+            let c = ring.next_completion().expect("read completion");
+            assert_eq!((c.token, c.result), (12, 4), "{backend:?}");
+            assert_eq!(c.buf.as_deref(), Some(&b"3456"[..]), "{backend:?}");
+            assert_eq!(ring.in_flight(), 0);
+        }
+    }
+
+    /// The epoll backend's offload thread works on a duplicate of the fd, so a number closed and
+    /// reused meanwhile can never send the op to another file.
+    #[test]
+    fn epoll_file_ops_survive_the_callers_close() {
+        use std::io::Write;
+        let mut ring = Ring::new(8, Backend::Epoll).unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"0123456789").unwrap();
+        let fd = OwnedFd::from(file);
+        ring.read_at(fd.as_raw_fd(), vec![0; 4], 6, 13);
+        drop(fd);
+        let mut c = None;
+        while c.is_none() {
+            ring.wait(1).unwrap();
+            c = ring.next_completion();
+        }
+        let c = c.unwrap();
+        assert_eq!((c.token, c.result), (13, 4));
+        assert_eq!(c.buf.as_deref(), Some(&b"6789"[..]));
     }
 
     #[test]
