@@ -33,8 +33,8 @@ pub(super) struct Poller {
 /// A file read or write handed to the offload thread.
 struct FileOp {
     user_data: u64,
-    /// A duplicate of the caller's fd: the caller may close its own while the op runs.
-    fd: OwnedFd,
+    /// Kept open by the ring's op table until the completion has been taken.
+    fd: RawFd,
     buf: BufPtr,
     len: usize,
     offset: u64,
@@ -93,8 +93,9 @@ impl Poller {
     }
 
     /// Read (`write` false) or write `len` bytes at `buf` from or to `fd` at `offset`, on the
-    /// offload thread. The caller keeps `buf` alive and in place until the completion for
-    /// `user_data` has been taken from `ready`. If no thread can be had, the op runs here.
+    /// offload thread. The caller keeps `buf` in place and `fd` open (it passes the op's own
+    /// duplicate) until the completion for `user_data` has been taken from `ready`. If no thread
+    /// can be had, the op runs here.
     pub(super) fn file_op(
         &mut self,
         fd: RawFd,
@@ -104,31 +105,17 @@ impl Poller {
         write: bool,
         user_data: u64,
     ) {
-        let dup = nix::fcntl::fcntl(
-            // SAFETY: `fd` is open for the duration of this call (the caller holds it).
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0),
-        );
-        let queued = match (dup, self.offload()) {
-            (Ok(dup), Some(tx)) => {
-                // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
-                let fd = unsafe { OwnedFd::from_raw_fd(dup) };
-                let op = FileOp {
-                    user_data,
-                    fd,
-                    buf: BufPtr(buf),
-                    len,
-                    offset,
-                    write,
-                };
-                tx.send(op).is_ok()
-            }
-            (Ok(dup), None) => {
-                // SAFETY: as above; closed again at once.
-                drop(unsafe { OwnedFd::from_raw_fd(dup) });
-                false
-            }
-            _ => false,
+        let op = FileOp {
+            user_data,
+            fd,
+            buf: BufPtr(buf),
+            len,
+            offset,
+            write,
+        };
+        let queued = match self.offload() {
+            Some(tx) => tx.send(op).is_ok(),
+            None => false,
         };
         if !queued {
             let n = run_file_op(fd, buf, len, offset, write);
@@ -156,8 +143,7 @@ impl Poller {
             .name("ringftpd-file".into())
             .spawn(move || {
                 for op in rx {
-                    let n = run_file_op(op.fd.as_raw_fd(), op.buf.0, op.len, op.offset, op.write);
-                    drop(op.fd);
+                    let n = run_file_op(op.fd, op.buf.0, op.len, op.offset, op.write);
                     if done_tx.send((op.user_data, n)).is_err() {
                         return;
                     }

@@ -71,10 +71,39 @@ enum Owned {
     Timespec(#[allow(dead_code)] Box<types::Timespec>),
     /// A write's source buffer: the kernel reads it until the write completes.
     Buffer(Vec<u8>),
+    /// A file read's or write's buffer, and the op's own duplicate of the file's fd: the caller
+    /// may close its fd meanwhile, and io_uring may look the number up only when a worker runs
+    /// the op, so without the duplicate a number reused by another open would redirect the op.
+    FileIo {
+        buf: Vec<u8>,
+        #[allow(dead_code)]
+        fd: OwnedFd,
+    },
     /// A send's source mapping, kept alive until the send completes.
     Map(#[allow(dead_code)] Arc<SendMap>),
     /// An open's path and `open_how`, plus whatever keeps its directory fd open.
     Open(#[allow(dead_code)] Box<OpenArgs>),
+}
+
+impl Owned {
+    /// The buffer a read or write hands back with its completion.
+    fn into_buf(self) -> Option<Vec<u8>> {
+        match self {
+            Owned::Buffer(b) | Owned::FileIo { buf: b, .. } => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// The op-owned state of a file read or write: a duplicate of `fd` (its number is what the op
+/// uses) with the buffer. Without a free descriptor for the duplicate, the caller's fd is used.
+fn file_io(fd: RawFd, buf: Vec<u8>) -> (RawFd, Owned) {
+    // SAFETY: the caller passes an fd it holds open for the duration of this call.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    match borrowed.try_clone_to_owned() {
+        Ok(dup) => (dup.as_raw_fd(), Owned::FileIo { buf, fd: dup }),
+        Err(_) => (fd, Owned::Buffer(buf)),
+    }
 }
 
 struct Slot {
@@ -262,8 +291,7 @@ impl Ring {
     /// Write `buf[..len]` to `fd` at `offset` (a file). The buffer is owned by the op until its
     /// completion hands it back. io_uring does buffered writes asynchronously (or on its worker
     /// threads), and the epoll backend on its offload thread, so a slow disk never stalls the
-    /// shard. Keep `fd` open until the completion: io_uring may look the number up only when a
-    /// worker runs the op.
+    /// shard. The op works on its own duplicate of `fd`, which the caller may close at once.
     pub fn write_at(
         &mut self,
         fd: RawFd,
@@ -274,9 +302,10 @@ impl Ring {
     ) -> OpId {
         let len = len.min(buf.len());
         let ptr = buf.as_ptr();
-        let id = self.alloc(token, Owned::Buffer(buf));
+        let (fd, owned) = file_io(fd, buf);
+        let id = self.alloc(token, owned);
         if let Driver::Epoll(p) = &mut self.driver {
-            // The op table slot `id` keeps the buffer in place until the completion is taken.
+            // The op table slot `id` keeps the buffer and the fd until the completion is taken.
             p.file_op(fd, ptr.cast_mut(), len, offset, true, id.0);
             return id;
         }
@@ -291,13 +320,14 @@ impl Ring {
     /// Read up to `buf.len()` bytes of `fd` (a file) at `offset` into `buf`, handed back with the
     /// completion. A buffered read waits for the disk on an io_uring worker (or the epoll
     /// backend's offload thread), never on the shard; its other effect is that the range is in
-    /// the page cache afterwards. Keep `fd` open until the completion, as for `write_at`.
+    /// the page cache afterwards. The op works on its own duplicate of `fd`, as for `write_at`.
     pub fn read_at(&mut self, fd: RawFd, mut buf: Vec<u8>, offset: u64, token: u64) -> OpId {
         let len = buf.len();
         let ptr = buf.as_mut_ptr();
-        let id = self.alloc(token, Owned::Buffer(buf));
+        let (fd, owned) = file_io(fd, buf);
+        let id = self.alloc(token, owned);
         if let Driver::Epoll(p) = &mut self.driver {
-            // The op table slot `id` keeps the buffer in place until the completion is taken.
+            // The op table slot `id` keeps the buffer and the fd until the completion is taken.
             p.file_op(fd, ptr, len, offset, false, id.0);
             return id;
         }
@@ -428,11 +458,7 @@ impl Ring {
                     let Some((token, owned)) = self.finish(user_data, more) else {
                         continue;
                     };
-                    let buf = if let Owned::Buffer(b) = owned {
-                        Some(b)
-                    } else {
-                        None
-                    };
+                    let buf = owned.into_buf();
                     return Some(Completion {
                         token,
                         result,
@@ -457,11 +483,7 @@ impl Ring {
             } else {
                 None
             };
-            let buf = if let Owned::Buffer(b) = owned {
-                Some(b)
-            } else {
-                None
-            };
+            let buf = owned.into_buf();
             return Some(Completion {
                 token,
                 result,
@@ -580,25 +602,31 @@ mod tests {
         }
     }
 
-    /// The epoll backend's offload thread works on a duplicate of the fd, so a number closed and
-    /// reused meanwhile can never send the op to another file.
+    /// File ops work on their own duplicate of the fd: the caller's close (and a reuse of the
+    /// number by another open) before the op runs cannot send it to another file.
     #[test]
-    fn epoll_file_ops_survive_the_callers_close() {
+    fn file_ops_survive_the_callers_close() {
         use std::io::Write;
-        let mut ring = Ring::new(8, Backend::Epoll).unwrap();
-        let mut file = tempfile::tempfile().unwrap();
-        file.write_all(b"0123456789").unwrap();
-        let fd = OwnedFd::from(file);
-        ring.read_at(fd.as_raw_fd(), vec![0; 4], 6, 13);
-        drop(fd);
-        let mut c = None;
-        while c.is_none() {
-            ring.wait(1).unwrap();
-            c = ring.next_completion();
+        for backend in backends() {
+            let mut ring = Ring::new(8, backend).unwrap();
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(b"0123456789").unwrap();
+            let fd = OwnedFd::from(file);
+            let raw = fd.as_raw_fd();
+            ring.read_at(raw, vec![0; 4], 6, 13);
+            drop(fd);
+            // Likely to take the freed number: an op that still used it would read this instead.
+            let mut other = tempfile::tempfile().unwrap();
+            other.write_all(b"abcdefghij").unwrap();
+            let mut c = None;
+            while c.is_none() {
+                ring.wait(1).unwrap();
+                c = ring.next_completion();
+            }
+            let c = c.unwrap();
+            assert_eq!((c.token, c.result), (13, 4), "{backend:?}");
+            assert_eq!(c.buf.as_deref(), Some(&b"6789"[..]), "{backend:?}");
         }
-        let c = c.unwrap();
-        assert_eq!((c.token, c.result), (13, 4));
-        assert_eq!(c.buf.as_deref(), Some(&b"6789"[..]));
     }
 
     #[test]
