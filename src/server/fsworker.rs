@@ -484,7 +484,7 @@ fn list(
             share
         })
         .collect();
-    let mut result = format_part(request, first).map(|lines| out.extend_from_slice(&lines));
+    let mut result = format_into(&mut out, request, first);
     for share in shares {
         // Every part is joined, even after a failure, so none is left for a helper to format.
         let part = share.join();
@@ -513,13 +513,23 @@ fn list_line(out: &mut Vec<u8>, request: &ListRequest, e: &Entry) {
 }
 
 /// `lstat` and format every entry of `part`.
-fn format_part(request: &ListRequest, mut part: DirCursor) -> Result<Vec<u8>, FileError> {
+fn format_part(request: &ListRequest, part: DirCursor) -> Result<Vec<u8>, FileError> {
     let mut out = Vec::with_capacity(part.remaining() * 80);
+    format_into(&mut out, request, part)?;
+    Ok(out)
+}
+
+/// `lstat` every entry of `part` and append its line to `out`.
+fn format_into(
+    out: &mut Vec<u8>,
+    request: &ListRequest,
+    mut part: DirCursor,
+) -> Result<(), FileError> {
     // Temporary files of uploads in progress are nobody's business.
     part.next_batch(usize::MAX, &mut |e: Entry| {
         if !crate::vfs::is_temp_name(&e.name) {
-            list_line(&mut out, request, &e)
+            list_line(out, request, &e)
         }
     })?;
-    Ok(out)
+    Ok(())
 }
