@@ -583,10 +583,9 @@ impl Shard {
             u32::from(hi - lo) + 1,
             u32::from(self.pasv_next.clamp(lo, hi) - lo),
         );
-        let socket = Socket::new(domain, Type::STREAM, None)?;
+        // Non-blocking from the start; socket2 adds SOCK_CLOEXEC. No fcntl calls per PASV.
+        let socket = Socket::new(domain, Type::STREAM.nonblocking(), None)?;
         socket.set_reuse_address(true)?;
-        socket.set_nonblocking(true)?;
-        socket.set_cloexec(true)?;
         let mut last = io::Error::new(io::ErrorKind::AddrInUse, "passive port range exhausted");
         for i in 0..count {
             let port = lo + ((start + i) % count) as u16;
@@ -677,9 +676,11 @@ impl Shard {
 
     /// PORT/EPRT: a non-blocking connect from the control connection's local address.
     fn connect_active(&self, local: IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
-        let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
-        socket.set_nonblocking(true)?;
-        socket.set_cloexec(true)?;
+        let socket = Socket::new(
+            Domain::for_address(target),
+            Type::STREAM.nonblocking(),
+            None,
+        )?;
         socket.bind(&SocketAddr::new(local, 0).into())?;
         match socket.connect(&target.into()) {
             Ok(()) => {}

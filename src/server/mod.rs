@@ -301,15 +301,14 @@ fn sweep_temps(roots: Vec<std::path::PathBuf>, started: std::time::SystemTime) -
 }
 
 fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Non-blocking; socket2 adds SOCK_CLOEXEC.
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
     if addr.is_ipv6() {
         // Let an IPv4 listener on the same port coexist with this one.
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.set_cloexec(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
