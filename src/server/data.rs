@@ -267,6 +267,8 @@ pub(super) struct Warmth {
     /// cachestat(2) counts pages that readahead has inserted but not yet filled, and sending
     /// those would wait for the disk on the shard.
     cold: bool,
+    /// The buffer of the last read, for the next one (its contents are never looked at).
+    spare: Option<Vec<u8>>,
 }
 
 /// Whether `file` at `offset` can be sent without the shard waiting for the disk. Bytes already
@@ -859,7 +861,8 @@ impl Shard {
             return;
         };
         warmth.reading = Some(offset);
-        let buf = vec![0; len as usize];
+        let mut buf = warmth.spare.take().unwrap_or_default();
+        buf.resize(len as usize, 0);
         self.ring.read_at(
             file.as_raw_fd(),
             buf,
@@ -945,7 +948,13 @@ impl Shard {
     }
 
     /// A cold window has been read (and so is in the page cache): carry on sending.
-    pub(super) fn on_data_read(&mut self, r: ConnRef, conn: &mut Conn, result: i32) {
+    pub(super) fn on_data_read(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        result: i32,
+        buf: Option<Vec<u8>>,
+    ) {
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
@@ -955,6 +964,7 @@ impl Shard {
         let Some(start) = warmth.reading.take() else {
             return;
         };
+        warmth.spare = buf;
         match result {
             n if n > 0 => warmth.until = start + n as u64,
             0 => return self.fail_transfer(r, conn, TransferError::FileChanged),

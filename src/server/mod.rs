@@ -535,7 +535,7 @@ impl Shard {
                     Kind::DataConnect => self.on_data_connect(r, &mut conn),
                     Kind::DataIn => self.on_data_readable(r, &mut conn),
                     Kind::DataWrite => self.on_data_written(r, &mut conn, c.result, c.buf),
-                    Kind::DataRead => self.on_data_read(r, &mut conn, c.result),
+                    Kind::DataRead => self.on_data_read(r, &mut conn, c.result, c.buf),
                     Kind::DataSent => self.on_data_sent(r, &mut conn, c.result),
                     Kind::UploadGrace => self.on_upload_grace(r, &mut conn),
                     Kind::Opened => self.on_opened(r, &mut conn, c.result, c.fd),
