@@ -66,6 +66,7 @@ enum Kind {
     DataSent = 13,
     UploadGrace = 14,
     Opened = 15,
+    DataFill = 16,
 }
 
 impl Kind {
@@ -86,6 +87,7 @@ impl Kind {
             13 => Kind::DataSent,
             14 => Kind::UploadGrace,
             15 => Kind::Opened,
+            16 => Kind::DataFill,
             _ => return None,
         })
     }
@@ -513,6 +515,7 @@ impl Shard {
             | Kind::DataIn
             | Kind::DataWrite
             | Kind::DataRead
+            | Kind::DataFill
             | Kind::DataSent
             | Kind::UploadGrace
             | Kind::Opened => {
@@ -536,6 +539,7 @@ impl Shard {
                     Kind::DataIn => self.on_data_readable(r, &mut conn),
                     Kind::DataWrite => self.on_data_written(r, &mut conn, c.result, c.buf),
                     Kind::DataRead => self.on_data_read(r, &mut conn, c.result, c.buf),
+                    Kind::DataFill => self.on_data_filled(r, &mut conn, c.result),
                     Kind::DataSent => self.on_data_sent(r, &mut conn, c.result),
                     Kind::UploadGrace => self.on_upload_grace(r, &mut conn),
                     Kind::Opened => self.on_opened(r, &mut conn, c.result, c.fd),

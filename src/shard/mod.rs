@@ -83,6 +83,8 @@ enum Owned {
     Map(#[allow(dead_code)] Arc<SendMap>),
     /// An open's path and `open_how`, plus whatever keeps its directory fd open.
     Open(#[allow(dead_code)] Box<OpenArgs>),
+    /// A splice's own duplicates of its file and pipe fds (see `FileIo`).
+    Fds(#[allow(dead_code)] [OwnedFd; 2]),
 }
 
 impl Owned {
@@ -341,6 +343,42 @@ impl Ring {
             .user_data(id.0);
         self.push(entry);
         id
+    }
+
+    /// Move `len` bytes of `file` at `offset` into the pipe `pipe` without copying, on an io_uring
+    /// worker (io_uring always runs a splice there), so waiting for the disk never stalls the
+    /// shard; the completion carries the bytes moved. The op works on its own duplicates of both
+    /// fds. `None` on the epoll backend, or without a free descriptor for the duplicates.
+    pub fn splice_in(
+        &mut self,
+        file: RawFd,
+        offset: u64,
+        pipe: RawFd,
+        len: u32,
+        token: u64,
+    ) -> Option<OpId> {
+        if !matches!(self.driver, Driver::Uring(_)) {
+            return None;
+        }
+        let dup = |fd: RawFd| {
+            // SAFETY: the caller passes fds it holds open for the duration of this call.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+                .try_clone_to_owned()
+                .ok()
+        };
+        let (file, pipe) = (dup(file)?, dup(pipe)?);
+        let entry = opcode::Splice::new(
+            types::Fd(file.as_raw_fd()),
+            offset as i64,
+            types::Fd(pipe.as_raw_fd()),
+            -1,
+            len,
+        )
+        .flags(libc::SPLICE_F_MOVE)
+        .build();
+        let id = self.alloc(token, Owned::Fds([file, pipe]));
+        self.push(entry.user_data(id.0));
+        Some(id)
     }
 
     /// `openat2(dirfd, path, flags, resolve)` on io_uring; the completion carries the new fd.
