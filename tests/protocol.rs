@@ -1786,6 +1786,52 @@ fn cold_file_is_read_in_then_sent_byte_exact() {
     }
 }
 
+/// A transfer of a cold file aborted (or cut off) while a window is being brought into its pipe
+/// must not hand that pipe to the next transfer: bytes still arriving in it would be sent as
+/// part of another file. One shard, so the pool's pipes are reused.
+#[test]
+fn aborted_cold_transfers_leave_no_stale_pipe_data() {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    for data_path in [DataPath::Sendfile, DataPath::Splice] {
+        let s = common::start(|c| {
+            c.data_path = data_path;
+            c.shards = 1;
+        });
+        let a = common::pattern(5, 8 << 20);
+        let b = common::pattern(6, (3 << 20) + 777);
+        s.write_file("a.bin", &a);
+        s.write_file("b.bin", &b);
+        let drop_cache = |name: &str| {
+            let f = std::fs::File::open(s.path(name)).unwrap();
+            f.sync_all().unwrap();
+            posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        };
+        let mut c = s.login();
+        for round in 0..4 {
+            drop_cache("a.bin");
+            drop_cache("b.bin");
+            let mut data = start_big_retr(&mut c, "a.bin", 1000);
+            if round % 2 == 0 {
+                c.send_line(b"ABOR");
+                c.expect_reply(426, "first reply to ABOR");
+                c.expect_reply(226, "second reply to ABOR");
+                drop(data);
+            } else {
+                // The client goes away from the data connection instead.
+                drop(data.shutdown(std::net::Shutdown::Both));
+                drop(data);
+                let (code, _) = c.read_reply();
+                assert!(code == 426 || code == 226, "round {round}: {code}");
+            }
+            common::assert_bytes_eq(
+                &c.retr("b.bin"),
+                &b,
+                &format!("{data_path:?} round {round}: the next transfer after an aborted one"),
+            );
+        }
+    }
+}
+
 // The splice and mmap data paths get the same checks as sendfile and copy.
 
 #[test]
