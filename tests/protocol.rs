@@ -1810,7 +1810,7 @@ fn aborted_cold_transfers_leave_no_stale_pipe_data() {
         for round in 0..4 {
             drop_cache("a.bin");
             drop_cache("b.bin");
-            let mut data = start_big_retr(&mut c, "a.bin", 1000);
+            let data = start_big_retr(&mut c, "a.bin", 1000);
             if round % 2 == 0 {
                 c.send_line(b"ABOR");
                 c.expect_reply(426, "first reply to ABOR");
