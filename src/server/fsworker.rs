@@ -350,7 +350,10 @@ fn run(root: &Arc<Root>, accounts: &Accounts, helpers: &Helpers, job: Job) -> Do
         }),
         Job::Create { path, mode, umask } => Done::Created(create(root, path, mode, umask)),
         Job::Commit { upload, end } => Done::Committed(commit(root, &upload, end)),
-        Job::Discard { upload } => {
+        Job::Discard { mut upload } => {
+            // Close this job's handle first: once the name is gone, so is the space (a client
+            // told 452 can retry at once), unless a write in flight still holds the file.
+            drop(upload.file.take());
             if let Some(temp) = &upload.temp {
                 upload.root.discard_temp(&upload.path, temp);
             }
