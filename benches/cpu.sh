@@ -46,6 +46,10 @@ wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/n
 # utime + stime + cutime + cstime of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
 
+# SO_REUSEPORT would let a second server silently share a busy port: refuse instead.
+for p in $RING_PORT $VS_PORT; do
+    if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "port $p is already in use" >&2; exit 1; fi
+done
 mkdir -p "$DATA/upload"
 setsid target/release/ringftpd --root "$DATA" --listen 127.0.0.1:$RING_PORT --shards 2 \
     --anonymous-upload upload --log-level warn >>"$WORK/cpu-ringftpd.log" 2>&1 &
