@@ -135,6 +135,9 @@ fn completion_result(n: isize) -> i32 {
 /// Reserved user_data for internal ops (cancellations) whose completions nobody waits for.
 const INTERNAL: u64 = u64::MAX;
 
+/// How long a ring being dropped waits for its cancelled ops to finish.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 pub struct Ring {
     driver: Driver,
     slots: Vec<Slot>,
@@ -564,6 +567,31 @@ impl Ring {
     }
 }
 
+impl Drop for Ring {
+    /// Ops still in flight may write into buffers the op table owns (a READ on an io_uring
+    /// worker), and the kernel finishes them only after the ring's fd is closed: cancel them all
+    /// and wait for their last completions before the table is freed. A worker blocked on the
+    /// disk is waited for, up to `DRAIN_LIMIT`. (The epoll backend joins its offload thread.)
+    fn drop(&mut self) {
+        if !matches!(self.driver, Driver::Uring(_)) {
+            return;
+        }
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(INTERNAL);
+        self.push(cancel);
+        let deadline = std::time::Instant::now() + DRAIN_LIMIT;
+        while self.in_flight() > 0 && std::time::Instant::now() < deadline {
+            if let Driver::Uring(ring) = &mut self.driver {
+                let ts = types::Timespec::new().nsec(50_000_000);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                let _ = ring.submitter().submit_with_args(1, &args);
+            }
+            while self.next_completion().is_some() {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,6 +692,30 @@ mod tests {
             let c = c.unwrap();
             assert_eq!((c.token, c.result), (13, 4), "{backend:?}");
             assert_eq!(c.buf.as_deref(), Some(&b"6789"[..]), "{backend:?}");
+        }
+    }
+
+    /// Dropping a ring cancels what is still in flight (polls, accepts, timers, file reads) and
+    /// waits for it, quickly: nothing may write into the op table after it is gone.
+    #[test]
+    fn dropping_a_ring_with_ops_in_flight_cancels_them() {
+        for backend in backends() {
+            let mut ring = Ring::new(8, backend).unwrap();
+            let (a, _b) = UnixStream::pair().unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let file = tempfile::tempfile().unwrap();
+            ring.poll(a.as_raw_fd(), libc::POLLIN as u32, true, 1);
+            ring.accept_multi(listener.as_raw_fd(), 2);
+            ring.timeout(Duration::from_secs(30), 3);
+            ring.read_at(file.as_raw_fd(), vec![0; 1 << 20], 0, 4);
+            ring.wait(0).unwrap();
+            let t0 = std::time::Instant::now();
+            drop(ring);
+            assert!(
+                t0.elapsed() < Duration::from_secs(2),
+                "{backend:?}: drop took {:?}",
+                t0.elapsed()
+            );
         }
     }
 
