@@ -697,8 +697,13 @@ impl Shard {
             return;
         };
         loop {
-            match listener.accept() {
+            // Non-blocking and close-on-exec from accept4 itself: no extra system call.
+            let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+            match socket2::SockRef::from(listener).accept4(flags) {
                 Ok((sock, peer)) => {
+                    let Some(peer) = peer.as_socket() else {
+                        continue;
+                    };
                     // RFC 2577 section 4 (port stealing): only the control peer may connect.
                     if addr::canonical_ip(peer.ip()) != addr::canonical_ip(conn.peer.ip()) {
                         log::warn!(
@@ -707,9 +712,7 @@ impl Shard {
                         );
                         continue;
                     }
-                    if sock.set_nonblocking(true).is_err() {
-                        continue;
-                    }
+                    let sock = TcpStream::from(sock);
                     // The listener's one-shot poll has completed, so it can simply be dropped.
                     conn.data = Data::None;
                     if conn
