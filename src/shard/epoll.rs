@@ -44,10 +44,11 @@ struct FileOp {
 /// The address of a buffer the op table owns until the op's completion has been taken.
 struct BufPtr(*mut u8);
 
-// SAFETY: the pointer is used only by the offload thread, only while its op is in flight, and the
-// op table neither moves nor frees the buffer until the completion has come back through the
-// channel (which orders the thread's writes before the shard's reads). `Poller`'s drop joins the
+// The pointer is used only by the offload thread, only while its op is in flight. The op table
+// neither moves nor frees the buffer until the completion has come back through the channel
+// (which orders the thread's writes before the shard's reads), and `Poller`'s drop joins the
 // thread before the `Ring`'s op table (a later field) is dropped.
+// SAFETY: so the buffer outlives every use of the pointer on the offload thread.
 unsafe impl Send for BufPtr {}
 
 /// The epoll backend's stand-in for io_uring's worker threads: blocking `pread`/`pwrite` on a
