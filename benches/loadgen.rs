@@ -551,37 +551,22 @@ fn sink_name() -> &'static str {
     }
 }
 
+/// A thread's pipe (read end, write end) and `/dev/null` for `Sink::Splice`.
+type SplicePipe = (std::os::fd::OwnedFd, std::os::fd::OwnedFd, std::fs::File);
+
 thread_local! {
     /// This thread's pipe and `/dev/null` for `Sink::Splice`, made on first use.
-    static SPLICE_PIPE: std::cell::OnceCell<Option<(std::fs::File, std::fs::File, std::fs::File)>> =
-        const { std::cell::OnceCell::new() };
+    static SPLICE_PIPE: std::cell::OnceCell<Option<SplicePipe>> = const { std::cell::OnceCell::new() };
 }
 
 /// Pipe capacity asked for with `F_SETPIPE_SZ` (the default 64 KiB is capped by `pipe-max-size`).
 const SINK_PIPE_BYTES: usize = 1 << 20;
 
-fn splice_pipe() -> Option<(std::fs::File, std::fs::File, std::fs::File)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid out-array of two ints for pipe2.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return None;
-    }
-    // SAFETY: pipe2 succeeded, so both are fresh descriptors this function now owns.
-    let (r, w) = unsafe {
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            std::fs::File::from_raw_fd(fds[1]),
-        )
-    };
-    // SAFETY: plain fcntl on a descriptor we own; failure leaves the default size.
-    unsafe {
-        libc::fcntl(
-            w.as_raw_fd(),
-            libc::F_SETPIPE_SZ,
-            SINK_PIPE_BYTES as libc::c_int,
-        )
-    };
+fn splice_pipe() -> Option<SplicePipe> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ok()?;
+    // Failure leaves the default size.
+    let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(SINK_PIPE_BYTES as i32));
     let null = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
@@ -591,53 +576,37 @@ fn splice_pipe() -> Option<(std::fs::File, std::fs::File, std::fs::File)> {
 
 /// Splice everything from `data` to `/dev/null`; `None` if this thread has no pipe (then read).
 fn drain_splice(data: &mut TcpStream) -> Option<FtpResult<u64>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{SpliceFFlags, splice};
     SPLICE_PIPE.with(|cell| {
         let (r, w, null) = cell.get_or_init(splice_pipe).as_ref()?;
         let mut total = 0u64;
         loop {
-            // SAFETY: splice between descriptors we hold open; null offsets (socket and pipe).
-            let n = unsafe {
-                libc::splice(
-                    data.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    w.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    SINK_PIPE_BYTES,
-                    libc::SPLICE_F_MOVE,
-                )
+            let n = match splice(
+                &*data,
+                None,
+                w,
+                None,
+                SINK_PIPE_BYTES,
+                SpliceFFlags::SPLICE_F_MOVE,
+            ) {
+                Ok(0) => return Some(Ok(total)),
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Some(Err(FtpError::Io("data splice", e.into()))),
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Some(Err(FtpError::Io("data splice", e)));
-            }
-            if n == 0 {
-                return Some(Ok(total));
-            }
             total += n as u64;
-            let mut left = n as usize;
+            let mut left = n;
             while left > 0 {
-                // SAFETY: as above; the pipe holds `left` bytes, /dev/null takes all.
-                let m = unsafe {
-                    libc::splice(
-                        r.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        null.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        left,
-                        libc::SPLICE_F_MOVE,
-                    )
-                };
-                if m <= 0 {
-                    let e = io::Error::last_os_error();
-                    if m < 0 && e.kind() == io::ErrorKind::Interrupted {
-                        continue;
+                match splice(r, None, null, None, left, SpliceFFlags::SPLICE_F_MOVE) {
+                    Ok(0) => {
+                        let e = io::Error::from(io::ErrorKind::WriteZero);
+                        return Some(Err(FtpError::Io("pipe drain", e)));
                     }
-                    return Some(Err(FtpError::Io("pipe drain", e)));
+                    Ok(m) => left -= m,
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Some(Err(FtpError::Io("pipe drain", e.into()))),
                 }
-                left -= m as usize;
             }
         }
     })
@@ -1010,19 +979,10 @@ fn mode_pump(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
                     let mut off: libc::off_t = 0;
                     while (off as u64) < len {
                         let want = (len - off as u64).min(1 << 30) as usize;
-                        // SAFETY: both descriptors are open for the call; `off` is a valid offset.
-                        let r = unsafe {
-                            libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, want)
-                        };
-                        if r < 0 {
-                            let e = io::Error::last_os_error();
-                            if e.kind() == io::ErrorKind::Interrupted {
-                                continue;
-                            }
-                            return Err(format!("sendfile: {e}"));
-                        }
-                        if r == 0 {
-                            return Err("sendfile: file shrank".into());
+                        match nix::sys::sendfile::sendfile(&sock, &file, Some(&mut off), want) {
+                            Ok(0) => return Err("sendfile: file shrank".into()),
+                            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                            Err(e) => return Err(format!("sendfile: {e}")),
                         }
                     }
                 }
