@@ -301,24 +301,19 @@ run_lg() { # scenario round label port mode args...
     sleep 0.3
     after=$(cpu_ticks "$pid")
     json=$(printf '%s\n' "$out" | grep '^{' | head -1)
-    local cpu_s="($after - $before) / $TICK"
+    # record mode, JSON field counted, metric name, scale: metric = CPU seconds * scale / count.
+    local kind field key scale
     case $mode in
-        get | many | put)
-            n=$(json_num bytes <<<"$json")
-            [[ -n $n && $n != 0 ]] && printf '{"mode":"cpu","server":"%s","scenario":"%s (server CPU)","round":%s,"cpu_s_per_gb":%s}\n' \
-                "$label" "$sc" "$round" "$(printf '%.6f' "$(echo "$cpu_s / ($n / 1000000000)" | bc -l)")" >>"$RESULTS"
-            ;;
-        conn)
-            n=$(json_num sessions <<<"$json")
-            [[ -n $n && $n != 0 ]] && printf '{"mode":"cpu_session","server":"%s","scenario":"%s (server CPU)","round":%s,"cpu_us_per_session":%s}\n' \
-                "$label" "$sc" "$round" "$(printf '%.6f' "$(echo "$cpu_s * 1000000 / $n" | bc -l)")" >>"$RESULTS"
-            ;;
-        list)
-            n=$(json_num count <<<"$json")
-            [[ -n $n && $n != 0 ]] && printf '{"mode":"cpu_listing","server":"%s","scenario":"%s (server CPU)","round":%s,"cpu_ms_per_listing":%s}\n' \
-                "$label" "$sc" "$round" "$(printf '%.6f' "$(echo "$cpu_s * 1000 / $n" | bc -l)")" >>"$RESULTS"
-            ;;
+        get | many | put) kind=cpu field=bytes key=cpu_s_per_gb scale=1000000000 ;;
+        conn) kind=cpu_session field=sessions key=cpu_us_per_session scale=1000000 ;;
+        list) kind=cpu_listing field=count key=cpu_ms_per_listing scale=1000 ;;
+        *) return 0 ;;
     esac
+    n=$(json_num "$field" <<<"$json")
+    [[ -n $n && $n != 0 ]] || return 0
+    printf '{"mode":"%s","server":"%s","scenario":"%s (server CPU)","round":%s,"%s":%s}\n' \
+        "$kind" "$label" "$sc" "$round" "$key" \
+        "$(printf '%.6f' "$(echo "($after - $before) / $TICK * $scale / $n" | bc -l)")" >>"$RESULTS"
     return 0
 }
 
