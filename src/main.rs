@@ -22,9 +22,9 @@ struct Args {
     /// Control address to listen on, IPv4 or IPv6 ("[::1]:2121"); repeat for several.
     #[arg(long = "listen", default_value = "127.0.0.1:2121")]
     listen: Vec<SocketAddr>,
-    /// Passive data ports as MIN-MAX, split into one slice per shard.
-    #[arg(long, value_parser = config::parse_port_range, default_value = "49152-65534")]
-    pasv_ports: (u16, u16),
+    /// Passive data ports as MIN-MAX, split into one slice per shard (default: 49152-65534).
+    #[arg(long, value_parser = config::parse_port_range)]
+    pasv_ports: Option<(u16, u16)>,
     /// IPv4 address to announce in PASV replies, for a server behind NAT (default: the address
     /// the client connected to).
     #[arg(long)]
@@ -139,7 +139,7 @@ fn main() -> ExitCode {
     let config = Config {
         root: args.root,
         listen: args.listen,
-        pasv_ports: args.pasv_ports,
+        pasv_ports: args.pasv_ports.unwrap_or(defaults.pasv_ports),
         pasv_address: args.pasv_address,
         shards: args.shards.unwrap_or(defaults.shards),
         data_path: args.data_path,

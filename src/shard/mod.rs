@@ -97,14 +97,19 @@ impl Owned {
     }
 }
 
+/// An op's own duplicate of `fd`, which the caller holds open for the duration of this call.
+fn dup_for_op(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: the caller passes an fd it holds open for the duration of this call.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned().ok()
+}
+
 /// The op-owned state of a file read or write: a duplicate of `fd` (its number is what the op
 /// uses) with the buffer. Without a free descriptor for the duplicate, the caller's fd is used.
 fn file_io(fd: RawFd, buf: Vec<u8>) -> (RawFd, Owned) {
-    // SAFETY: the caller passes an fd it holds open for the duration of this call.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    match borrowed.try_clone_to_owned() {
-        Ok(dup) => (dup.as_raw_fd(), Owned::FileIo { buf, fd: dup }),
-        Err(_) => (fd, Owned::Buffer(buf)),
+    match dup_for_op(fd) {
+        Some(dup) => (dup.as_raw_fd(), Owned::FileIo { buf, fd: dup }),
+        None => (fd, Owned::Buffer(buf)),
     }
 }
 
@@ -363,13 +368,7 @@ impl Ring {
         if !matches!(self.driver, Driver::Uring(_)) {
             return None;
         }
-        let dup = |fd: RawFd| {
-            // SAFETY: the caller passes fds it holds open for the duration of this call.
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
-                .try_clone_to_owned()
-                .ok()
-        };
-        let (file, pipe) = (dup(file)?, dup(pipe)?);
+        let (file, pipe) = (dup_for_op(file)?, dup_for_op(pipe)?);
         let entry = opcode::Splice::new(
             types::Fd(file.as_raw_fd()),
             offset as i64,
