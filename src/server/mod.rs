@@ -405,7 +405,7 @@ impl Shard {
         let (lo, hi) = shared.config.pasv_slice(index);
         let mut seed = [0u8; 2];
         let pasv_next = match crate::sys::fs::fill_random(&mut seed) {
-            Ok(()) => lo + (u16::from_ne_bytes(seed) % (hi - lo).saturating_add(1).max(1)),
+            Ok(()) => lo + (u16::from_ne_bytes(seed) % (hi - lo).saturating_add(1)),
             Err(_) => lo,
         };
         Ok(Shard {
