@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -1378,34 +1377,16 @@ fn mode_put(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
 
 /// Raise RLIMIT_NOFILE's soft limit (and, as root, the hard one) to at least `want`.
 fn raise_nofile(want: u64) -> Result<u64, String> {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into a valid, exclusively borrowed struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
-        return Err(format!("getrlimit: {}", io::Error::last_os_error()));
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (cur, max) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| format!("getrlimit: {e}"))?;
+    if cur >= want {
+        return Ok(cur);
     }
-    if rl.rlim_cur >= want {
-        return Ok(rl.rlim_cur);
-    }
-    let new = libc::rlimit {
-        rlim_cur: want,
-        rlim_max: rl.rlim_max.max(want),
-    };
-    // SAFETY: setrlimit reads one valid rlimit struct; failure is reported through errno.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+    if setrlimit(Resource::RLIMIT_NOFILE, want, max.max(want)).is_ok() {
         return Ok(want);
     }
-    let capped = libc::rlimit {
-        rlim_cur: rl.rlim_max,
-        rlim_max: rl.rlim_max,
-    };
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &capped) } == 0 {
-        return Ok(rl.rlim_max);
-    }
-    Err(format!("setrlimit: {}", io::Error::last_os_error()))
+    setrlimit(Resource::RLIMIT_NOFILE, max, max).map_err(|e| format!("setrlimit: {e}"))?;
+    Ok(max)
 }
 
 /// Memory of a process (and, with `tree`, all its descendants): (VmRSS KiB, Pss KiB, processes).
@@ -1552,16 +1533,13 @@ fn mode_idle(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
 fn drop_cache(path: &std::path::Path) -> Result<(), String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let _ = f.sync_data();
-    // SAFETY: fadvise only reads the fd, which `f` keeps open for the duration of the call.
-    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    if rc != 0 {
-        return Err(format!(
-            "posix_fadvise {}: {}",
-            path.display(),
-            io::Error::from_raw_os_error(rc)
-        ));
-    }
-    Ok(())
+    nix::fcntl::posix_fadvise(
+        &f,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .map_err(|e| format!("posix_fadvise {}: {e}", path.display()))
 }
 
 /// Latencies (ms) of `k` small RETRs, alternating over the given sessions.
