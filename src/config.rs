@@ -66,6 +66,11 @@ pub struct Config {
     pub fs_workers: usize,
     /// Bytes one transfer may send per loop turn before other sessions get a go.
     pub send_budget_bytes: usize,
+    /// How long a finished atomic upload waits before it is renamed into place. A killed client's
+    /// kernel closes the data connection first and the control connection just after; an upload
+    /// whose control connection closes within this time is discarded, so a partial file never
+    /// replaces the old one. Every upload's 226 waits this long.
+    pub upload_grace: Duration,
     /// io_uring, or the epoll fallback for hosts that forbid io_uring.
     pub io_backend: Backend,
     /// Pin shard k to the k-th CPU of the process's affinity mask.
@@ -92,6 +97,7 @@ impl Default for Config {
             allow_anonymous: true,
             fs_workers: 2,
             send_budget_bytes: 1 << 20,
+            upload_grace: Duration::from_millis(10),
             io_backend: Backend::Auto,
             pin_shards: true,
             users_file: None,

@@ -59,6 +59,10 @@ struct Args {
     /// KiB one transfer may send per loop turn before the shard serves its other sessions.
     #[arg(long, default_value_t = 1024)]
     send_budget_kib: usize,
+    /// Milliseconds a finished upload waits before it replaces the old file; a client whose
+    /// control connection closes meanwhile was killed mid-upload and its file is discarded.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    upload_grace_ms: u64,
     /// Leave shard threads to the scheduler instead of pinning shard k to the k-th allowed CPU
     /// (for hosts where other busy processes share the server's CPUs).
     #[arg(long)]
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
         io_backend: args.io,
         users_file: args.users,
         send_budget_bytes: args.send_budget_kib << 10,
+        upload_grace: std::time::Duration::from_millis(args.upload_grace_ms),
         max_sessions: args.max_sessions,
         max_sessions_per_ip: args.max_per_ip,
         anonymous_upload: args.anonymous_upload,

@@ -748,7 +748,11 @@ fn killed_clients_mid_stor_leave_the_old_files() {
         eprintln!("skipping: `python3` is not installed (bash .ci/run installs it)");
         return;
     };
-    let s = users();
+    // The gap between a killed client's two closes is microseconds, unless the dying process is
+    // preempted in between: on a loaded 2-core CI host that took more than the default 10 ms.
+    let s = common::start_with_users(USERS, |c| {
+        c.upload_grace = std::time::Duration::from_secs(1);
+    });
     let home = s.home("alice");
     let old = |i: usize| common::pattern(100 + i as u64, 100_000);
     for i in 0..KILLED_CLIENTS {

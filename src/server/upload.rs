@@ -16,8 +16,6 @@ use crate::proto::session::{Outcome, TransferError};
 
 /// Size of each of the two buffers of an upload.
 const UPLOAD_BUF_BYTES: usize = 256 << 10;
-/// How long a finished upload waits before it is renamed into place (see `complete_upload`).
-const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub(super) struct UploadState {
     pub(super) file: Arc<File>,
@@ -270,8 +268,9 @@ impl Shard {
         if !self.client_still_there(r, conn) {
             return;
         }
-        // A killed client's sockets are closed in quick succession, the data connection often
-        // first: wait a moment before deciding that this was a finished upload.
+        // A killed client's kernel closes its sockets last-opened first, so the data connection
+        // ends a few microseconds before the control connection (longer when the dying process is
+        // preempted): wait `upload_grace` before deciding that this was a finished upload.
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
@@ -282,8 +281,10 @@ impl Shard {
             u.finished = true;
         }
         let epoch = conn.data_epoch;
-        self.ring
-            .timeout(COMMIT_GRACE, token(Kind::UploadGrace, r, epoch));
+        self.ring.timeout(
+            self.shared.config.upload_grace,
+            token(Kind::UploadGrace, r, epoch),
+        );
     }
 
     /// After the grace period: commit, unless the client has gone (or aborted) meanwhile.
