@@ -40,6 +40,7 @@ fn version_and_help() {
         "--shards",
         "--data-path",
         "--no-pin",
+        "--upload-grace-ms",
         "--help",
         "--version",
     ] {
@@ -68,6 +69,7 @@ fn bad_flags_and_configuration_are_refused() {
             "127.0.0.1:0",
         ],
         vec!["--root", root, "--shards", "0", "--listen", "127.0.0.1:0"],
+        vec!["--root", root, "--upload-grace-ms", "60000"],
         vec![
             "--root",
             missing.to_str().unwrap(),
