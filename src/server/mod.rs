@@ -222,7 +222,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     if let Some(users) = &users {
         sweep_roots.extend(users.iter().map(|u| u.root.clone()));
     }
-    sweep_temps(sweep_roots, std::time::SystemTime::now())?;
+    sweep_temps(sweep_roots, file_clock_now())?;
     let accounts = Arc::new(Accounts::new(users));
     let pool = Pool::start(config.fs_workers, mailboxes, accounts)?;
     let config = Arc::new(config);
@@ -278,6 +278,19 @@ pub fn start(config: Config) -> io::Result<Server> {
         stop,
         addrs,
     })
+}
+
+/// The time as file systems stamp it now. They take modification times from the coarse clock,
+/// which lags `SystemTime::now()` by up to a tick: a file written just after a start stamped
+/// with the fine clock could look older than the start. Anything written after this reading has
+/// an mtime at or past it; a file written in the same tick before it is merely left for the
+/// next start.
+fn file_clock_now() -> std::time::SystemTime {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_REALTIME_COARSE).map_or_else(
+        |_| std::time::SystemTime::now() - std::time::Duration::from_secs(1),
+        |t| std::time::UNIX_EPOCH + std::time::Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32),
+    )
 }
 
 /// Remove stray temporary uploads older than `started` under each root, on a thread of its own.
