@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# ringftpd vs vsftpd (and the loopback ceiling, iperf3), interleaved rounds, one markdown table of medians.
+# ringftpd vs vsftpd, pure-ftpd and proftpd (and the loopback ceiling, iperf3), interleaved rounds,
+# markdown tables of medians: ringftpd against the best reference per metric, then every server.
 #
 #   bash benches/compare.sh            # default sizes, ROUNDS=5 (about 6-10 minutes on 2 cores)
 #   QUICK=1 bash benches/compare.sh    # small sizes, short runs: a smoke test of the whole pipeline
 #
 # Environment: ROUNDS (5; 2 with QUICK=1), QUICK (0), BENCH_DIR (/tmp/ringftpd-bench), SHARDS (2), DATA_PATH
 # (sendfile|copy), RING_IO (auto|io-uring|epoll, if the build has --io), RING_LOG (warn),
-# RING_PORT/VS_PORT/IPERF_PORT (21921/21922/21923),
+# REFS (reference servers, "vsftpd pure-ftpd proftpd"),
+# RING_PORT/VS_PORT/IPERF_PORT/PURE_PORT/PRO_PORT (21921/21922/21923/21924/21925),
 # RINGFTPD_BIN / LOADGEN_BIN (skip the builds), SCENARIOS (space-separated subset of the names below),
 # RING_EXTRA (more ringftpd flags), SINK (splice|read: how loadgen receives data; see benches/README.md),
 # CONN_WORKERS (16).
 #
-# Only 127.0.0.1 is ever used. vsftpd is not installed as a package: its .deb is downloaded and
-# unpacked under /tmp/refservers. Every process this script starts is stopped on exit.
+# Only 127.0.0.1 is ever used. The reference servers are not installed as packages: their .debs
+# are downloaded and unpacked under /tmp/refservers. Each runs as Debian configures it by default
+# where that is possible on loopback as root (vsftpd without its privilege-separation helper);
+# pure-ftpd serves through a virtual user (its anonymous account must be a system user `ftp`,
+# which this script does not create). Every process this script starts is stopped on exit.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,10 +32,19 @@ RING_LOG=${RING_LOG:-warn}
 RING_PORT=${RING_PORT:-21921}
 VS_PORT=${VS_PORT:-21922}
 IPERF_PORT=${IPERF_PORT:-21923}
+PURE_PORT=${PURE_PORT:-21924}
+PRO_PORT=${PRO_PORT:-21925}
+read -r -a REFS <<<"${REFS:-vsftpd pure-ftpd proftpd}"
 # Passive ranges sit below the ephemeral range (32768-60999) so client ports never collide with them.
 RING_PASV=20000-24999
 VS_PASV_MIN=25000
-VS_PASV_MAX=29999
+VS_PASV_MAX=27999
+PURE_PASV=28000:30499
+PRO_PASV_MIN=30500
+PRO_PASV_MAX=32767
+# pure-ftpd's virtual user (bench data only; the password is no secret).
+PURE_USER=bench
+PURE_PASS=bench-pw
 ALL_SCENARIOS="get1 get4 many conn list mlsd put idle idle10k cold"
 # splice: the client moves received pages to /dev/null without copying, so on 2 shared cores the
 # client's receive copy is not what is measured. read: read(2) into a buffer, as curl does.
@@ -92,7 +106,10 @@ wait_port() {
 # Build
 command -v ss >/dev/null || die "ss (iproute2) is needed"
 command -v curl >/dev/null || die "curl is needed"
-for p in "$RING_PORT" "$VS_PORT" "$IPERF_PORT"; do
+for r in "${REFS[@]}"; do
+    case $r in vsftpd | pure-ftpd | proftpd) ;; *) die "unknown reference server $r (REFS)" ;; esac
+done
+for p in "$RING_PORT" "$VS_PORT" "$IPERF_PORT" "$PURE_PORT" "$PRO_PORT"; do
     # SO_REUSEPORT would let a second server silently share a busy port: refuse instead.
     port_busy "$p" && die "port $p is already in use (set RING_PORT/VS_PORT/IPERF_PORT)"
 done
@@ -144,18 +161,36 @@ prepare_data() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Reference server: vsftpd from the Debian archive, unpacked (never installed).
+# Reference servers from the Debian archive, unpacked into one tree (never installed).
 VSFTPD=$REF/root/usr/sbin/vsftpd
-fetch_vsftpd() {
-    if [[ -x $VSFTPD ]]; then return 0; fi
-    log "fetching vsftpd (+libwrap0) with apt-get download into $REF"
+PURE_FTPD=$REF/root/usr/sbin/pure-ftpd
+PURE_PW=$REF/root/usr/bin/pure-pw
+PROFTPD=$REF/root/usr/sbin/proftpd
+REF_LIBS=$REF/root/usr/lib/x86_64-linux-gnu
+# apt-get download + dpkg -x of packages $2..., unless binary $1 is already there.
+fetch_debs() {
+    local bin=$1 deb
+    shift
+    [[ -x $bin ]] && return 0
+    log "fetching $* with apt-get download into $REF"
     mkdir -p "$REF/debs" "$REF/root"
-    (cd "$REF/debs" && apt-get download vsftpd libwrap0 >/dev/null 2>&1) ||
-        { apt-get update -qq >/dev/null 2>&1 && (cd "$REF/debs" && apt-get download vsftpd libwrap0 >/dev/null 2>&1); } ||
-        die "apt-get download vsftpd failed"
-    local deb
-    for deb in "$REF"/debs/*.deb; do dpkg -x "$deb" "$REF/root"; done
-    [[ -x $VSFTPD ]] || die "vsftpd binary missing after dpkg -x"
+    (cd "$REF/debs" && apt-get download "$@" >/dev/null 2>&1) ||
+        { apt-get update -qq >/dev/null 2>&1 && (cd "$REF/debs" && apt-get download "$@" >/dev/null 2>&1); } ||
+        die "apt-get download $* failed"
+    for deb in "$@"; do dpkg -x "$(ls "$REF"/debs/"${deb}"_*.deb | tail -1)" "$REF/root"; done
+    [[ -x $bin ]] || die "$bin missing after dpkg -x"
+}
+fetch_refs() {
+    local r
+    for r in "${REFS[@]}"; do
+        case $r in
+            vsftpd) fetch_debs "$VSFTPD" vsftpd libwrap0 ;;
+            pure-ftpd) fetch_debs "$PURE_FTPD" pure-ftpd pure-ftpd-common ;;
+            # proftpd-core's libraries that a minimal Debian lacks.
+            proftpd) fetch_debs "$PROFTPD" proftpd-core libhiredis0.14 libmemcached11 \
+                libmemcachedutil2 libhashkit2 libpcre2-posix3 libwrap0 ;;
+        esac
+    done
 }
 
 write_vsftpd_conf() {
@@ -198,31 +233,103 @@ vsftpd_log_file=$WORK/vsftpd-xfer.log
 EOF
 }
 
-RING_PID=
-VS_PID=
-start_ringftpd() {
-    local extra=()
-    [[ -n ${DATA_PATH:-} ]] && extra+=(--data-path "$DATA_PATH")
-    # Newer builds take an anonymous drop box (uploads) and an I/O backend choice; older ones don't.
-    if "$RINGFTPD_BIN" --help 2>/dev/null | grep -q -- '--anonymous-upload'; then
-        extra+=(--anonymous-upload upload)
-    fi
-    if [[ -n ${RING_IO:-} ]]; then extra+=(--io "$RING_IO"); fi
-    # RING_EXTRA: more ringftpd flags, e.g. RING_EXTRA="--send-budget-kib 1024".
-    if [[ -n ${RING_EXTRA:-} ]]; then read -r -a more <<<"$RING_EXTRA"; extra+=("${more[@]}"); fi
-    setsid "$RINGFTPD_BIN" --root "$DATA" --listen "127.0.0.1:$RING_PORT" --shards "$SHARDS" \
-        --pasv-ports "$RING_PASV" --log-level "$RING_LOG" "${extra[@]}" >>"$WORK/ringftpd.log" 2>&1 &
-    RING_PID=$!
-    PIDS+=("$RING_PID")
-    wait_port "$RING_PORT" || die "ringftpd did not start (see $WORK/ringftpd.log)"
+# pure-ftpd: one virtual user (uid nobody, chrooted to the data). pure-pw hashes with argon2id at
+# about a second of CPU per login, which would make the conn scenario measure the hash: the
+# password is stored as an MD5-crypt hash instead, which pure-ftpd accepts through crypt(3).
+write_pure_db() {
+    local hash
+    hash=$(openssl passwd -1 "$PURE_PASS") || die "openssl passwd failed"
+    rm -f "$WORK/pureftpd.passwd" "$WORK/pureftpd.pdb"
+    printf '%s\n%s\n' "$PURE_PASS" "$PURE_PASS" |
+        LD_LIBRARY_PATH=$REF_LIBS "$PURE_PW" useradd "$PURE_USER" -u 65534 -g 65534 -d "$DATA" \
+            -f "$WORK/pureftpd.passwd" >/dev/null || die "pure-pw useradd failed"
+    awk -F: -v OFS=: -v h="$hash" '{ $2 = h; print }' "$WORK/pureftpd.passwd" >"$WORK/pureftpd.tmp"
+    mv "$WORK/pureftpd.tmp" "$WORK/pureftpd.passwd"
+    LD_LIBRARY_PATH=$REF_LIBS "$PURE_PW" mkdb "$WORK/pureftpd.pdb" -f "$WORK/pureftpd.passwd" ||
+        die "pure-pw mkdb failed"
 }
 
-start_vsftpd() {
-    LD_LIBRARY_PATH=$REF/root/usr/lib/x86_64-linux-gnu setsid "$VSFTPD" "$WORK/vsftpd.conf" \
-        >>"$WORK/vsftpd.log" 2>&1 &
-    VS_PID=$!
-    PIDS+=("$VS_PID")
-    wait_port "$VS_PORT" || die "vsftpd did not start (see $WORK/vsftpd.log)"
+# proftpd: anonymous as nobody, uploads wherever nobody may write (the upload directory).
+write_proftpd_conf() {
+    cat >"$WORK/proftpd.conf" <<EOF
+# Generated by benches/compare.sh: anonymous download (and upload into /upload) on loopback.
+ServerName "bench"
+ServerType standalone
+Port $PRO_PORT
+DefaultAddress 127.0.0.1
+SocketBindTight on
+UseIPv6 off
+User nobody
+Group nogroup
+Umask 022
+PassivePorts $PRO_PASV_MIN $PRO_PASV_MAX
+MaxInstances 20000
+ScoreboardFile $WORK/proftpd.scoreboard
+PidFile $WORK/proftpd.pid
+DelayTable none
+WtmpLog off
+UseReverseDNS off
+RequireValidShell off
+TransferLog none
+SystemLog $WORK/proftpd-system.log
+<Anonymous $DATA>
+  User nobody
+  Group nogroup
+  UserAlias anonymous nobody
+  AnonRequirePassword off
+  MaxClients none
+</Anonymous>
+EOF
+}
+
+write_ref_confs() {
+    local r
+    for r in "${REFS[@]}"; do
+        case $r in
+            vsftpd) write_vsftpd_conf ;;
+            pure-ftpd) write_pure_db ;;
+            proftpd) write_proftpd_conf ;;
+        esac
+    done
+}
+
+# Per server: control port, pid, and the loadgen/curl login.
+declare -A PORT=([ringftpd]=$RING_PORT [vsftpd]=$VS_PORT [pure-ftpd]=$PURE_PORT [proftpd]=$PRO_PORT)
+declare -A PID=()
+declare -A LOGIN=([pure-ftpd]="--user $PURE_USER --pass $PURE_PASS")
+declare -A CURL_USER=([pure-ftpd]="$PURE_USER:$PURE_PASS")
+SERVERS=(ringftpd "${REFS[@]}")
+
+start_server() { # name
+    local name=$1 extra=() more=()
+    case $name in
+        ringftpd)
+            [[ -n ${DATA_PATH:-} ]] && extra+=(--data-path "$DATA_PATH")
+            # Newer builds take an anonymous drop box (uploads) and an I/O backend choice; older ones don't.
+            if "$RINGFTPD_BIN" --help 2>/dev/null | grep -q -- '--anonymous-upload'; then
+                extra+=(--anonymous-upload upload)
+            fi
+            if [[ -n ${RING_IO:-} ]]; then extra+=(--io "$RING_IO"); fi
+            # RING_EXTRA: more ringftpd flags, e.g. RING_EXTRA="--send-budget-kib 1024".
+            if [[ -n ${RING_EXTRA:-} ]]; then read -r -a more <<<"$RING_EXTRA"; extra+=("${more[@]}"); fi
+            setsid "$RINGFTPD_BIN" --root "$DATA" --listen "127.0.0.1:$RING_PORT" --shards "$SHARDS" \
+                --pasv-ports "$RING_PASV" --log-level "$RING_LOG" "${extra[@]}" >>"$WORK/ringftpd.log" 2>&1 &
+            ;;
+        vsftpd)
+            LD_LIBRARY_PATH=$REF_LIBS setsid "$VSFTPD" "$WORK/vsftpd.conf" >>"$WORK/vsftpd.log" 2>&1 &
+            ;;
+        pure-ftpd)
+            # -E: no anonymous; -H: no DNS; -A: chroot everyone; -c/-C: session caps out of the way.
+            LD_LIBRARY_PATH=$REF_LIBS setsid "$PURE_FTPD" -S "127.0.0.1,$PURE_PORT" -p "$PURE_PASV" \
+                -l "puredb:$WORK/pureftpd.pdb" -E -H -A -c 20000 -C 20000 >>"$WORK/pure-ftpd.log" 2>&1 &
+            ;;
+        proftpd)
+            LD_LIBRARY_PATH=$REF_LIBS setsid "$PROFTPD" -n -c "$WORK/proftpd.conf" >>"$WORK/proftpd.log" 2>&1 &
+            ;;
+    esac
+    PID[$name]=$!
+    PIDS+=("${PID[$name]}")
+    wait_port "${PORT[$name]}" || die "$name did not start (see $WORK/$name.log)"
 }
 
 stop_pid() {
@@ -241,24 +348,28 @@ stop_pid() {
 
 # A fresh process before each memory measurement, so freed memory from earlier runs can't hide cost.
 restart_servers() {
-    stop_pid "$RING_PID"
-    stop_pid "$VS_PID"
-    start_ringftpd
-    start_vsftpd
+    local s
+    for s in "${SERVERS[@]}"; do
+        stop_pid "${PID[$s]}"
+        start_server "$s"
+    done
 }
 
-# Both servers must serve the same bytes before anything is timed.
+# Every server must serve the same bytes before anything is timed.
 smoke_test() {
-    local port
-    for port in "$RING_PORT" "$VS_PORT"; do
-        curl -sS --max-time 10 "ftp://127.0.0.1:$port/small4k" | cmp -s - "$DATA/small4k" ||
-            die "curl RETR small4k from port $port did not return the file"
-        curl -sS --max-time 10 -o "$WORK/list.txt" "ftp://127.0.0.1:$port/dir10k/" ||
-            die "curl LIST dir10k on port $port failed"
+    local s port auth
+    for s in "${SERVERS[@]}"; do
+        port=${PORT[$s]}
+        auth=()
+        [[ -n ${CURL_USER[$s]:-} ]] && auth=(-u "${CURL_USER[$s]}")
+        curl -sS --max-time 10 "${auth[@]}" "ftp://127.0.0.1:$port/small4k" | cmp -s - "$DATA/small4k" ||
+            die "curl RETR small4k from $s did not return the file"
+        curl -sS --max-time 10 "${auth[@]}" -o "$WORK/list.txt" "ftp://127.0.0.1:$port/dir10k/" ||
+            die "curl LIST dir10k on $s failed"
         [[ $(grep -c entry- "$WORK/list.txt") == "$LIST_ENTRIES" ]] ||
-            die "curl LIST dir10k on port $port did not list $LIST_ENTRIES entries"
+            die "curl LIST dir10k on $s did not list $LIST_ENTRIES entries"
     done
-    log "curl RETR + LIST ok on both servers"
+    log "curl RETR + LIST ok on ${SERVERS[*]}"
 }
 
 IPERF_PID=
@@ -284,19 +395,20 @@ cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null ||
 json_num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
 
 run_lg() { # scenario round label port mode args...
-    local sc=$1 round=$2 label=$3 port=$4 mode=$5 out rc=0 pid= before after json n
+    local sc=$1 round=$2 label=$3 port=$4 mode=$5 out rc=0 pid before after json n login=()
     shift 5
-    case $label in ringftpd) pid=$RING_PID ;; vsftpd) pid=$VS_PID ;; esac
+    pid=${PID[$label]:-}
+    [[ -n ${LOGIN[$label]:-} ]] && read -r -a login <<<"${LOGIN[$label]}"
     [[ -n $pid ]] && before=$(cpu_ticks "$pid")
     out=$(timeout --kill-after=10 "$LG_TIMEOUT" "$LOADGEN_BIN" "$mode" --addr "127.0.0.1:$port" \
-        --label "$label" --scenario "$sc" --round "$round" --sink "$SINK" "$@") || rc=$?
+        --label "$label" --scenario "$sc" --round "$round" --sink "$SINK" "${login[@]}" "$@") || rc=$?
     if ((rc != 0 && rc != 2)); then
         log "$sc/$label round $round: loadgen exited $rc"
     fi
     printf '%s\n' "$out" | grep '^{' >>"$RESULTS" || true
     printf '%s\n' "$out" | grep -v '^{' | sed 's/^/  /' >&2 || true
-    # Server CPU per unit of work: steadier than rates on shared cores. vsftpd's session
-    # processes count once reaped, so give them a moment to exit.
+    # Server CPU per unit of work: steadier than rates on shared cores. The reference servers'
+    # session processes count once reaped, so give them a moment to exit.
     [[ -n $pid ]] || return 0
     sleep 0.3
     after=$(cpu_ticks "$pid")
@@ -337,16 +449,13 @@ run_pump() { # scenario round streams repeat
     run_lg "$1" "$2" loopback 0 pump --sessions "$3" --file "$DATA/big.bin" --repeat "$4"
 }
 
-# A then B on odd rounds, B then A on even rounds: interleaved, and neither always goes first.
+# Every server once per round, the order rotated each round: interleaved, and none always goes first.
 ab() { # scenario round cmd-for-one-server(label port)
-    local sc=$1 round=$2 fn=$3
-    if ((round % 2)); then
-        "$fn" "$sc" "$round" ringftpd "$RING_PORT"
-        "$fn" "$sc" "$round" vsftpd "$VS_PORT"
-    else
-        "$fn" "$sc" "$round" vsftpd "$VS_PORT"
-        "$fn" "$sc" "$round" ringftpd "$RING_PORT"
-    fi
+    local sc=$1 round=$2 fn=$3 n=${#SERVERS[@]} i s
+    for ((i = 0; i < n; i++)); do
+        s=${SERVERS[$(((i + round - 1) % n))]}
+        "$fn" "$sc" "$round" "$s" "${PORT[$s]}"
+    done
 }
 
 warm() { cat "$@" >/dev/null; }
@@ -359,9 +468,10 @@ s_list() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT"; }
 s_mlsd() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT" --mlsd; }
 s_put() { run_lg "$1" "$2" "$3" "$4" put --sessions "$PUT_SESSIONS" --size "${PUT_MB}M" --dir upload; }
 s_idle() {
-    local pid tree=()
-    if [[ $3 == ringftpd ]]; then pid=$RING_PID; else pid=$VS_PID tree=(--tree); fi
-    run_lg "$1" "$2" "$3" "$4" idle --sessions "$IDLE_N" --pid "$pid" "${tree[@]}"
+    # The reference servers fork a process per session: count the whole tree.
+    local tree=()
+    [[ $3 == ringftpd ]] || tree=(--tree)
+    run_lg "$1" "$2" "$3" "$4" idle --sessions "$IDLE_N" --pid "${PID[$3]}" "${tree[@]}"
 }
 s_cold() { run_lg "$1" "$2" "$3" "$4" cold --file cold.bin --small small4k --count "$COLD_COUNT" --root "$DATA"; }
 
@@ -369,16 +479,15 @@ scenario_on() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------------------
 main() {
-    local t0=$SECONDS r load0
+    local t0=$SECONDS r s load0
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     prepare_data
-    fetch_vsftpd
-    write_vsftpd_conf
-    start_ringftpd
-    start_vsftpd
+    fetch_refs
+    write_ref_confs
+    for s in "${SERVERS[@]}"; do start_server "$s"; done
     smoke_test
     start_iperf
-    log "ringftpd pid $RING_PID (shards $SHARDS, data path $DATA_PATH), vsftpd pid $VS_PID; $ROUNDS rounds; results in $RESULTS"
+    log "servers $(for s in "${SERVERS[@]}"; do printf '%s (pid %s) ' "$s" "${PID[$s]}"; done)- shards $SHARDS, data path $DATA_PATH; $ROUNDS rounds; results in $RESULTS"
 
     if scenario_on get1; then
         warm "$DATA/big.bin"
@@ -427,21 +536,35 @@ main() {
         for r in $(seq 1 "$ROUNDS"); do
             restart_servers
             run_lg "idle ${IDLE_BIG} sessions (ringftpd only)" "$r" ringftpd "$RING_PORT" \
-                idle --sessions "$IDLE_BIG" --pid "$RING_PID" --connect-threads 16
+                idle --sessions "$IDLE_BIG" --pid "${PID[ringftpd]}" --connect-threads 16
         done
     fi
     if scenario_on cold; then
         for r in $(seq 1 "$ROUNDS"); do ab "cold: 4 KiB RETR beside 2 cold ${BIG_MB} MiB pulls" "$r" s_cold; done
     fi
 
-    local table
+    local table refs_csv versions=() pkg
     table=$WORK/table-$(basename "$RESULTS" .jsonl).md
+    refs_csv=$(IFS=,; echo "${REFS[*]}")
+    for s in "${REFS[@]}"; do
+        case $s in proftpd) pkg=proftpd-core ;; *) pkg=$s ;; esac
+        # The version from the .deb's name, e.g. vsftpd_3.0.3-13+b2_amd64.deb -> 3.0.3.
+        versions+=("$s $(ls "$REF"/debs/"${pkg}"_*.deb 2>/dev/null | tail -1 | sed 's/.*_\([0-9][0-9.]*\).*_.*/\1/')")
+    done
     {
-        echo "ringftpd ${RING_REV:-$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')} ($SHARDS shards, $DATA_PATH) vs vsftpd 3.0.3 vs loopback (sendfile pump, iperf3 -Z); sink $SINK;" \
-            "io ${RING_IO:-default};" "$(nproc) CPUs shared by clients and servers; $ROUNDS rounds, QUICK=$QUICK; medians (min–max);" \
-            "load average at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
+        echo "ringftpd ${RING_REV:-$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')} ($SHARDS shards, $DATA_PATH) vs $(IFS=,; echo "${versions[*]}" | sed 's/,/, /g') vs loopback (sendfile pump, iperf3 -Z); sink $SINK;" \
+            "io ${RING_IO:-default};" "$(nproc) CPUs shared by clients and servers; $ROUNDS rounds, QUICK=$QUICK; medians (min–max)." \
+            "Load average at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
         echo
-        "$LOADGEN_BIN" report --results "$RESULTS" --ceiling loopback,iperf3
+        echo "ringftpd against the best reference server for each metric:"
+        echo
+        "$LOADGEN_BIN" report --results "$RESULTS" --b "$refs_csv" --ceiling loopback,iperf3
+        if ((${#REFS[@]} > 1)); then
+            echo
+            echo "Every server:"
+            echo
+            "$LOADGEN_BIN" report --results "$RESULTS" --servers "ringftpd,$refs_csv"
+        fi
     } | tee "$table"
     log "done in $((SECONDS - t0)) s; table in $table, raw results in $RESULTS"
     if [[ -s $WORK/ringftpd.log ]]; then

@@ -44,7 +44,9 @@ modes:
                                                       then beside 2 warm pulls (control)
   pump  --sessions N --file LOCALPATH --repeat K       the loopback ceiling: blocking sendfile(2) of a
                                                       local file to N sockets, same sink as the FTP modes
-  report --results FILE.jsonl [--a ringftpd --b vsftpd --ceiling loopback[,iperf3]]
+  report --results FILE.jsonl [--a ringftpd --b vsftpd[,Y,...] --ceiling loopback[,iperf3]]
+                                                      (with several --b labels, each metric is
+                                                      compared with the best of them)
          [--servers X,Y,...]                          (one column per server, ratios to the first)
                                                       markdown table of medians per scenario
 common: --addr 127.0.0.1:2121 --label NAME --user anonymous --pass bench@ --pasv (PASV, not EPSV)
@@ -2182,7 +2184,22 @@ mod report {
             return run_servers(o, &servers);
         }
         let path = o.req("results")?;
-        let (a, b) = (o.str("a", "ringftpd"), o.str("b", "vsftpd"));
+        let a = o.str("a", "ringftpd");
+        // `--b X,Y,...`: every metric is compared with whichever of them did best.
+        let refs: Vec<String> = o
+            .str("b", "vsftpd")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if refs.is_empty() {
+            return Err("--b needs at least one label".into());
+        }
+        let b = if refs.len() == 1 {
+            refs[0].clone()
+        } else {
+            "best reference".to_string()
+        };
         // One column pair per ceiling label, e.g. `--ceiling loopback,iperf3`.
         let ceilings: Vec<String> = o
             .str("ceiling", "loopback")
@@ -2261,7 +2278,22 @@ mod report {
                     .to_string()
             };
             for &(key, label, lower) in metrics(mode) {
-                let (ca, cb) = (cell(sc, &a, key), cell(sc, &b, key));
+                let ca = cell(sc, &a, key);
+                // The reference with the best median for this metric (the first if none has one).
+                let best = refs
+                    .iter()
+                    .filter_map(|r| cell(sc, r, key).median().map(|m| (r, m)))
+                    .reduce(|x, y| {
+                        let y_better = if lower { y.1 < x.1 } else { y.1 > x.1 };
+                        if y_better { y } else { x }
+                    })
+                    .map_or(&refs[0], |(r, _)| r);
+                let cb = cell(sc, best, key);
+                let shown_b = if refs.len() > 1 && cb.median().is_some() {
+                    format!("{} {best}", cb.show())
+                } else {
+                    cb.show()
+                };
                 let label = if lower {
                     format!("{label} (lower is better)")
                 } else {
@@ -2270,7 +2302,7 @@ mod report {
                 let mut row = format!(
                     "| {sc} | {label} | {} | {} | {} |",
                     ca.show(),
-                    cb.show(),
+                    shown_b,
                     ratio(ca.median(), cb.median()),
                 );
                 for c in &ceilings {
@@ -2288,9 +2320,9 @@ mod report {
                 println!(
                     "{row} {}/{} | {}/{} |",
                     runs(&a),
-                    runs(&b),
+                    runs(best),
                     errors(sc, &a),
-                    errors(sc, &b),
+                    errors(sc, best),
                 );
             }
         }
