@@ -466,7 +466,12 @@ s_many() { run_lg "$1" "$2" "$3" "$4" many --sessions "$MANY_SESSIONS" --files-g
 s_conn() { run_lg "$1" "$2" "$3" "$4" conn --workers "$CONN_WORKERS" --duration "$CONN_SECS" --file small4k; }
 s_list() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT"; }
 s_mlsd() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT" --mlsd; }
-s_put() { run_lg "$1" "$2" "$3" "$4" put --sessions "$PUT_SESSIONS" --size "${PUT_MB}M" --dir upload; }
+s_put() {
+    # The previous run's files and their writeback must not weigh on this one.
+    rm -f "$DATA"/upload/*
+    sync
+    run_lg "$1" "$2" "$3" "$4" put --sessions "$PUT_SESSIONS" --size "${PUT_MB}M" --dir upload
+}
 s_idle() {
     # The reference servers fork a process per session: count the whole tree.
     local tree=()
@@ -521,8 +526,8 @@ main() {
     if scenario_on put; then
         for r in $(seq 1 "$ROUNDS"); do
             ab "put ${PUT_SESSIONS} sessions x ${PUT_MB} MiB" "$r" s_put
-            rm -f "$DATA"/upload/*
         done
+        rm -f "$DATA"/upload/*
         sync
     fi
     if scenario_on idle; then
@@ -556,7 +561,11 @@ main() {
             "io ${RING_IO:-default};" "$(nproc) CPUs shared by clients and servers; $ROUNDS rounds, QUICK=$QUICK; medians (min–max)." \
             "Load average at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
         echo
-        echo "ringftpd against the best reference server for each metric:"
+        if ((${#REFS[@]} > 1)); then
+            echo "ringftpd against the best reference server for each metric:"
+        else
+            echo "ringftpd against ${REFS[0]}:"
+        fi
         echo
         "$LOADGEN_BIN" report --results "$RESULTS" --b "$refs_csv" --ceiling loopback,iperf3
         if ((${#REFS[@]} > 1)); then

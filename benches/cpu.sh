@@ -63,7 +63,10 @@ cat "$DATA/big.bin" >/dev/null
 declare -A GBPS CPU
 measure() { # name pid port kind
     local name=$1 pid=$2 port=$3 kind=$4 before after t0 t1 bytes
+    # Removed uploads still have writeback in flight: finish it before the next run starts, or
+    # the next run pays for it (upload numbers swung by 1.5x without this).
     rm -f "$DATA"/upload/* 2>/dev/null || true
+    sync
     before=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
     if [[ $kind == get ]]; then
         bytes=$(curl -s -o /dev/null -w '%{size_download}' "ftp://127.0.0.1:$port/big.bin")
