@@ -392,6 +392,9 @@ LG_TIMEOUT=600
 TICK=$(getconf CLK_TCK)
 # user + system time of a server and of the session processes it has reaped, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU time the hypervisor took from this VM (the steal column of /proc/stat), in clock ticks. It
+# slows every server at random: a run with a lot of it is worth repeating.
+steal_ticks() { awk '/^cpu /{print $9}' /proc/stat; }
 json_num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
 
 run_lg() { # scenario round label port mode args...
@@ -484,8 +487,9 @@ scenario_on() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------------------
 main() {
-    local t0=$SECONDS r s load0
+    local t0=$SECONDS r s load0 steal0
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    steal0=$(steal_ticks)
     prepare_data
     fetch_refs
     write_ref_confs
@@ -559,7 +563,8 @@ main() {
     {
         echo "ringftpd ${RING_REV:-$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')} ($SHARDS shards, $DATA_PATH) vs $(IFS=,; echo "${versions[*]}" | sed 's/,/, /g') vs loopback (sendfile pump, iperf3 -Z); sink $SINK;" \
             "io ${RING_IO:-default};" "$(nproc) CPUs shared by clients and servers; $ROUNDS rounds, QUICK=$QUICK; medians (min–max)." \
-            "Load average at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
+            "Load average at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)." \
+            "Time the hypervisor gave the VM's CPUs to others (steal) during the run: $(echo "($(steal_ticks) - $steal0) / $TICK" | bc) CPU-s in $((SECONDS - t0)) s."
         echo
         if ((${#REFS[@]} > 1)); then
             echo "ringftpd against the best reference server for each metric:"
