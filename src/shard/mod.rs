@@ -298,7 +298,7 @@ impl Ring {
         id
     }
 
-    /// Write `buf[..len]` to `fd` at `offset` (a file). The buffer is owned by the op until its
+    /// Write `buf[range]` to `fd` at `offset` (a file). The buffer is owned by the op until its
     /// completion hands it back. io_uring does buffered writes asynchronously (or on its worker
     /// threads), and the epoll backend on its offload thread, so a slow disk never stalls the
     /// shard. The op works on its own duplicate of `fd`, which the caller may close at once.
@@ -306,12 +306,16 @@ impl Ring {
         &mut self,
         fd: RawFd,
         buf: Vec<u8>,
-        len: usize,
+        range: std::ops::Range<usize>,
         offset: u64,
         token: u64,
     ) -> OpId {
-        let len = len.min(buf.len());
-        let ptr = buf.as_ptr();
+        let end = range.end.min(buf.len());
+        let start = range.start.min(end);
+        let len = end - start;
+        // The pointer stays valid while the op table owns the Vec: moving a Vec does not move
+        // its heap buffer.
+        let ptr = buf[start..].as_ptr();
         let (fd, owned) = file_io(fd, buf);
         let id = self.alloc(token, owned);
         if let Driver::Epoll(p) = &mut self.driver {
@@ -747,14 +751,14 @@ mod tests {
         for backend in backends() {
             let mut ring = Ring::new(8, backend).unwrap();
             let mut file = tempfile::tempfile().unwrap();
-            ring.write_at(file.as_raw_fd(), b"hello world".to_vec(), 5, 3, 11);
+            ring.write_at(file.as_raw_fd(), b"hello world".to_vec(), 6..11, 3, 11);
             ring.wait(1).unwrap();
             let c = ring.next_completion().expect("write completion");
             assert_eq!((c.token, c.result), (11, 5), "{backend:?}");
             assert_eq!(c.buf.as_deref(), Some(&b"hello world"[..]));
             let mut content = Vec::new();
             file.read_to_end(&mut content).unwrap();
-            assert_eq!(content, b"\0\0\0hello");
+            assert_eq!(content, b"\0\0\0world");
             assert_eq!(ring.in_flight(), 0);
         }
     }
