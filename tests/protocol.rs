@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 
 use common::{Ctrl, OLD_MTIME, OLD_MTIME_VAL, TIMEOUT, TestServer};
 use ringftpd::config::DataPath;
@@ -1516,6 +1517,41 @@ fn pasv_port_range_is_honoured_and_reusable() {
                 .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
             assert_eq!(got, b"range");
         }
+    }
+}
+
+/// A new session goes to the shard holding the fewest, whichever shard's listener the kernel's
+/// hash gave it to, and is served there in full. With the hash alone, 12 sessions on 3 shards
+/// would almost never stay within one of each other after every connect.
+#[test]
+fn sessions_are_spread_over_the_shards() {
+    let s = common::start(|c| c.shards = 3);
+    s.write_file("f", b"spread");
+    let mut sessions = Vec::new();
+    for n in 1..=12 {
+        sessions.push(s.login());
+        let counts = s.sessions_per_shard();
+        let (lo, hi) = (
+            counts.iter().min().copied().unwrap_or(0),
+            counts.iter().max().copied().unwrap_or(0),
+        );
+        assert_eq!(counts.iter().sum::<usize>(), n, "{counts:?}");
+        assert!(hi - lo <= 1, "after {n} sessions: {counts:?}");
+    }
+    for c in sessions.iter_mut() {
+        assert_eq!(c.retr("f"), b"spread");
+    }
+    for mut c in sessions {
+        assert_eq!(c.cmd("QUIT").0, 221);
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    while s.sessions_per_shard().iter().any(|&n| n > 0) {
+        assert!(
+            Instant::now() < deadline,
+            "sessions still counted after QUIT: {:?}",
+            s.sessions_per_shard()
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Limits that must hold across shards: sessions in all, sessions per client IP, and failed logins
-//! per IP. Touched only when a session starts or ends and when a login fails, never per byte, so
-//! one mutex-guarded map is enough (a sharded map would be the next step at 100k+ sessions/s).
+//! per IP; and how many sessions each shard holds, so new ones go where there are fewest. Touched
+//! only when a session starts or ends and when a login fails, never per byte, so one mutex-guarded
+//! map is enough (a sharded map would be the next step at 100k+ sessions/s).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,6 +30,8 @@ pub(super) struct Limits {
     max_per_ip: u32,
     sessions: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, PerIp>>,
+    /// Sessions each shard holds, including those handed to it and not yet taken up.
+    per_shard: Box<[AtomicUsize]>,
 }
 
 /// Why a new session is turned away.
@@ -39,13 +42,45 @@ pub(super) enum Refusal {
 }
 
 impl Limits {
-    pub(super) fn new(max_sessions: usize, max_per_ip: u32) -> Limits {
+    pub(super) fn new(max_sessions: usize, max_per_ip: u32, shards: usize) -> Limits {
         Limits {
             max_sessions,
             max_per_ip,
             sessions: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            per_shard: (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
         }
+    }
+
+    /// The shard a session accepted by shard `here` should live on, now counted there: `here`
+    /// unless another shard holds fewer sessions. The kernel spreads connections over the shards'
+    /// listeners by a hash of the addresses, so a handful of clients often land on one shard,
+    /// which then does all the work while the others idle (4 downloads on 2 shards: all on one
+    /// shard in 3 of 12 runs). Two shards placing at once may both pick the same one; the next
+    /// placements even that out.
+    pub(super) fn place(&self, here: usize) -> usize {
+        let count = |i: usize| self.per_shard[i].load(Ordering::Relaxed);
+        let mut to = here;
+        for i in 0..self.per_shard.len() {
+            if count(i) < count(to) {
+                to = i;
+            }
+        }
+        self.per_shard[to].fetch_add(1, Ordering::Relaxed);
+        to
+    }
+
+    /// A session placed on `shard` has ended (or never started there).
+    pub(super) fn left(&self, shard: usize) {
+        self.per_shard[shard].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Sessions per shard, a snapshot.
+    pub(super) fn sessions_per_shard(&self) -> Vec<usize> {
+        self.per_shard
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, PerIp>> {
@@ -119,7 +154,7 @@ mod tests {
 
     #[test]
     fn global_and_per_ip_caps() {
-        let l = Limits::new(3, 2);
+        let l = Limits::new(3, 2, 1);
         assert_eq!(l.admit(ip("10.0.0.1")), Ok(()));
         assert_eq!(
             l.admit(ip("::ffff:10.0.0.1")),
@@ -134,8 +169,23 @@ mod tests {
     }
 
     #[test]
+    fn sessions_go_to_the_shard_with_fewest() {
+        let l = Limits::new(100, 0, 3);
+        // Every connection arrives at shard 0, as the kernel's hash may well arrange.
+        let placed: Vec<usize> = (0..6).map(|_| l.place(0)).collect();
+        assert_eq!(placed, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(l.sessions_per_shard(), [2, 2, 2]);
+        l.left(1);
+        l.left(1);
+        assert_eq!(l.place(2), 1, "the emptiest shard wins");
+        assert_eq!(l.place(2), 1);
+        assert_eq!(l.place(2), 2, "a tie stays where it arrived");
+        assert_eq!(l.sessions_per_shard(), [2, 2, 3]);
+    }
+
+    #[test]
     fn failed_login_delay_doubles_then_resets() {
-        let l = Limits::new(10, 0);
+        let l = Limits::new(10, 0, 1);
         let now = Instant::now();
         let a = ip("192.0.2.7");
         let delays: Vec<u64> = (0..7).map(|_| l.login_failed(a, now).as_secs()).collect();

@@ -123,12 +123,18 @@ pub struct Server {
     wakers: Vec<Arc<EventFd>>,
     stop: Arc<AtomicBool>,
     addrs: Vec<SocketAddr>,
+    limits: Arc<Limits>,
 }
 
 impl Server {
     /// The bound control addresses (with the real port when 0 was asked for).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.clone()
+    }
+
+    /// Control sessions each shard holds now.
+    pub fn sessions_per_shard(&self) -> Vec<usize> {
+        self.limits.sessions_per_shard()
     }
 
     /// Stop every shard and wait for them.
@@ -173,6 +179,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     }
     let mut mailboxes = Vec::new();
     let mut inboxes = Vec::new();
+    let mut doors = Vec::new();
     for _ in 0..shards {
         let (tx, rx) = crossbeam_channel::unbounded();
         let wake = Arc::new(EventFd::from_flags(
@@ -182,9 +189,15 @@ pub fn start(config: Config) -> io::Result<Server> {
             tx,
             wake: Arc::clone(&wake),
         });
-        inboxes.push((rx, wake));
+        let (arrive_tx, arrive_rx) = crossbeam_channel::unbounded();
+        doors.push(Door {
+            tx: arrive_tx,
+            wake: Arc::clone(&wake),
+        });
+        inboxes.push((rx, arrive_rx, wake));
     }
-    let wakers: Vec<Arc<EventFd>> = inboxes.iter().map(|(_, w)| Arc::clone(w)).collect();
+    let doors: Arc<[Door]> = doors.into();
+    let wakers: Vec<Arc<EventFd>> = inboxes.iter().map(|(_, _, w)| Arc::clone(w)).collect();
     let users = match &config.users_file {
         Some(path) => {
             let users = Users::load(path)
@@ -227,10 +240,16 @@ pub fn start(config: Config) -> io::Result<Server> {
     let pool = Pool::start(config.fs_workers, mailboxes, accounts)?;
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
-    let limits = Arc::new(Limits::new(config.max_sessions, config.max_sessions_per_ip));
+    let limits = Arc::new(Limits::new(
+        config.max_sessions,
+        config.max_sessions_per_ip,
+        shards,
+    ));
     let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
     let mut threads = Vec::new();
-    for (index, (listeners, (done_rx, wake))) in per_shard.into_iter().zip(inboxes).enumerate() {
+    for (index, (listeners, (done_rx, arrivals, wake))) in
+        per_shard.into_iter().zip(inboxes).enumerate()
+    {
         let shared = Shared {
             config: Arc::clone(&config),
             policy: policy.clone(),
@@ -238,6 +257,7 @@ pub fn start(config: Config) -> io::Result<Server> {
             pool: pool.clone(),
             stop: Arc::clone(&stop),
             limits: Arc::clone(&limits),
+            doors: Arc::clone(&doors),
         };
         let cpu = cpus.filter(|_| config.pin_shards).and_then(|set| {
             (0..nix::sched::CpuSet::count())
@@ -255,7 +275,7 @@ pub fn start(config: Config) -> io::Result<Server> {
                         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
                     }
                 }
-                match Shard::new(index, shared, listeners, done_rx, wake) {
+                match Shard::new(index, shared, listeners, done_rx, arrivals, wake) {
                     Ok(mut shard) => {
                         let _ = ready_tx.send(Ok(()));
                         if let Err(e) = shard.run() {
@@ -277,6 +297,7 @@ pub fn start(config: Config) -> io::Result<Server> {
         wakers,
         stop,
         addrs,
+        limits,
     })
 }
 
@@ -338,6 +359,21 @@ struct Shared {
     stop: Arc<AtomicBool>,
     /// Session counts and failed logins, across all shards.
     limits: Arc<Limits>,
+    /// Where to hand a new session for shard k (`doors[k]`).
+    doors: Arc<[Door]>,
+}
+
+/// A shard's door for sessions another shard accepted and placed on it (see `Limits::place`).
+struct Door {
+    tx: crossbeam_channel::Sender<Arrival>,
+    wake: Arc<EventFd>,
+}
+
+/// An accepted, admitted control connection on its way to the shard that will serve it.
+struct Arrival {
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
 }
 
 /// One control connection and everything hanging off it.
@@ -384,6 +420,8 @@ pub(crate) struct Shard {
     slots: Vec<Slot>,
     free: Vec<u32>,
     done_rx: Receiver<(u64, Done)>,
+    /// Sessions other shards placed here.
+    arrivals: Receiver<Arrival>,
     wake: Arc<EventFd>,
     /// Transfers that used up their budget this turn and want another go.
     ready: Vec<ConnRef>,
@@ -407,6 +445,7 @@ impl Shard {
         shared: Shared,
         listeners: Vec<TcpListener>,
         done_rx: Receiver<(u64, Done)>,
+        arrivals: Receiver<Arrival>,
         wake: Arc<EventFd>,
     ) -> io::Result<Shard> {
         let ring = Ring::new(RING_ENTRIES, shared.config.io_backend)?;
@@ -429,6 +468,7 @@ impl Shard {
             slots: Vec::new(),
             free: Vec::new(),
             done_rx,
+            arrivals,
             wake,
             ready: Vec::new(),
             ctrl_ready: Vec::new(),
@@ -514,6 +554,9 @@ impl Shard {
                 while let Ok((token, done)) = self.done_rx.try_recv() {
                     self.on_job_done(token, done);
                 }
+                while let Ok(a) = self.arrivals.try_recv() {
+                    self.start_session(a);
+                }
             }
             Kind::Tick => {
                 self.on_tick();
@@ -593,6 +636,37 @@ impl Shard {
         // Clients send ABOR as Telnet "urgent" data (ftplib even marks the whole line urgent):
         // keep those bytes in the stream instead of losing one to the out-of-band slot.
         let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
+        let arrival = Arrival {
+            stream,
+            peer,
+            local,
+        };
+        let to = self.shared.limits.place(self.index);
+        if to == self.index {
+            return self.start_session(arrival);
+        }
+        // Another shard holds fewer sessions: the session lives there from its greeting on.
+        let door = &self.shared.doors[to];
+        match door.tx.send(arrival) {
+            Ok(()) => {
+                let _ = door.wake.write(1);
+            }
+            Err(crossbeam_channel::SendError(a)) => {
+                // That shard has stopped (the server is shutting down).
+                self.shared.limits.left(to);
+                self.shared.limits.release(a.peer.ip());
+            }
+        }
+    }
+
+    /// Serve a new control connection, admitted and counted on this shard: greet it and wait
+    /// for its commands.
+    fn start_session(&mut self, arrival: Arrival) {
+        let Arrival {
+            stream,
+            peer,
+            local,
+        } = arrival;
         let conn = Box::new(Conn {
             ctrl: stream,
             peer,
@@ -1100,6 +1174,7 @@ impl Shard {
         let Conn { ctrl, peer, .. } = *conn;
         self.ring.close(OwnedFd::from(ctrl));
         self.shared.limits.release(peer.ip());
+        self.shared.limits.left(self.index);
         // The slot's generation moves on, so late completions for this session find nothing.
         let slot = &mut self.slots[r.index as usize];
         slot.generation = slot.generation.wrapping_add(1) & 0xff_ffff;

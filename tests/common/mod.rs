@@ -86,6 +86,14 @@ impl TestServer {
         self.server.as_ref().expect("server running").local_addrs()
     }
 
+    /// Control sessions each shard holds now.
+    pub fn sessions_per_shard(&self) -> Vec<usize> {
+        self.server
+            .as_ref()
+            .expect("server running")
+            .sessions_per_shard()
+    }
+
     /// Absolute path of `rel` inside the served root.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.path().join(rel)
