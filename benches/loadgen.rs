@@ -146,6 +146,15 @@ impl Opts {
             .unwrap_or_else(|| default.to_string())
     }
 
+    /// A comma-separated list of labels (`--servers a,b`), empty entries dropped.
+    fn labels(&self, key: &str, default: &str) -> Vec<String> {
+        self.str(key, default)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     fn req(&self, key: &str) -> Result<String, String> {
         self.vals
             .get(key)
@@ -2172,12 +2181,8 @@ mod report {
     }
 
     pub fn run(o: &Opts) -> Result<(), String> {
-        if let Some(list) = o.vals.get("servers") {
-            let servers: Vec<String> = list
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
+        if o.vals.contains_key("servers") {
+            let servers = o.labels("servers", "");
             if servers.is_empty() {
                 return Err("--servers needs at least one label".into());
             }
@@ -2186,12 +2191,7 @@ mod report {
         let path = o.req("results")?;
         let a = o.str("a", "ringftpd");
         // `--b X,Y,...`: every metric is compared with whichever of them did best.
-        let refs: Vec<String> = o
-            .str("b", "vsftpd")
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let refs = o.labels("b", "vsftpd");
         if refs.is_empty() {
             return Err("--b needs at least one label".into());
         }
@@ -2201,12 +2201,7 @@ mod report {
             "best reference".to_string()
         };
         // One column pair per ceiling label, e.g. `--ceiling loopback,iperf3`.
-        let ceilings: Vec<String> = o
-            .str("ceiling", "loopback")
-            .split(',')
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .collect();
+        let ceilings = o.labels("ceiling", "loopback");
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
         // scenario -> (first-seen order, mode per server, records per server)
         let mut order: Vec<String> = Vec::new();

@@ -17,10 +17,10 @@ use crate::proto::session::{Outcome, TransferError};
 /// Size of each of the two buffers of an upload.
 const UPLOAD_BUF_BYTES: usize = 256 << 10;
 /// Bytes per file write: a buffer goes to the file in pieces of this size. The page cache takes a
-/// write in one folio sized to the write; on the VM the benchmarks run on, 2 GiB written in
-/// 128 KiB-1 MiB writes cost 2.3-8 s of system time (first touch of large free blocks) against
-/// about 1 s in 32-64 KiB writes, and uploads through 256 KiB writes swung between 0.6 and 2.7
-/// s/GB of server CPU.
+/// write into a folio sized to the write, and on the VM the benchmarks run on large fresh folios
+/// are slow to fill: 2 GiB written in 128 KiB-1 MiB writes cost 2.3-8 s of system time against
+/// about 1 s in 32-64 KiB writes (plain `dd`), and uploads through 256 KiB writes swung between
+/// 0.6 and 3.3 s/GB of server CPU.
 const WRITE_PIECE_BYTES: usize = 64 << 10;
 
 pub(super) struct UploadState {
