@@ -16,11 +16,11 @@ use crate::proto::session::{Outcome, TransferError};
 
 /// Size of each of the two buffers of an upload.
 const UPLOAD_BUF_BYTES: usize = 256 << 10;
-/// Bytes per file write: a buffer goes to the file in pieces of this size. The page cache takes a
-/// write into a folio sized to the write, and on the VM the benchmarks run on large fresh folios
-/// are slow to fill: 2 GiB written in 128 KiB-1 MiB writes cost 2.3-8 s of system time against
-/// about 1 s in 32-64 KiB writes (plain `dd`), and uploads through 256 KiB writes swung between
-/// 0.6 and 3.3 s/GB of server CPU.
+/// Bytes per file write: a buffer goes to the file in pieces of this size. The page cache sizes
+/// its folios to the write, and on the VM the benchmarks run on larger writes cost more to copy
+/// in: 2 GiB written by 8 `dd`s took about 1 s of system time in 32-64 KiB writes against 2.3-4 s
+/// in 128-256 KiB writes. Over 8 alternating upload runs, 64 KiB pieces gave 0.84-1.07 s/GB of
+/// server CPU against 0.65-1.92 for whole 256 KiB buffers: steadier, a little dearer at best.
 const WRITE_PIECE_BYTES: usize = 64 << 10;
 
 pub(super) struct UploadState {
