@@ -154,10 +154,20 @@ pub struct ListRequest {
     pub writable: bool,
 }
 
-/// Where a shard receives finished jobs.
-pub struct Mailbox {
-    pub tx: Sender<(u64, Done)>,
+/// A way into a shard from another thread: a channel plus the eventfd that wakes the shard's
+/// ring. The shard drains its channels whenever the eventfd fires.
+pub struct Mailbox<T> {
+    pub tx: Sender<T>,
     pub wake: Arc<EventFd>,
+}
+
+impl<T> Mailbox<T> {
+    /// Deliver `msg` and wake the shard; the message comes back if the shard has stopped.
+    pub fn post(&self, msg: T) -> Result<(), T> {
+        self.tx.send(msg).map_err(|e| e.0)?;
+        let _ = self.wake.write(1);
+        Ok(())
+    }
 }
 
 struct Request {
@@ -250,7 +260,7 @@ struct Helpers {
 impl Pool {
     pub fn start(
         workers: usize,
-        mailboxes: Vec<Mailbox>,
+        mailboxes: Vec<Mailbox<(u64, Done)>>,
         accounts: Arc<Accounts>,
     ) -> std::io::Result<Pool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Request>();
@@ -291,10 +301,7 @@ impl Pool {
                         if let Done::Nothing = done {
                             continue;
                         }
-                        let mailbox = &mailboxes[req.reply_to];
-                        if mailbox.tx.send((req.token, done)).is_ok() {
-                            let _ = mailbox.wake.write(1);
-                        }
+                        let _ = mailboxes[req.reply_to].post((req.token, done));
                     }
                 })?;
         }

@@ -190,13 +190,13 @@ pub fn start(config: Config) -> io::Result<Server> {
             wake: Arc::clone(&wake),
         });
         let (arrive_tx, arrive_rx) = crossbeam_channel::unbounded();
-        doors.push(Door {
+        doors.push(Mailbox {
             tx: arrive_tx,
             wake: Arc::clone(&wake),
         });
         inboxes.push((rx, arrive_rx, wake));
     }
-    let doors: Arc<[Door]> = doors.into();
+    let doors: Arc<[Mailbox<Arrival>]> = doors.into();
     let wakers: Vec<Arc<EventFd>> = inboxes.iter().map(|(_, _, w)| Arc::clone(w)).collect();
     let users = match &config.users_file {
         Some(path) => {
@@ -359,14 +359,9 @@ struct Shared {
     stop: Arc<AtomicBool>,
     /// Session counts and failed logins, across all shards.
     limits: Arc<Limits>,
-    /// Where to hand a new session for shard k (`doors[k]`).
-    doors: Arc<[Door]>,
-}
-
-/// A shard's door for sessions another shard accepted and placed on it (see `Limits::place`).
-struct Door {
-    tx: crossbeam_channel::Sender<Arrival>,
-    wake: Arc<EventFd>,
+    /// Where to hand shard k a session another shard accepted and placed on it (`doors[k]`,
+    /// see `Limits::place`).
+    doors: Arc<[Mailbox<Arrival>]>,
 }
 
 /// An accepted, admitted control connection on its way to the shard that will serve it.
@@ -646,16 +641,10 @@ impl Shard {
             return self.start_session(arrival);
         }
         // Another shard holds fewer sessions: the session lives there from its greeting on.
-        let door = &self.shared.doors[to];
-        match door.tx.send(arrival) {
-            Ok(()) => {
-                let _ = door.wake.write(1);
-            }
-            Err(crossbeam_channel::SendError(a)) => {
-                // That shard has stopped (the server is shutting down).
-                self.shared.limits.left(to);
-                self.shared.limits.release(a.peer.ip());
-            }
+        if let Err(a) = self.shared.doors[to].post(arrival) {
+            // That shard has stopped (the server is shutting down).
+            self.shared.limits.left(to);
+            self.shared.limits.release(a.peer.ip());
         }
     }
 
