@@ -4,6 +4,7 @@
 //! (one session on one shard) -> `shard` (io_uring runtime, knows nothing of FTP).
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod proto;
 pub mod server;

@@ -1,83 +1,13 @@
-//! The `ringftpd` binary: parse flags, validate, start the shards, serve until killed.
+//! The `ringftpd` binary: read the config file and flags, validate, start the shards, serve.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use ringftpd::config::{self, Config, DataPath};
+use ringftpd::cli::{Cli, Cmd};
+use ringftpd::config::{Config, ConfigError, Options};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A thread-per-core io_uring FTP server with zero-copy downloads.
-#[derive(Parser, Debug)]
-#[command(name = "ringftpd", version, about)]
-struct Args {
-    #[command(subcommand)]
-    command: Option<Cmd>,
-    /// Directory served as "/" (anonymous, read-only).
-    #[arg(long, default_value = ".")]
-    root: PathBuf,
-    /// Control address to listen on, IPv4 or IPv6 ("[::1]:2121"); repeat for several.
-    #[arg(long = "listen", default_value = "127.0.0.1:2121")]
-    listen: Vec<SocketAddr>,
-    /// Passive data ports as MIN-MAX, split into one slice per shard (default: 49152-65534).
-    #[arg(long, value_parser = config::parse_port_range)]
-    pasv_ports: Option<(u16, u16)>,
-    /// IPv4 address to announce in PASV replies, for a server behind NAT (default: the address
-    /// the client connected to).
-    #[arg(long)]
-    pasv_address: Option<std::net::Ipv4Addr>,
-    /// Shard threads, one io_uring ring each (default: one per online CPU).
-    #[arg(long)]
-    shards: Option<usize>,
-    /// How RETR moves bytes: sendfile (zero-copy), splice, mmap, or copy.
-    #[arg(long, default_value = "sendfile")]
-    data_path: DataPath,
-    /// Kernel interface: auto (io_uring, else epoll), io-uring, or epoll.
-    #[arg(long, default_value = "auto")]
-    io: config::Backend,
-    /// Users file (TOML) with named users who log in with a password; see README.
-    #[arg(long)]
-    users: Option<PathBuf>,
-    /// Let anonymous users upload new files into this directory inside the root (write-only).
-    #[arg(long, value_name = "DIR")]
-    anonymous_upload: Option<String>,
-    /// Sessions allowed at once, across all shards.
-    #[arg(long, default_value_t = 20_000)]
-    max_sessions: usize,
-    /// Sessions allowed at once from one client IP (0 = no limit).
-    #[arg(long, default_value_t = 0)]
-    max_per_ip: u32,
-    /// Refuse anonymous logins.
-    #[arg(long)]
-    no_anonymous: bool,
-    /// Seconds without a command before an idle session is closed.
-    #[arg(long, default_value_t = 300)]
-    idle_timeout_secs: u64,
-    /// KiB one transfer may send per loop turn before the shard serves its other sessions.
-    #[arg(long, default_value_t = 1024)]
-    send_budget_kib: usize,
-    /// Milliseconds a finished upload waits before it replaces the old file; a client whose
-    /// control connection closes meanwhile was killed mid-upload and its file is discarded.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=10_000))]
-    upload_grace_ms: u64,
-    /// Leave shard threads to the scheduler instead of pinning shard k to the k-th allowed CPU
-    /// (for hosts where other busy processes share the server's CPUs).
-    #[arg(long)]
-    no_pin: bool,
-    /// Log level: error, warn, info, debug.
-    #[arg(long, default_value = "info", value_parser = parse_level)]
-    log_level: log::LevelFilter,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Read a password (from the terminal without echo, or the first line of stdin) and print the
-    /// `password = "..."` line for the users file.
-    HashPassword,
-}
 
 /// Read one line from stdin; on a terminal, without echoing it.
 fn read_password() -> std::io::Result<String> {
@@ -100,8 +30,57 @@ fn read_password() -> std::io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
-    s.parse().map_err(|_| format!("unknown log level {s:?}"))
+fn hash_password() -> ExitCode {
+    match read_password() {
+        Ok(p) if !p.is_empty() => {
+            println!("{}", ringftpd::auth::hash_line(p.as_bytes()));
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            eprintln!("ringftpd: empty password");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("ringftpd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Say where a bad setting came from: the flag, the file's key, or a default that does not fit
+/// this machine (`root = "."` where "." is unreadable).
+fn describe(e: &ConfigError, flags: &Options, file: Option<(&Path, &Options)>) -> String {
+    if flags.sets(e.key) {
+        return format!("--{}: {}", e.key.replace('_', "-"), e.reason);
+    }
+    match file {
+        Some((path, opts)) if opts.sets(e.key) => {
+            format!("{}: {}: {}", path.display(), e.key, e.reason)
+        }
+        _ => format!("{} (default): {}", e.key, e.reason),
+    }
+}
+
+/// The effective configuration: the file (if any), the flags over it, the defaults under both.
+fn load(cli: &Cli) -> Result<Config, String> {
+    let file = match &cli.config {
+        Some(path) => Some((
+            path.as_path(),
+            Options::load(path).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let merged = match &file {
+        Some((_, f)) => cli.options.clone().over(f.clone()),
+        None => cli.options.clone(),
+    };
+    let config = merged
+        .resolve()
+        .map_err(|e| describe(&e, &cli.options, file.as_ref().map(|(p, o)| (*p, o))))?;
+    if let Some(users) = &config.users_file {
+        ringftpd::auth::Users::load(users).map_err(|e| format!("users: {e}"))?;
+    }
+    Ok(config)
 }
 
 /// Log lines to stderr: one per transfer and per notable event, never per chunk.
@@ -120,16 +99,22 @@ impl log::Log for StderrLogger {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if let Some(Cmd::HashPassword) = args.command {
-        return match read_password() {
-            Ok(p) if !p.is_empty() => {
-                println!("{}", ringftpd::auth::hash_line(p.as_bytes()));
+    let cli = Cli::parse_args();
+    if let Some(Cmd::HashPassword) = cli.command {
+        return hash_password();
+    }
+    let config = match load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringftpd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        return match Options::of(&config).to_toml() {
+            Ok(text) => {
+                print!("{text}");
                 ExitCode::SUCCESS
-            }
-            Ok(_) => {
-                eprintln!("ringftpd: empty password");
-                ExitCode::FAILURE
             }
             Err(e) => {
                 eprintln!("ringftpd: {e}");
@@ -137,28 +122,12 @@ fn main() -> ExitCode {
             }
         };
     }
+    if cli.check_config {
+        println!("ringftpd: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
     log::set_logger(&StderrLogger).expect("logger set once");
-    log::set_max_level(args.log_level);
-    let defaults = Config::default();
-    let config = Config {
-        root: args.root,
-        listen: args.listen,
-        pasv_ports: args.pasv_ports.unwrap_or(defaults.pasv_ports),
-        pasv_address: args.pasv_address,
-        shards: args.shards.unwrap_or(defaults.shards),
-        data_path: args.data_path,
-        io_backend: args.io,
-        users_file: args.users,
-        send_budget_bytes: args.send_budget_kib << 10,
-        upload_grace: std::time::Duration::from_millis(args.upload_grace_ms),
-        max_sessions: args.max_sessions,
-        max_sessions_per_ip: args.max_per_ip,
-        anonymous_upload: args.anonymous_upload,
-        allow_anonymous: !args.no_anonymous,
-        idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
-        pin_shards: !args.no_pin,
-        ..defaults
-    };
+    log::set_max_level(config.log_level);
     let shards = config.shards;
     let root = config.root.clone();
     match ringftpd::server::start(config) {

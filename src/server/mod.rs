@@ -685,7 +685,11 @@ impl Shard {
             true,
             token(Kind::CtrlIn, r, 0),
         );
-        Session::greeting().encode(&mut conn.out);
+        Reply::new(
+            ReplyCode::ServiceReady,
+            self.shared.config.banner.as_bytes(),
+        )
+        .encode(&mut conn.out);
         self.flush(r, &mut conn);
         self.settle(r, conn);
     }

@@ -39,6 +39,17 @@ impl std::str::FromStr for Backend {
     }
 }
 
+impl std::fmt::Display for Backend {
+    /// The spelling `from_str` takes back (config files print and re-read it).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::IoUring => "io-uring",
+            Backend::Epoll => "epoll",
+        })
+    }
+}
+
 enum Driver {
     Uring(IoUring),
     Epoll(epoll::Poller),

@@ -6,6 +6,7 @@
 // Each test crate compiles this module on its own and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod tools;
 
 use std::fs;

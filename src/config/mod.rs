@@ -1,4 +1,11 @@
-//! Server configuration: every default in one place, validated once at start-up.
+//! Server configuration: every default in one place (`Config::default`), validated once.
+//!
+//! `options` is the layer operators write, flags and TOML file alike (one name per setting); it
+//! resolves onto these defaults. Nothing else in the crate spells a default.
+
+mod options;
+
+pub use options::{KEYS, LoadError, LogLevel, Options, PortRange};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +24,18 @@ pub enum DataPath {
     Splice,
     /// io_uring SEND straight from a read-only mapping of the file (never read in user space).
     Mmap,
+}
+
+impl std::fmt::Display for DataPath {
+    /// The spelling `from_str` takes back (config files print and re-read it).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DataPath::Sendfile => "sendfile",
+            DataPath::Copy => "copy",
+            DataPath::Splice => "splice",
+            DataPath::Mmap => "mmap",
+        })
+    }
 }
 
 impl std::str::FromStr for DataPath {
@@ -39,7 +58,7 @@ impl std::str::FromStr for DataPath {
 /// TIME_WAIT sockets cost 3 ms of CPU per PASV here.
 pub const DEFAULT_PASV_PORTS: (u16, u16) = (49152, 65534);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The directory served as "/".
     pub root: PathBuf,
@@ -79,7 +98,22 @@ pub struct Config {
     pub users_file: Option<PathBuf>,
     /// A directory inside the root where anonymous users may upload new files (write-only).
     pub anonymous_upload: Option<String>,
+    /// The text of the 220 greeting.
+    pub banner: String,
+    /// Messages at this level and above go to stderr.
+    pub log_level: log::LevelFilter,
+    /// One wu-ftpd xferlog(5) line per finished transfer.
+    pub xferlog: Option<PathBuf>,
+    /// One JSON object per line per transfer and per session end.
+    pub json_log: Option<PathBuf>,
+    /// On SIGTERM, how long running transfers may go on before the rest is closed.
+    pub shutdown_grace: Duration,
 }
+
+/// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
+pub const MAX_BANNER_BYTES: usize = 1024;
+/// Longest `upload_grace`: every upload's 226 waits this long.
+pub const MAX_UPLOAD_GRACE: Duration = Duration::from_secs(10);
 
 impl Default for Config {
     fn default() -> Config {
@@ -102,49 +136,94 @@ impl Default for Config {
             pin_shards: true,
             users_file: None,
             anonymous_upload: None,
+            banner: "ringftpd ready.".to_string(),
+            log_level: log::LevelFilter::Info,
+            xferlog: None,
+            json_log: None,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("root {0:?} is not a readable directory: {1}")]
-    Root(PathBuf, std::io::Error),
-    #[error("at least one --listen address is needed")]
-    NoListen,
-    #[error("--shards must be between 1 and 1024")]
-    Shards,
-    #[error("passive port range {0}-{1} is empty or has fewer ports than shards")]
-    PasvPorts(u16, u16),
-    #[error("{0} must be greater than zero")]
-    Zero(&'static str),
+/// A setting that cannot work, named by its key (the flag is the key with `-` for `_`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(key: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl Config {
+    /// Every check that needs no more than the values and a look at the file system.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match std::fs::read_dir(&self.root) {
-            Ok(_) => {}
-            Err(e) => return Err(ConfigError::Root(self.root.clone(), e)),
+        if let Err(e) = std::fs::read_dir(&self.root) {
+            return Err(ConfigError::new(
+                "root",
+                format!("{:?} is not a readable directory: {e}", self.root),
+            ));
         }
         if self.listen.is_empty() {
-            return Err(ConfigError::NoListen);
+            return Err(ConfigError::new("listen", "at least one address is needed"));
         }
         if self.shards == 0 || self.shards > 1024 {
-            return Err(ConfigError::Shards);
+            return Err(ConfigError::new("shards", "must be between 1 and 1024"));
         }
         let (lo, hi) = self.pasv_ports;
         if lo == 0 || hi < lo || usize::from(hi - lo) + 1 < self.shards {
-            return Err(ConfigError::PasvPorts(lo, hi));
+            return Err(ConfigError::new(
+                "pasv_ports",
+                format!("range {lo}-{hi} is empty, starts at 0 or has fewer ports than shards"),
+            ));
         }
-        for (name, zero) in [
-            ("idle timeout", self.idle_timeout.is_zero()),
-            ("data timeout", self.data_timeout.is_zero()),
-            ("max sessions", self.max_sessions == 0),
-            ("fs workers", self.fs_workers == 0),
-            ("send budget", self.send_budget_bytes == 0),
+        for (key, zero) in [
+            ("idle_timeout_secs", self.idle_timeout.is_zero()),
+            ("data_timeout_secs", self.data_timeout.is_zero()),
+            ("max_sessions", self.max_sessions == 0),
+            ("fs_workers", self.fs_workers == 0),
+            ("send_budget_kib", self.send_budget_bytes == 0),
         ] {
             if zero {
-                return Err(ConfigError::Zero(name));
+                return Err(ConfigError::new(key, "must be greater than zero"));
+            }
+        }
+        if self.fs_workers > 256 {
+            return Err(ConfigError::new("fs_workers", "at most 256"));
+        }
+        if self.upload_grace > MAX_UPLOAD_GRACE {
+            return Err(ConfigError::new(
+                "upload_grace_ms",
+                format!("at most {}", MAX_UPLOAD_GRACE.as_millis()),
+            ));
+        }
+        if self.banner.len() > MAX_BANNER_BYTES {
+            return Err(ConfigError::new(
+                "banner",
+                format!("longer than {MAX_BANNER_BYTES} bytes"),
+            ));
+        }
+        if self.banner.bytes().any(|b| b.is_ascii_control()) {
+            return Err(ConfigError::new(
+                "banner",
+                "contains a control character (it must be one line)",
+            ));
+        }
+        for (key, file) in [("xferlog", &self.xferlog), ("json_log", &self.json_log)] {
+            if let Some(file) = file {
+                check_log_path(file).map_err(|reason| ConfigError::new(key, reason))?;
+            }
+        }
+        if let Some(users) = &self.users_file {
+            if let Err(e) = std::fs::metadata(users) {
+                return Err(ConfigError::new("users", format!("{users:?}: {e}")));
             }
         }
         Ok(())
@@ -162,6 +241,26 @@ impl Config {
             start + per - 1
         };
         (start as u16, end as u16)
+    }
+}
+
+/// A log file must be a file name in an existing directory (it is created on first open).
+fn check_log_path(file: &std::path::Path) -> Result<(), String> {
+    if file.as_os_str().is_empty() {
+        return Err("empty path".into());
+    }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("{dir:?} is not a directory")),
+        Err(e) => return Err(format!("directory {dir:?}: {e}")),
+    }
+    match std::fs::metadata(file) {
+        Ok(m) if m.is_dir() => Err(format!("{file:?} is a directory")),
+        _ => Ok(()),
     }
 }
 
