@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod lifecycle;
 pub mod proto;
 pub mod server;
 pub mod shard;
