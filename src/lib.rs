@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod logging;
 pub mod proto;
 pub mod server;
 pub mod shard;
