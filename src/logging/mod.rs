@@ -3,6 +3,7 @@
 //! Shards never write logs themselves (design.md section 9): they build plain records and hand
 //! them to the log thread, which owns the files and stderr.
 
+pub mod json;
 pub mod record;
 pub mod xferlog;
 
