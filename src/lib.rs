@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod lifecycle;
+pub mod logging;
 pub mod proto;
 pub mod server;
 pub mod shard;

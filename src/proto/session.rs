@@ -1721,7 +1721,7 @@ mod tests {
             })),
             [426, 226]
         );
-        assert_eq!(codes(&run(&mut s, "ABOR")), []);
+        assert!(codes(&run(&mut s, "ABOR")).is_empty());
         assert_eq!(
             codes(&s.on_outcome(Outcome::Aborted {
                 transfer_was_active: false
