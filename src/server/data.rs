@@ -11,16 +11,12 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{SpliceFFlags, splice};
-use std::sync::Arc;
 
-use super::fsworker::{Job, ListRequest};
-use crate::config::DataPath;
-use crate::shard::SendMap;
+use super::fsworker::Job;
 use crate::vfs::DirCursor;
 use socket2::{Domain, Socket, Type};
 
-use super::fsworker::Upload;
-use super::upload::UploadState;
+use super::transfer::{Mode, Pipe, Source, Transfer, Warmth};
 use super::{Conn, ConnRef, Kind, Shard, token};
 use crate::proto::addr;
 use crate::proto::session::{Outcome, TransferError};
@@ -45,175 +41,6 @@ pub(super) enum Data {
         sock: TcpStream,
         deadline: Instant,
     },
-}
-
-pub(super) enum Mode {
-    Sendfile,
-    Copy,
-    /// file -> pipe -> socket; `in_pipe` bytes sit in the pipe.
-    Splice {
-        pipe: Option<Pipe>,
-        in_pipe: usize,
-    },
-    /// io_uring SEND from a mapping; `sending` while a SEND is in flight.
-    Mmap {
-        map: Arc<SendMap>,
-        sending: bool,
-    },
-    /// TYPE A: LF becomes CRLF (RFC 959 section 3.1.1.1), so bytes pass through user space.
-    Ascii,
-}
-
-pub(super) enum Source {
-    /// Waiting for the helper pool to open the file or build the listing.
-    Pending,
-    /// An upload: socket to file.
-    Upload(Box<UploadState>),
-    File {
-        file: File,
-        offset: u64,
-        end: u64,
-        mode: Mode,
-        buf: Vec<u8>,
-        pos: usize,
-        /// TYPE A: the last byte sent was a CR (so an LF after it is already a CRLF).
-        prev_cr: bool,
-        /// What is known about the file's pages being in the page cache.
-        warmth: Warmth,
-    },
-    /// A listing, sent a piece at a time.
-    Buffer {
-        data: Vec<u8>,
-        pos: usize,
-        /// Where the listing goes on after this piece, if it does.
-        more: Option<DirCursor>,
-        /// The next piece is being formatted on the helper pool.
-        waiting: bool,
-    },
-}
-
-pub(super) struct Transfer {
-    pub(super) source: Source,
-    /// STOU: report the name the server picked in the 150 reply.
-    unique: bool,
-    /// Listings: the request, to ask for the next piece.
-    listing: Option<ListRequest>,
-    /// What is sent (for the log line).
-    what: Vec<u8>,
-    start_offset: u64,
-    ascii: bool,
-    size: Option<u64>,
-    pub(super) sock: Option<TcpStream>,
-    /// A readiness poll is in flight for `sock`.
-    pub(super) armed: bool,
-    pub(super) bytes: u64,
-    started: Instant,
-    pub(super) last_progress: Instant,
-}
-
-impl Transfer {
-    pub(super) fn pending_file(what: Vec<u8>, offset: u64, ascii: bool, now: Instant) -> Transfer {
-        Transfer::new(what, offset, ascii, now)
-    }
-
-    pub(super) fn pending_listing(what: Vec<u8>, request: ListRequest, now: Instant) -> Transfer {
-        Transfer {
-            listing: Some(request),
-            ..Transfer::new(what, 0, true, now)
-        }
-    }
-
-    /// The data connection is up (the 150 has gone out).
-    pub(super) fn started(&self) -> bool {
-        self.sock.is_some()
-    }
-
-    pub(super) fn pending_upload(
-        what: Vec<u8>,
-        ascii: bool,
-        unique: bool,
-        now: Instant,
-    ) -> Transfer {
-        Transfer {
-            unique,
-            ..Transfer::new(what, 0, ascii, now)
-        }
-    }
-
-    pub(super) fn set_upload(&mut self, file: File, upload: Upload) {
-        self.what = upload.path.as_bytes().to_vec();
-        self.source = Source::Upload(Box::new(UploadState::new(file, upload, self.ascii)));
-    }
-
-    fn is_upload(&self) -> bool {
-        matches!(self.source, Source::Upload(_))
-    }
-
-    fn new(what: Vec<u8>, start_offset: u64, ascii: bool, now: Instant) -> Transfer {
-        Transfer {
-            source: Source::Pending,
-            unique: false,
-            listing: None,
-            what,
-            start_offset,
-            ascii,
-            size: None,
-            sock: None,
-            armed: false,
-            bytes: 0,
-            started: now,
-            last_progress: now,
-        }
-    }
-
-    pub(super) fn set_file(&mut self, file: File, len: u64, path: DataPath) {
-        let mode = match (self.ascii, path) {
-            (true, _) => Mode::Ascii,
-            (false, DataPath::Copy) => Mode::Copy,
-            (false, DataPath::Sendfile) => Mode::Sendfile,
-            (false, DataPath::Splice) => Mode::Splice {
-                pipe: None,
-                in_pipe: 0,
-            },
-            // An empty file cannot be mapped; a failed mapping falls back to sendfile.
-            (false, DataPath::Mmap) => match SendMap::new(&file) {
-                Ok(map) if len > 0 => Mode::Mmap {
-                    map: Arc::new(map),
-                    sending: false,
-                },
-                _ => Mode::Sendfile,
-            },
-        };
-        let offset = self.start_offset.min(len);
-        self.size = Some(len - offset);
-        self.source = Source::File {
-            file,
-            offset,
-            end: len,
-            mode,
-            buf: Vec::new(),
-            pos: 0,
-            prev_cr: false,
-            warmth: Warmth::default(),
-        };
-    }
-
-    pub(super) fn set_buffer(&mut self, data: Vec<u8>, more: Option<DirCursor>) {
-        self.source = Source::Buffer {
-            data,
-            pos: 0,
-            more,
-            waiting: false,
-        };
-    }
-
-    pub(super) fn what(&self) -> &[u8] {
-        &self.what
-    }
-
-    pub(super) fn bytes(&self) -> u64 {
-        self.bytes
-    }
 }
 
 enum Pump {
@@ -241,13 +68,6 @@ enum Pump {
     Failed(TransferError),
 }
 
-/// A pipe of the splice data path.
-pub(super) struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    size: usize,
-}
-
 /// Pipes a shard lends out at once; with 1 MiB pipes this stays within the default
 /// `fs.pipe-user-pages-soft` (64 MiB) for two shards.
 const MAX_PIPES_PER_SHARD: usize = 32;
@@ -255,21 +75,6 @@ const PIPE_BYTES: usize = 1 << 20;
 
 /// How much of a file is checked for page-cache residency (and read in when cold) at a time.
 const COLD_WINDOW: u64 = 1 << 20;
-
-/// What a transfer knows about its file's pages being in the page cache.
-#[derive(Default)]
-pub(super) struct Warmth {
-    /// Bytes before this offset are resident and up to date: sending them cannot wait on the disk.
-    until: u64,
-    /// A read that brings a cold window into the page cache is in flight, from this offset.
-    reading: Option<u64>,
-    /// A window of this file was found cold. From then on every window is read in first:
-    /// cachestat(2) counts pages that readahead has inserted but not yet filled, and sending
-    /// those would wait for the disk on the shard.
-    cold: bool,
-    /// The buffer of the last read, for the next one (its contents are never looked at).
-    spare: Option<Vec<u8>>,
-}
 
 /// Whether `file` at `offset` can be sent without the shard waiting for the disk. Bytes already
 /// known to be resident are not asked about again; kernels without cachestat(2) count as warm

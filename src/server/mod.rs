@@ -7,6 +7,7 @@
 mod data;
 pub mod fsworker;
 mod limits;
+mod transfer;
 mod upload;
 
 use std::collections::VecDeque;
@@ -33,9 +34,10 @@ use crate::vfs::{FileError, Root};
 use crate::auth::Users;
 use crate::proto::path::VirtualPath;
 use crate::proto::session::{Policy, StoreMode};
-use data::{Data, Transfer};
+use data::Data;
 use fsworker::{Accounts, Done, Job, ListRequest, Mailbox, Pool};
 use limits::{Limits, Refusal};
+use transfer::Transfer;
 
 /// Ring size per shard; completions are reaped every loop turn, so this bounds a burst, not sessions.
 const RING_ENTRIES: u32 = 1024;
@@ -425,7 +427,7 @@ pub(crate) struct Shard {
     /// Listeners whose accept stopped on an error, re-armed on the next tick.
     accept_rearm: Vec<usize>,
     /// Idle pipes of the splice data path, and how many are lent to transfers.
-    pipes: Vec<data::Pipe>,
+    pipes: Vec<transfer::Pipe>,
     pipes_out: usize,
     /// Control reads land here before framing; sessions hold no receive buffer while idle.
     scratch: Vec<u8>,
@@ -898,7 +900,7 @@ impl Shard {
                     );
                 }
                 conn.job = None;
-                if self.defer_until_written(conn, upload::Ending::Abort) {
+                if self.defer_until_written(conn, transfer::Ending::Abort) {
                     // The 426 + 226 go out once the write in flight has landed.
                     return;
                 }
