@@ -16,8 +16,9 @@ use super::fsworker::Job;
 use crate::vfs::DirCursor;
 use socket2::{Domain, Socket, Type};
 
+use super::conns::{ConnRef, Kind, token};
 use super::transfer::{Mode, Pipe, Source, Transfer, Warmth};
-use super::{Conn, ConnRef, Kind, Shard, token};
+use super::{Conn, Shard};
 use crate::proto::addr;
 use crate::proto::session::{Outcome, TransferError};
 

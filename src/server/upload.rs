@@ -7,9 +7,10 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+use super::conns::{ConnRef, Kind, token};
 use super::fsworker::{Job, Upload};
 use super::transfer::{Ending, Source, Transfer, UPLOAD_BUF_BYTES};
-use super::{Conn, ConnRef, Kind, Shard, token};
+use super::{Conn, Shard};
 use crate::proto::error::FileError;
 use crate::proto::session::{Outcome, TransferError};
 
