@@ -11,6 +11,7 @@ mod effects;
 mod event_loop;
 pub mod fsworker;
 mod limits;
+mod pump;
 mod startup;
 mod transfer;
 mod upload;
