@@ -4,6 +4,7 @@
 //! The control side is the only writer of replies; 226/426/451 go out only after the data socket
 //! has been closed (the transfer log line follows them).
 
+mod cold;
 mod conns;
 mod control;
 mod data;

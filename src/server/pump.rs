@@ -12,8 +12,8 @@ use std::os::unix::fs::FileExt;
 use nix::errno::Errno;
 use nix::fcntl::{SpliceFFlags, splice};
 
+use super::cold::COLD_WINDOW;
 use super::conns::{ConnRef, Kind, token};
-use super::data::COLD_WINDOW;
 use super::fsworker::Job;
 use super::transfer::{Mode, Source, Transfer, Warmth};
 use super::{Conn, Shard};
