@@ -1,6 +1,7 @@
-//! Data connections: passive listeners on the shard's own port slice, active connects back to the
-//! client, handing the connection to the transfer, and data-side timeouts; and, for now, the end
-//! of a transfer.
+//! Data connections: passive listeners on the shard's own port slice (port stealing refused),
+//! active connects back to the client from the control connection's address, handing the
+//! connection to the transfer once both are ready, closing the data fds, and the data-side
+//! timeouts (a connection that never came, a transfer that stopped moving).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use super::conns::{ConnRef, Kind, token};
-use super::transfer::{Source, Transfer};
+use super::transfer::Source;
 use super::{Conn, Shard};
 use crate::proto::addr;
 use crate::proto::session::{Outcome, TransferError};
@@ -105,19 +106,6 @@ impl Shard {
     ) {
         self.ring
             .poll(fd, events as u32, false, token(kind, r, conn.data_epoch));
-    }
-
-    /// End the session's transfer without a reply: its data fds are closed through the ring first
-    /// (a socket with an armed poll must be cancelled, not just closed), an upload's temporary file
-    /// is removed and a splice pipe goes back to the pool.
-    pub(super) fn drop_transfer(&mut self, conn: &mut Conn) -> Option<Transfer> {
-        self.close_data(conn);
-        conn.data_epoch = conn.data_epoch.wrapping_add(1);
-        conn.opening = None;
-        let mut t = conn.transfer.take()?;
-        self.discard_upload(&t);
-        self.return_pipe(&mut t);
-        Some(t)
     }
 
     /// Close every data fd of the session (listener, connection, transfer socket).
@@ -258,59 +246,6 @@ impl Shard {
         } else {
             self.drive(r, conn);
         }
-    }
-
-    /// Close the data socket first, then reply (226 only once the data connection is closed).
-    pub(super) fn finish_transfer(
-        &mut self,
-        r: ConnRef,
-        conn: &mut Conn,
-        error: Option<TransferError>,
-    ) {
-        let Some(mut t) = conn.transfer.take() else {
-            return;
-        };
-        self.return_pipe(&mut t);
-        if let Some(sock) = t.sock.take() {
-            if t.armed {
-                self.ring.close(sock.into());
-            } else {
-                drop(sock);
-            }
-        }
-        conn.data_epoch = conn.data_epoch.wrapping_add(1);
-        let secs = t.started.elapsed().as_secs_f64();
-        let status = match error {
-            None => "ok".to_string(),
-            Some(e) => format!("{e:?}"),
-        };
-        let verb = if t.is_upload() { "received" } else { "sent" };
-        log::info!(
-            "{} {verb} {:?} {} bytes in {secs:.3}s: {status}",
-            conn.peer,
-            String::from_utf8_lossy(&t.what),
-            t.bytes
-        );
-        let outcome = match error {
-            None => Outcome::TransferDone,
-            Some(e) => Outcome::TransferFailed(e),
-        };
-        self.outcome(r, conn, outcome);
-    }
-
-    /// The client reset the data connection. Clients abort by sending ABOR and closing the data
-    /// socket at once, so the ABOR may already wait unread on the control connection: read it
-    /// first, so the client gets the 426 + 226 it asked for rather than 426 + 225.
-    pub(super) fn lost_data_connection(&mut self, r: ConnRef, conn: &mut Conn) {
-        self.on_ctrl_readable(r, conn, 0, true);
-        if conn.transfer.is_some() {
-            self.fail_transfer(r, conn, TransferError::ConnectionLost);
-        }
-    }
-
-    pub(super) fn fail_transfer(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
-        self.close_data(conn);
-        self.finish_transfer(r, conn, Some(e));
     }
 
     /// Called every tick: data connections that never came, and transfers that stopped moving.

@@ -1,6 +1,7 @@
-//! What a transfer holds: its data socket, counters, and its source (a file being sent, a listing
-//! sent a piece at a time, or an upload's two buffers), with the per-source state the pump, the
-//! cold-window reader and the upload writer share (send mode, splice pipe, page-cache warmth).
+//! A transfer: what it holds (its data socket, counters, and its source: a file being sent, a
+//! listing sent a piece at a time, or an upload's two buffers, with the per-source state the pump,
+//! the cold-window reader and the upload writer share) and how it ends: the data socket closed
+//! first, then the reply and the log line, or dropped without a reply.
 
 use std::fs::File;
 use std::net::TcpStream;
@@ -8,12 +9,15 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::conns::ConnRef;
 use super::fsworker::{ListRequest, Upload};
+use super::{Conn, Shard};
 use crate::config::DataPath;
-use crate::proto::session::TransferError;
+use crate::proto::session::{Outcome, TransferError};
 use crate::shard::SendMap;
 use crate::vfs::DirCursor;
 
+/// How a file's bytes reach the data socket: the configured data path, or the fallback it fell to.
 pub(super) enum Mode {
     Sendfile,
     Copy,
@@ -31,6 +35,7 @@ pub(super) enum Mode {
     Ascii,
 }
 
+/// Where a transfer's bytes come from (for an upload: where they go).
 pub(super) enum Source {
     /// Waiting for the helper pool to open the file or build the listing.
     Pending,
@@ -59,6 +64,7 @@ pub(super) enum Source {
     },
 }
 
+/// A RETR, listing or upload in progress on the session's data connection.
 pub(super) struct Transfer {
     pub(super) source: Source,
     /// STOU: report the name the server picked in the 150 reply.
@@ -66,7 +72,7 @@ pub(super) struct Transfer {
     /// Listings: the request, to ask for the next piece.
     pub(super) listing: Option<ListRequest>,
     /// What is sent (for the log line).
-    pub(super) what: Vec<u8>,
+    what: Vec<u8>,
     start_offset: u64,
     ascii: bool,
     pub(super) size: Option<u64>,
@@ -74,7 +80,7 @@ pub(super) struct Transfer {
     /// A readiness poll is in flight for `sock`.
     pub(super) armed: bool,
     pub(super) bytes: u64,
-    pub(super) started: Instant,
+    started: Instant,
     pub(super) last_progress: Instant,
 }
 
@@ -207,6 +213,7 @@ pub(super) struct Warmth {
 /// Size of each of the two buffers of an upload.
 pub(super) const UPLOAD_BUF_BYTES: usize = 256 << 10;
 
+/// An upload in progress: one buffer fills from the socket while the other is written to the file.
 pub(super) struct UploadState {
     pub(super) file: Arc<File>,
     pub(super) upload: Upload,
@@ -266,4 +273,72 @@ impl UploadState {
 pub(super) enum Ending {
     Abort,
     Fail(TransferError),
+}
+
+impl Shard {
+    /// End the session's transfer without a reply: its data fds are closed through the ring first
+    /// (a socket with an armed poll must be cancelled, not just closed), an upload's temporary file
+    /// is removed and a splice pipe goes back to the pool.
+    pub(super) fn drop_transfer(&mut self, conn: &mut Conn) -> Option<Transfer> {
+        self.close_data(conn);
+        conn.data_epoch = conn.data_epoch.wrapping_add(1);
+        conn.opening = None;
+        let mut t = conn.transfer.take()?;
+        self.discard_upload(&t);
+        self.return_pipe(&mut t);
+        Some(t)
+    }
+
+    /// Close the data socket first, then reply (226 only once the data connection is closed).
+    pub(super) fn finish_transfer(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        error: Option<TransferError>,
+    ) {
+        let Some(mut t) = conn.transfer.take() else {
+            return;
+        };
+        self.return_pipe(&mut t);
+        if let Some(sock) = t.sock.take() {
+            if t.armed {
+                self.ring.close(sock.into());
+            } else {
+                drop(sock);
+            }
+        }
+        conn.data_epoch = conn.data_epoch.wrapping_add(1);
+        let secs = t.started.elapsed().as_secs_f64();
+        let status = match error {
+            None => "ok".to_string(),
+            Some(e) => format!("{e:?}"),
+        };
+        let verb = if t.is_upload() { "received" } else { "sent" };
+        log::info!(
+            "{} {verb} {:?} {} bytes in {secs:.3}s: {status}",
+            conn.peer,
+            String::from_utf8_lossy(&t.what),
+            t.bytes
+        );
+        let outcome = match error {
+            None => Outcome::TransferDone,
+            Some(e) => Outcome::TransferFailed(e),
+        };
+        self.outcome(r, conn, outcome);
+    }
+
+    /// The client reset the data connection. Clients abort by sending ABOR and closing the data
+    /// socket at once, so the ABOR may already wait unread on the control connection: read it
+    /// first, so the client gets the 426 + 226 it asked for rather than 426 + 225.
+    pub(super) fn lost_data_connection(&mut self, r: ConnRef, conn: &mut Conn) {
+        self.on_ctrl_readable(r, conn, 0, true);
+        if conn.transfer.is_some() {
+            self.fail_transfer(r, conn, TransferError::ConnectionLost);
+        }
+    }
+
+    pub(super) fn fail_transfer(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
+        self.close_data(conn);
+        self.finish_transfer(r, conn, Some(e));
+    }
 }
