@@ -188,7 +188,7 @@ impl Shard {
         }
     }
 
-    pub(super) fn on_line(&mut self, r: ConnRef, conn: &mut Conn, line: Vec<u8>) {
+    fn on_line(&mut self, r: ConnRef, conn: &mut Conn, line: Vec<u8>) {
         let cmd = command::parse(&line);
         // During a transfer ABOR and STAT cut in even ahead of pipelined commands (RFC 959
         // section 4.1.3); everything else keeps its order.
@@ -206,18 +206,13 @@ impl Shard {
         self.run_command(r, conn, cmd);
     }
 
-    pub(super) fn run_command(
-        &mut self,
-        r: ConnRef,
-        conn: &mut Conn,
-        cmd: Result<Command, ParseError>,
-    ) {
+    fn run_command(&mut self, r: ConnRef, conn: &mut Conn, cmd: Result<Command, ParseError>) {
         let step = conn.session.on_command(cmd);
         self.apply(r, conn, step);
     }
 
     /// Write a step's replies and run its effect.
-    pub(super) fn apply(&mut self, r: ConnRef, conn: &mut Conn, step: Step) {
+    fn apply(&mut self, r: ConnRef, conn: &mut Conn, step: Step) {
         for reply in &step.replies {
             reply.encode(&mut conn.out);
         }
@@ -232,7 +227,7 @@ impl Shard {
         self.drain_queued(r, conn);
     }
 
-    pub(super) fn drain_queued(&mut self, r: ConnRef, conn: &mut Conn) {
+    fn drain_queued(&mut self, r: ConnRef, conn: &mut Conn) {
         while let Some(line) = conn.queued.front() {
             if conn.closing {
                 return;

@@ -122,7 +122,7 @@ impl Shard {
 
     /// RETR's open: with io_uring on the shard itself (OPENAT2 under the same jail rules, no
     /// thread hop); on the epoll backend through the helper pool.
-    pub(super) fn open_for_retr(&mut self, r: ConnRef, conn: &mut Conn, path: VirtualPath) {
+    fn open_for_retr(&mut self, r: ConnRef, conn: &mut Conn, path: VirtualPath) {
         if path.file_name().is_some_and(crate::vfs::is_temp_name) {
             return self.on_job_result(r, conn, Done::Open(Err(FileError::NotFound)));
         }
@@ -161,7 +161,7 @@ impl Shard {
         self.on_job_result(r, conn, Done::Open(opened));
     }
 
-    pub(super) fn file_opened(
+    fn file_opened(
         &mut self,
         r: ConnRef,
         conn: &mut Conn,
@@ -211,7 +211,7 @@ impl Shard {
     }
 
     /// The result of a helper-pool job (or of an open on the ring), for the session waiting on it.
-    pub(super) fn on_job_result(&mut self, r: ConnRef, conn: &mut Conn, done: Done) {
+    fn on_job_result(&mut self, r: ConnRef, conn: &mut Conn, done: Done) {
         match done {
             Done::Stat(result) => self.outcome(r, conn, Outcome::Stat(result)),
             Done::Listing(Err(e)) if conn.transfer.as_ref().is_some_and(|t| t.started()) => {

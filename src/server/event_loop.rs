@@ -117,7 +117,7 @@ impl Shard {
         Ok(())
     }
 
-    pub(super) fn on_completion(&mut self, c: Completion) {
+    fn on_completion(&mut self, c: Completion) {
         let (kind, r, epoch) = untoken(c.token);
         let Some(kind) = kind else { return };
         match kind {
@@ -191,7 +191,7 @@ impl Shard {
         }
     }
 
-    pub(super) fn on_tick(&mut self) {
+    fn on_tick(&mut self) {
         for listener in std::mem::take(&mut self.accept_rearm) {
             let fd = self.listeners[listener].as_raw_fd();
             let t = token(

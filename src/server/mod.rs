@@ -1,5 +1,18 @@
 //! Glue between the protocol core and the shards: each shard thread owns its ring, its control
-//! listeners, its sessions and their data connections, and runs the sessions' effects.
+//! listeners, its sessions and their data connections, and runs the sessions' effects. This file
+//! holds what a shard and a session own; the code that works on them is split by concern:
+//!
+//! - `startup`: binding listeners, the temp sweep, starting the pool and shards; `Server`
+//! - `event_loop`: a shard's loop, routing each completion by its token's kind; the tick
+//! - `conns`: the connection table and the op tokens
+//! - `control`: the control connection (accept, read and frame lines, write replies, close)
+//! - `effects`: running a session's effects and feeding their results back as outcomes
+//! - `data`: data connection set-up (PASV/EPSV listeners, PORT/EPRT connects) and timeouts
+//! - `transfer`: what a transfer holds, and how it ends
+//! - `pump`: sending a file or listing over the chosen data path
+//! - `cold`: reading cold windows without blocking the shard; the splice pipe pool
+//! - `upload`: receiving a file (STOR, APPE, STOU)
+//! - `fsworker`, `limits`: the blocking helper pool; limits shared across shards
 //!
 //! The control side is the only writer of replies; 226/426/451 go out only after the data socket
 //! has been closed (the transfer log line follows them).
@@ -92,6 +105,7 @@ struct Conn {
     opening: Option<VirtualPath>,
 }
 
+/// One shard thread: its ring, listeners, sessions, pipe pool and per-turn work lists.
 pub(crate) struct Shard {
     index: usize,
     ring: Ring,

@@ -277,7 +277,7 @@ impl Shard {
     }
 
     /// Close the data connection, remove the temporary file, reply with the error.
-    pub(super) fn fail_upload(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
+    fn fail_upload(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
         if self.defer_until_written(conn, Ending::Fail(e)) {
             return;
         }
