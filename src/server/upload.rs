@@ -3,79 +3,23 @@
 //! stalls the shard, and memory per upload is fixed. Atomic STOR writes to a temporary name that is
 //! renamed into place only after the data connection closed cleanly.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use super::data::Source;
+use super::conns::{ConnRef, Kind, token};
 use super::fsworker::{Job, Upload};
-use super::{Conn, ConnRef, Kind, Shard, token};
+use super::transfer::{Ending, Source, Transfer, UPLOAD_BUF_BYTES};
+use super::{Conn, Shard};
 use crate::proto::error::FileError;
 use crate::proto::session::{Outcome, TransferError};
 
-/// Size of each of the two buffers of an upload.
-const UPLOAD_BUF_BYTES: usize = 256 << 10;
 /// Bytes per file write: a buffer goes to the file in pieces of this size. The page cache sizes
 /// its folios to the write, and on the VM the benchmarks run on larger writes cost more to copy
 /// in: 2 GiB written by 8 `dd`s took about 1 s of system time in 32-64 KiB writes against 2.3-4 s
 /// in 128-256 KiB writes. Over 8 alternating upload runs, 64 KiB pieces gave 0.84-1.07 s/GB of
 /// server CPU against 0.65-1.92 for whole 256 KiB buffers: steadier, a little dearer at best.
 const WRITE_PIECE_BYTES: usize = 64 << 10;
-
-pub(super) struct UploadState {
-    pub(super) file: Arc<File>,
-    pub(super) upload: Upload,
-    /// Where the next write lands.
-    offset: u64,
-    /// The buffer being filled from the socket (always `UPLOAD_BUF_BYTES` long) and its fill level.
-    fill: Vec<u8>,
-    filled: usize,
-    /// The other buffer, when no write holds it.
-    spare: Option<Vec<u8>>,
-    /// A write is in flight (its buffer is owned by the ring until it completes).
-    writing: bool,
-    /// How much of the buffer being written is already in the file.
-    written: usize,
-    /// The client closed its side: everything has arrived.
-    eof: bool,
-    /// How the upload ends once the write in flight has landed (ABOR, or a failure).
-    ending: Option<Ending>,
-    /// All bytes are written; waiting out the commit grace period.
-    finished: bool,
-    /// TYPE A: CRLF becomes LF (RFC 959 section 3.1.1.1). A CR that ends a read stays held back
-    /// until the next byte shows whether it starts a CRLF.
-    ascii: bool,
-    held_cr: bool,
-}
-
-impl UploadState {
-    pub(super) fn new(file: File, upload: Upload, ascii: bool) -> UploadState {
-        let file = Arc::new(file);
-        let mut upload = upload;
-        upload.file = Some(Arc::clone(&file));
-        UploadState {
-            file,
-            offset: upload.offset,
-            upload,
-            fill: vec![0; UPLOAD_BUF_BYTES],
-            filled: 0,
-            spare: None,
-            writing: false,
-            written: 0,
-            eof: false,
-            ending: None,
-            finished: false,
-            ascii,
-            held_cr: false,
-        }
-    }
-
-    /// Bytes ready to be written (a held-back CR is not).
-    fn ready(&self) -> usize {
-        self.filled - usize::from(self.held_cr && !self.eof)
-    }
-}
 
 /// Drop every CR that directly precedes an LF in `buf[from..end]`; returns the new end.
 fn crlf_to_lf(buf: &mut [u8], from: usize, end: usize) -> usize {
@@ -91,13 +35,6 @@ fn crlf_to_lf(buf: &mut [u8], from: usize, end: usize) -> usize {
         i += 1;
     }
     w
-}
-
-/// An upload ended while a write was in flight: its reply waits for the write, so no byte lands
-/// in the file after the client was told the transfer is over.
-pub(super) enum Ending {
-    Abort,
-    Fail(TransferError),
 }
 
 enum Step {
@@ -340,7 +277,7 @@ impl Shard {
     }
 
     /// Close the data connection, remove the temporary file, reply with the error.
-    pub(super) fn fail_upload(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
+    fn fail_upload(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
         if self.defer_until_written(conn, Ending::Fail(e)) {
             return;
         }
@@ -372,7 +309,7 @@ impl Shard {
     }
 
     /// An upload that will not complete leaves no temporary file behind.
-    pub(super) fn discard_upload(&self, t: &super::data::Transfer) {
+    pub(super) fn discard_upload(&self, t: &Transfer) {
         if let Source::Upload(u) = &t.source {
             self.discard(u.upload.clone());
         }

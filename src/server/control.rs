@@ -1,0 +1,310 @@
+//! The control connection: accepting and placing sessions, reading and framing command lines
+//! (queued behind outstanding work, with ABOR/STAT cutting in), writing replies, and closing the
+//! session once its replies are out.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use super::conns::{ConnRef, Kind, token};
+use super::data::Data;
+use super::limits::Refusal;
+use super::{Arrival, Conn, Shard};
+use crate::proto::command::{self, Command, ParseError};
+use crate::proto::line::{Frame, LineFramer};
+use crate::proto::reply::{Reply, ReplyCode};
+use crate::proto::session::{self, Outcome, Session, Step};
+use crate::shard::Completion;
+
+/// Commands a client may pipeline behind a running transfer or lookup before we stop listening.
+const MAX_QUEUED_LINES: usize = 64;
+/// Unsent reply bytes tolerated for a client that does not read its control connection.
+const MAX_PENDING_REPLY_BYTES: usize = 256 << 10;
+/// Control bytes read per readiness event, so one chatty client cannot hog the shard.
+pub(super) const CONTROL_READ_BYTES: usize = 16 << 10;
+
+impl Shard {
+    pub(super) fn on_accept(&mut self, listener: usize, c: Completion) {
+        let Some(fd) = c.fd else {
+            // Multishot accept ends on errors such as EMFILE. Re-arming at once would spin while
+            // the condition lasts, so wait for the next tick.
+            log::warn!("accept failed: {}", io::Error::from_raw_os_error(-c.result));
+            if !c.more {
+                self.accept_rearm.push(listener);
+            }
+            return;
+        };
+        if !c.more {
+            let fd = self.listeners[listener].as_raw_fd();
+            self.ring.accept_multi(fd, c.token);
+        }
+        let stream = TcpStream::from(fd);
+        let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+            return;
+        };
+        if let Err(refusal) = self.shared.limits.admit(peer.ip()) {
+            let text: &[u8] = match refusal {
+                Refusal::TooManySessions => b"421 Too many users, try again later.\r\n",
+                Refusal::TooManyFromIp => b"421 Too many connections from your address.\r\n",
+            };
+            let _ = (&stream).write(text);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        // Clients send ABOR as Telnet "urgent" data (ftplib even marks the whole line urgent):
+        // keep those bytes in the stream instead of losing one to the out-of-band slot.
+        let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
+        let arrival = Arrival {
+            stream,
+            peer,
+            local,
+        };
+        let to = self.shared.limits.place(self.index);
+        if to == self.index {
+            return self.start_session(arrival);
+        }
+        // Another shard holds fewer sessions: the session lives there from its greeting on.
+        if let Err(a) = self.shared.doors[to].post(arrival) {
+            // That shard has stopped (the server is shutting down).
+            self.shared.limits.left(to);
+            self.shared.limits.release(a.peer.ip());
+        }
+    }
+
+    /// Serve a new control connection, admitted and counted on this shard: greet it and wait
+    /// for its commands.
+    pub(super) fn start_session(&mut self, arrival: Arrival) {
+        let Arrival {
+            stream,
+            peer,
+            local,
+        } = arrival;
+        let conn = Box::new(Conn {
+            ctrl: stream,
+            peer,
+            local,
+            session: Session::new(peer.ip(), self.shared.policy.clone()),
+            framer: LineFramer::new(),
+            queued: VecDeque::new(),
+            out: Vec::new(),
+            out_armed: false,
+            closing: false,
+            eof: false,
+            last_active: self.now,
+            data: Data::None,
+            data_epoch: 0,
+            transfer: None,
+            job: None,
+            root: Arc::clone(&self.shared.root),
+            delayed: None,
+            opening: None,
+        });
+        let r = self.insert(conn);
+        let mut conn = self.take(r).expect("just inserted");
+        let fd = conn.ctrl.as_raw_fd();
+        self.ring.poll(
+            fd,
+            (libc::POLLIN | libc::POLLRDHUP) as u32,
+            true,
+            token(Kind::CtrlIn, r, 0),
+        );
+        Reply::new(
+            ReplyCode::ServiceReady,
+            self.shared.config.banner.as_bytes(),
+        )
+        .encode(&mut conn.out);
+        self.flush(r, &mut conn);
+        self.settle(r, conn);
+    }
+
+    pub(super) fn on_ctrl_readable(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        result: i32,
+        more: bool,
+    ) {
+        if result < 0 {
+            conn.closing = true;
+            return;
+        }
+        if !more {
+            let fd = conn.ctrl.as_raw_fd();
+            self.ring.poll(
+                fd,
+                (libc::POLLIN | libc::POLLRDHUP) as u32,
+                true,
+                token(Kind::CtrlIn, r, 0),
+            );
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        if buf.is_empty() {
+            // Re-entered (a transfer step reading a pending ABOR): the shared buffer is in use.
+            buf = vec![0; CONTROL_READ_BYTES];
+        }
+        let mut frames = Vec::new();
+        // The poll fires on wake-ups, not on levels: read until EAGAIN (a read also stops at a TCP
+        // urgent mark, as ABOR sent with MSG_OOB has), or until this turn's share is used up.
+        let mut total = 0;
+        loop {
+            match (&conn.ctrl).read(&mut buf) {
+                Ok(0) => {
+                    conn.eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.framer.push(&buf[..n], &mut frames);
+                    total += n;
+                    if total >= CONTROL_READ_BYTES * 4 {
+                        self.ctrl_ready.push(r);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    conn.closing = true;
+                    break;
+                }
+            }
+        }
+        self.scratch = buf;
+        if !frames.is_empty() {
+            conn.last_active = self.now;
+        }
+        for frame in frames {
+            if conn.closing {
+                break;
+            }
+            match frame {
+                Frame::TooLong => self.apply(
+                    r,
+                    conn,
+                    Step {
+                        replies: vec![session::line_too_long_reply()],
+                        effect: None,
+                    },
+                ),
+                Frame::Line(line) => self.on_line(r, conn, line),
+            }
+        }
+    }
+
+    fn on_line(&mut self, r: ConnRef, conn: &mut Conn, line: Vec<u8>) {
+        let cmd = command::parse(&line);
+        // During a transfer ABOR and STAT cut in even ahead of pipelined commands (RFC 959
+        // section 4.1.3); everything else keeps its order.
+        let cuts_in = conn.session.in_transfer() && conn.session.accepts_now(&cmd);
+        if !cuts_in && (!conn.queued.is_empty() || !conn.session.accepts_now(&cmd)) {
+            if conn.queued.len() >= MAX_QUEUED_LINES {
+                Reply::new(ReplyCode::ServiceNotAvailable, "Too many queued commands.")
+                    .encode(&mut conn.out);
+                conn.closing = true;
+            } else {
+                conn.queued.push_back(line);
+            }
+            return;
+        }
+        self.run_command(r, conn, cmd);
+    }
+
+    fn run_command(&mut self, r: ConnRef, conn: &mut Conn, cmd: Result<Command, ParseError>) {
+        let step = conn.session.on_command(cmd);
+        self.apply(r, conn, step);
+    }
+
+    /// Write a step's replies and run its effect.
+    fn apply(&mut self, r: ConnRef, conn: &mut Conn, step: Step) {
+        for reply in &step.replies {
+            reply.encode(&mut conn.out);
+        }
+        if let Some(effect) = step.effect {
+            self.run_effect(r, conn, effect);
+        }
+    }
+
+    pub(super) fn outcome(&mut self, r: ConnRef, conn: &mut Conn, outcome: Outcome) {
+        let step = conn.session.on_outcome(outcome);
+        self.apply(r, conn, step);
+        self.drain_queued(r, conn);
+    }
+
+    fn drain_queued(&mut self, r: ConnRef, conn: &mut Conn) {
+        while let Some(line) = conn.queued.front() {
+            if conn.closing {
+                return;
+            }
+            let cmd = command::parse(line);
+            if !conn.session.accepts_now(&cmd) {
+                return;
+            }
+            conn.queued.pop_front();
+            self.run_command(r, conn, cmd);
+        }
+    }
+
+    /// Write pending reply bytes; on EAGAIN wait for POLLOUT.
+    pub(super) fn flush(&mut self, r: ConnRef, conn: &mut Conn) {
+        while !conn.out.is_empty() {
+            match (&conn.ctrl).write(&conn.out) {
+                Ok(n) => {
+                    conn.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if conn.out.len() > MAX_PENDING_REPLY_BYTES {
+                        conn.closing = true;
+                        conn.out.clear();
+                    } else if !conn.out_armed {
+                        conn.out_armed = true;
+                        let fd = conn.ctrl.as_raw_fd();
+                        self.ring
+                            .poll(fd, libc::POLLOUT as u32, false, token(Kind::CtrlOut, r, 0));
+                    }
+                    return;
+                }
+                Err(_) => {
+                    conn.closing = true;
+                    conn.out.clear();
+                    return;
+                }
+            }
+        }
+        if conn.out.capacity() > 4096 {
+            conn.out = Vec::new();
+        }
+    }
+
+    /// Flush, then either put the session back or close it.
+    pub(super) fn settle(&mut self, r: ConnRef, mut conn: Box<Conn>) {
+        self.flush(r, &mut conn);
+        let idle = conn.job.is_none() && conn.transfer.is_none() && conn.queued.is_empty();
+        if conn.closing || (conn.eof && idle) {
+            self.close_conn(r, conn);
+        } else {
+            self.put(r, conn);
+        }
+    }
+
+    pub(super) fn close_conn(&mut self, r: ConnRef, mut conn: Box<Conn>) {
+        if let Some(t) = self.drop_transfer(&mut conn) {
+            log::info!(
+                "{} transfer of {:?} cut off after {} bytes: session closed",
+                conn.peer,
+                String::from_utf8_lossy(t.what()),
+                t.bytes()
+            );
+        }
+        self.close_data(&mut conn);
+        let Conn { ctrl, peer, .. } = *conn;
+        self.ring.close(OwnedFd::from(ctrl));
+        self.shared.limits.release(peer.ip());
+        self.shared.limits.left(self.index);
+        // The slot's generation moves on, so late completions for this session find nothing.
+        let slot = &mut self.slots[r.index as usize];
+        slot.generation = slot.generation.wrapping_add(1) & 0xff_ffff;
+        self.free.push(r.index);
+    }
+}

@@ -1,0 +1,281 @@
+//! Running a session's effects on its shard: each `Effect` of the protocol core becomes a ring op,
+//! a helper-pool job or a transfer set-up, and each result (job done, file opened on the ring)
+//! goes back to the session as an `Outcome`.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::conns::{ConnRef, Kind, token};
+use super::data::Data;
+use super::fsworker::{Done, Job, ListRequest};
+use super::transfer::{Ending, Transfer};
+use super::{Conn, Shard};
+use crate::proto::path::VirtualPath;
+use crate::proto::session::{Effect, ListTarget, Outcome, StoreMode, TransferError};
+use crate::vfs::FileError;
+
+impl Shard {
+    pub(super) fn run_effect(&mut self, r: ConnRef, conn: &mut Conn, effect: Effect) {
+        match effect {
+            Effect::Close => conn.closing = true,
+            Effect::Passive => {
+                let outcome = self.open_passive(r, conn);
+                self.outcome(r, conn, outcome);
+            }
+            Effect::Active(addr) => {
+                self.close_data(conn);
+                conn.data = Data::Active(addr);
+            }
+            Effect::Stat(path) => self.submit_job(r, conn, Job::Stat(path)),
+            Effect::Retr {
+                path,
+                offset,
+                ascii,
+            } => {
+                conn.transfer = Some(Transfer::pending_file(
+                    path.as_bytes().to_vec(),
+                    offset,
+                    ascii,
+                    self.now,
+                ));
+                self.open_for_retr(r, conn, path);
+            }
+            Effect::List {
+                path,
+                format,
+                facts,
+                target,
+                writable,
+            } => {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let what = path.as_bytes().to_vec();
+                let request = ListRequest {
+                    path,
+                    format,
+                    facts,
+                    now,
+                    writable,
+                };
+                if target == ListTarget::Data {
+                    conn.transfer =
+                        Some(Transfer::pending_listing(what, request.clone(), self.now));
+                }
+                let whole = target == ListTarget::Control;
+                self.submit_job(
+                    r,
+                    conn,
+                    Job::List {
+                        request,
+                        cursor: None,
+                        whole,
+                    },
+                );
+            }
+            Effect::Authenticate { user, password } => {
+                self.submit_job(r, conn, Job::Login { user, password })
+            }
+            Effect::Fs(op) => self.submit_job(r, conn, Job::Fs(op)),
+            Effect::Store {
+                path,
+                mode,
+                ascii,
+                umask,
+            } => {
+                let unique = matches!(mode, StoreMode::Unique { .. });
+                conn.transfer = Some(Transfer::pending_upload(
+                    path.as_bytes().to_vec(),
+                    ascii,
+                    unique,
+                    self.now,
+                ));
+                self.submit_job(r, conn, Job::Create { path, mode, umask });
+            }
+            Effect::Abort => {
+                let transfer_was_active = conn.transfer.is_some() || conn.job.is_some();
+                if let Some(t) = &conn.transfer {
+                    log::info!(
+                        "{} aborted {:?} after {} bytes",
+                        conn.peer,
+                        String::from_utf8_lossy(t.what()),
+                        t.bytes()
+                    );
+                }
+                conn.job = None;
+                if self.defer_until_written(conn, Ending::Abort) {
+                    // The 426 + 226 go out once the write in flight has landed.
+                    return;
+                }
+                self.drop_transfer(conn);
+                self.outcome(
+                    r,
+                    conn,
+                    Outcome::Aborted {
+                        transfer_was_active,
+                    },
+                );
+            }
+        }
+    }
+
+    /// RETR's open: with io_uring on the shard itself (OPENAT2 under the same jail rules, no
+    /// thread hop); on the epoll backend through the helper pool.
+    fn open_for_retr(&mut self, r: ConnRef, conn: &mut Conn, path: VirtualPath) {
+        if path.file_name().is_some_and(crate::vfs::is_temp_name) {
+            return self.on_job_result(r, conn, Done::Open(Err(FileError::NotFound)));
+        }
+        let args = match conn.root.open_args(&path) {
+            Ok((dir, c_path)) => (dir.as_raw_fd(), c_path),
+            Err(e) => return self.on_job_result(r, conn, Done::Open(Err(e))),
+        };
+        let keep = Box::new(Arc::clone(&conn.root));
+        let t = token(Kind::Opened, r, conn.data_epoch);
+        let flags = crate::vfs::OPEN_FOR_READ;
+        if self
+            .ring
+            .open_beneath(args.0, args.1, flags, crate::vfs::RESOLVE_JAIL, keep, t)
+            .is_some()
+        {
+            conn.opening = Some(path);
+        } else {
+            self.submit_job(r, conn, Job::Open(path));
+        }
+    }
+
+    pub(super) fn on_opened(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        result: i32,
+        fd: Option<OwnedFd>,
+    ) {
+        let Some(path) = conn.opening.take() else {
+            return;
+        };
+        let opened = match fd {
+            Some(fd) => crate::vfs::opened_for_read(fd, &path),
+            None => Err(FileError::from_errno(-result)),
+        };
+        self.on_job_result(r, conn, Done::Open(opened));
+    }
+
+    fn file_opened(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        (file, entry): (std::fs::File, crate::proto::entry::Entry),
+    ) {
+        let path = self.shared.config.data_path;
+        if let Some(t) = conn.transfer.as_mut() {
+            t.set_file(file, entry.size, path);
+        }
+        self.begin_transfer(r, conn);
+    }
+
+    pub(super) fn submit_job(&mut self, r: ConnRef, conn: &mut Conn, job: Job) {
+        self.next_job = self.next_job.wrapping_add(1);
+        conn.job = Some(self.next_job);
+        // The job token carries the job number where other tokens carry the generation; the
+        // session checks it against `conn.job` when the result comes back.
+        let t =
+            u64::from(r.index & 0xff_ffff) << 40 | u64::from(self.next_job) << 8 | Kind::Job as u64;
+        self.shared.pool.submit(self.index, &conn.root, t, job);
+    }
+
+    pub(super) fn on_job_done(&mut self, t: u64, done: Done) {
+        let index = (t >> 40) as u32;
+        let job = (t >> 8) as u32;
+        let Some(generation) = self.slots.get(index as usize).map(|s| s.generation) else {
+            return;
+        };
+        let r = ConnRef { index, generation };
+        let conn = self.take(r);
+        let stale = conn.as_ref().is_none_or(|c| c.job != Some(job));
+        if stale {
+            // Nobody waits for this result any more (ABOR, or the session is gone); an upload's
+            // temporary file must still go.
+            if let Done::Created(Ok((_, upload))) = done {
+                self.discard(upload);
+            }
+            if let Some(conn) = conn {
+                self.put(r, conn);
+            }
+            return;
+        }
+        let Some(mut conn) = conn else { return };
+        conn.job = None;
+        self.on_job_result(r, &mut conn, done);
+        self.settle(r, conn);
+    }
+
+    /// The result of a helper-pool job (or of an open on the ring), for the session waiting on it.
+    fn on_job_result(&mut self, r: ConnRef, conn: &mut Conn, done: Done) {
+        match done {
+            Done::Stat(result) => self.outcome(r, conn, Outcome::Stat(result)),
+            Done::Listing(Err(e)) if conn.transfer.as_ref().is_some_and(|t| t.started()) => {
+                // A later piece of a listing failed after the 150 went out.
+                let errno = if let FileError::Io(n) = e {
+                    n
+                } else {
+                    libc::EIO
+                };
+                self.fail_transfer(r, conn, TransferError::Local(errno));
+            }
+            Done::Open(Err(e)) | Done::Listing(Err(e)) if conn.transfer.is_some() => {
+                conn.transfer = None;
+                // The failed command used up the data channel (RFC 959: one transfer per PASV/PORT).
+                self.close_data(conn);
+                self.outcome(r, conn, Outcome::TransferFailed(TransferError::File(e)));
+            }
+            Done::Open(Ok(opened)) => self.file_opened(r, conn, opened),
+            Done::Listing(result) if conn.transfer.is_none() => {
+                let result = result.map(|(bytes, _)| bytes);
+                self.outcome(r, conn, Outcome::Listing(result))
+            }
+            Done::Listing(Ok((bytes, cursor))) => {
+                let started = conn.transfer.as_ref().is_some_and(|t| t.started());
+                if let Some(t) = conn.transfer.as_mut() {
+                    t.set_buffer(bytes, cursor);
+                }
+                if started {
+                    self.drive(r, conn);
+                } else {
+                    self.begin_transfer(r, conn);
+                }
+            }
+            Done::Login(Some((rights, root))) => {
+                self.shared.limits.login_succeeded(conn.peer.ip());
+                conn.root = root;
+                self.outcome(r, conn, Outcome::Login(Some(rights)));
+            }
+            Done::Login(None) => {
+                // RFC 2577 section 5: slow down password guessing; unknown users and wrong
+                // passwords get the same reply after the same delay.
+                let delay = self.shared.limits.login_failed(conn.peer.ip(), self.now);
+                log::warn!(
+                    "{} failed login; answering in {}s",
+                    conn.peer,
+                    delay.as_secs()
+                );
+                conn.delayed = Some((self.now + delay, Outcome::Login(None)));
+                conn.job = Some(0);
+            }
+            Done::Fs(result) => self.outcome(r, conn, Outcome::Fs(result)),
+            Done::Created(Err(e)) => {
+                conn.transfer = None;
+                self.close_data(conn);
+                self.outcome(r, conn, Outcome::TransferFailed(TransferError::File(e)));
+            }
+            Done::Created(Ok((file, upload))) => {
+                if let Some(t) = conn.transfer.as_mut() {
+                    t.set_upload(file, upload);
+                }
+                self.begin_transfer(r, conn);
+            }
+            Done::Committed(result) => self.upload_committed(r, conn, result),
+            Done::Open(Err(_)) | Done::Listing(Err(_)) | Done::Nothing => {}
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! A shard's loop: building the shard (its ring, its slice of the passive ports), arming its
+//! listeners, wake-up eventfd and tick, then each turn routing every completion by its token's kind,
+//! giving budgeted transfers and chatty control connections their next go, and on each tick
+//! re-arming failed accepts and enforcing login delays, idle and data timeouts.
+
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use nix::sys::eventfd::EventFd;
+
+use super::conns::{ConnRef, Kind, token, untoken};
+use super::control::CONTROL_READ_BYTES;
+use super::fsworker::Done;
+use super::{Arrival, Shard, Shared};
+use crate::proto::reply::{Reply, ReplyCode};
+use crate::shard::{Completion, Ring};
+
+/// Ring size per shard; completions are reaped every loop turn, so this bounds a burst, not sessions.
+const RING_ENTRIES: u32 = 1024;
+const TICK: Duration = Duration::from_secs(1);
+
+impl Shard {
+    pub(super) fn new(
+        index: usize,
+        shared: Shared,
+        listeners: Vec<TcpListener>,
+        done_rx: Receiver<(u64, Done)>,
+        arrivals: Receiver<Arrival>,
+        wake: Arc<EventFd>,
+    ) -> io::Result<Shard> {
+        let ring = Ring::new(RING_ENTRIES, shared.config.io_backend)?;
+        if index == 0 {
+            log::info!("shards use {:?}", ring.backend());
+        }
+        // Start the walk at a random port of the slice: passive ports are not predictable
+        // (RFC 2577 section 5), and servers sharing a host do not all start at the same port.
+        let (lo, hi) = shared.config.pasv_slice(index);
+        let mut seed = [0u8; 2];
+        let pasv_next = match crate::sys::fs::fill_random(&mut seed) {
+            Ok(()) => lo + (u16::from_ne_bytes(seed) % (hi - lo).saturating_add(1)),
+            Err(_) => lo,
+        };
+        Ok(Shard {
+            index,
+            ring,
+            shared,
+            listeners,
+            slots: Vec::new(),
+            free: Vec::new(),
+            done_rx,
+            arrivals,
+            wake,
+            ready: Vec::new(),
+            ctrl_ready: Vec::new(),
+            accept_rearm: Vec::new(),
+            pipes: Vec::new(),
+            pipes_out: 0,
+            scratch: vec![0; CONTROL_READ_BYTES],
+            pasv_next,
+            next_job: 0,
+            now: Instant::now(),
+        })
+    }
+
+    pub(super) fn run(&mut self) -> io::Result<()> {
+        let none = ConnRef {
+            index: 0,
+            generation: 0,
+        };
+        for i in 0..self.listeners.len() {
+            let fd = self.listeners[i].as_raw_fd();
+            self.ring.accept_multi(
+                fd,
+                token(
+                    Kind::Accept,
+                    ConnRef {
+                        index: i as u32,
+                        generation: 0,
+                    },
+                    0,
+                ),
+            );
+        }
+        self.ring.poll(
+            self.wake.as_fd().as_raw_fd(),
+            libc::POLLIN as u32,
+            true,
+            token(Kind::Wake, none, 0),
+        );
+        self.ring.timeout(TICK, token(Kind::Tick, none, 0));
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let want = usize::from(self.ready.is_empty() && self.ctrl_ready.is_empty());
+            self.ring.wait(want)?;
+            self.now = Instant::now();
+            while let Some(c) = self.ring.next_completion() {
+                self.on_completion(c);
+            }
+            self.run_ready();
+            for r in std::mem::take(&mut self.ctrl_ready) {
+                if let Some(mut conn) = self.take(r) {
+                    self.on_ctrl_readable(r, &mut conn, 0, true);
+                    self.settle(r, conn);
+                }
+            }
+        }
+        let open: Vec<ConnRef> = self.live_conns();
+        for r in open {
+            if let Some(conn) = self.take(r) {
+                self.close_conn(r, conn);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_completion(&mut self, c: Completion) {
+        let (kind, r, epoch) = untoken(c.token);
+        let Some(kind) = kind else { return };
+        match kind {
+            Kind::Accept => self.on_accept(r.index as usize, c),
+            Kind::Wake => {
+                let _ = self.wake.read();
+                if !c.more {
+                    let none = ConnRef {
+                        index: 0,
+                        generation: 0,
+                    };
+                    self.ring.poll(
+                        self.wake.as_fd().as_raw_fd(),
+                        libc::POLLIN as u32,
+                        true,
+                        token(Kind::Wake, none, 0),
+                    );
+                }
+                while let Ok((token, done)) = self.done_rx.try_recv() {
+                    self.on_job_done(token, done);
+                }
+                while let Ok(a) = self.arrivals.try_recv() {
+                    self.start_session(a);
+                }
+            }
+            Kind::Tick => {
+                self.on_tick();
+                self.ring.timeout(TICK, c.token);
+            }
+            Kind::Job => {}
+            Kind::CtrlIn
+            | Kind::CtrlOut
+            | Kind::DataListen
+            | Kind::DataConnect
+            | Kind::DataOut
+            | Kind::DataIn
+            | Kind::DataWrite
+            | Kind::DataRead
+            | Kind::DataFill
+            | Kind::DataSent
+            | Kind::UploadGrace
+            | Kind::Opened => {
+                if c.result == -libc::ECANCELED {
+                    return;
+                }
+                let Some(mut conn) = self.take(r) else { return };
+                let data_kind = !matches!(kind, Kind::CtrlIn | Kind::CtrlOut);
+                if data_kind && epoch != conn.data_epoch {
+                    self.put(r, conn);
+                    return;
+                }
+                match kind {
+                    Kind::CtrlIn => self.on_ctrl_readable(r, &mut conn, c.result, c.more),
+                    Kind::CtrlOut => {
+                        conn.out_armed = false;
+                        self.flush(r, &mut conn);
+                    }
+                    Kind::DataListen => self.on_data_listen(r, &mut conn),
+                    Kind::DataConnect => self.on_data_connect(r, &mut conn),
+                    Kind::DataIn => self.on_data_readable(r, &mut conn),
+                    Kind::DataWrite => self.on_data_written(r, &mut conn, c.result, c.buf),
+                    Kind::DataRead => self.on_data_read(r, &mut conn, c.result, c.buf),
+                    Kind::DataFill => self.on_data_filled(r, &mut conn, c.result),
+                    Kind::DataSent => self.on_data_sent(r, &mut conn, c.result),
+                    Kind::UploadGrace => self.on_upload_grace(r, &mut conn),
+                    Kind::Opened => self.on_opened(r, &mut conn, c.result, c.fd),
+                    _ => self.on_data_writable(r, &mut conn),
+                }
+                self.settle(r, conn);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        for listener in std::mem::take(&mut self.accept_rearm) {
+            let fd = self.listeners[listener].as_raw_fd();
+            let t = token(
+                Kind::Accept,
+                ConnRef {
+                    index: listener as u32,
+                    generation: 0,
+                },
+                0,
+            );
+            self.ring.accept_multi(fd, t);
+        }
+        let idle = self.shared.config.idle_timeout;
+        let data_timeout = self.shared.config.data_timeout;
+        for r in self.live_conns() {
+            let Some(mut conn) = self.take(r) else {
+                continue;
+            };
+            if conn.delayed.as_ref().is_some_and(|(at, _)| self.now >= *at) {
+                if let Some((_, outcome)) = conn.delayed.take() {
+                    conn.job = None;
+                    self.outcome(r, &mut conn, outcome);
+                }
+            }
+            let busy = conn.transfer.is_some() || conn.job.is_some();
+            if !busy && self.now.duration_since(conn.last_active) > idle {
+                Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Timeout; closing control connection.",
+                )
+                .encode(&mut conn.out);
+                conn.closing = true;
+            } else {
+                self.check_data_deadlines(r, &mut conn, data_timeout);
+            }
+            self.settle(r, conn);
+        }
+    }
+}

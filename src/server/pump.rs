@@ -1,0 +1,477 @@
+//! The sending side of a transfer (RETR and listings): one budgeted pump step at a time over the
+//! chosen data path (sendfile with io_uring POLLOUT on EAGAIN, splice through a pipe, SEND from a
+//! mapping, or the copy path for TYPE A and file systems that refuse sendfile), and what the shard
+//! does with how each step ended.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::FileExt;
+
+use nix::errno::Errno;
+use nix::fcntl::{SpliceFFlags, splice};
+
+use super::cold::COLD_WINDOW;
+use super::conns::{ConnRef, Kind, token};
+use super::fsworker::Job;
+use super::transfer::{Mode, Source, Transfer, Warmth};
+use super::{Conn, Shard};
+use crate::proto::session::TransferError;
+use crate::vfs::DirCursor;
+
+/// Largest single sendfile/copy step; the per-turn budget caps the total.
+const COPY_CHUNK: usize = 64 << 10;
+
+/// How a pump step ended: what the shard does next for this transfer.
+enum Pump {
+    Done,
+    /// The socket is full: wait for POLLOUT.
+    Blocked,
+    /// The per-turn budget is spent: go again after the other sessions.
+    Budget,
+    /// The next window is not in the page cache: read it asynchronously first.
+    Cold {
+        offset: u64,
+        len: u64,
+    },
+    /// Waiting for that read (or for a SEND from the mapping).
+    Warming,
+    /// Send `len` bytes of the mapping from `offset` with io_uring.
+    SendMap {
+        offset: u64,
+        len: u64,
+    },
+    /// The splice path needs a pipe from the shard's pool.
+    NeedPipe,
+    /// This piece of a listing is sent: format the next one from this cursor.
+    NextPiece(DirCursor),
+    Failed(TransferError),
+}
+
+/// Whether `file` at `offset` can be sent without the shard waiting for the disk. Bytes already
+/// known to be resident are not asked about again; kernels without cachestat(2) count as warm
+/// (the behaviour of every sendfile server).
+fn check_warm(file: &File, offset: u64, end: u64, warmth: &mut Warmth) -> Option<Pump> {
+    if offset < warmth.until {
+        return None;
+    }
+    if warmth.reading.is_some() {
+        return Some(Pump::Warming);
+    }
+    let len = (end - offset).min(COLD_WINDOW);
+    if warmth.cold {
+        return Some(Pump::Cold { offset, len });
+    }
+    match crate::sys::fs::cached_bytes(file.as_fd(), offset, len) {
+        Ok((cached, total)) if cached < total => {
+            // Each window is read on an io_uring worker before it is sent, so that read (not
+            // sendfile on the shard) meets the readahead marks and starts the next disk I/O.
+            warmth.cold = true;
+            Some(Pump::Cold { offset, len })
+        }
+        _ => {
+            warmth.until = offset + len;
+            None
+        }
+    }
+}
+
+/// Classify a failed socket write: the peer going away is 426, anything else is a local error.
+fn socket_error(errno: i32) -> TransferError {
+    match Errno::from_raw(errno) {
+        Errno::EPIPE
+        | Errno::ECONNRESET
+        | Errno::ENOTCONN
+        | Errno::ETIMEDOUT
+        | Errno::ESHUTDOWN => TransferError::ConnectionLost,
+        _ => TransferError::Local(errno),
+    }
+}
+
+/// Send from `t` until done, blocked, or `budget` bytes have gone out.
+fn pump(t: &mut Transfer, budget: usize) -> Pump {
+    let Some(sock) = t.sock.as_ref() else {
+        return Pump::Failed(TransferError::NoDataConnection);
+    };
+    let mut left = budget;
+    loop {
+        if left == 0 {
+            return Pump::Budget;
+        }
+        let sent = match &mut t.source {
+            Source::Pending | Source::Upload(_) => return Pump::Blocked,
+            Source::Buffer {
+                data,
+                pos,
+                more,
+                waiting,
+            } => {
+                if *pos == data.len() {
+                    if *waiting {
+                        return Pump::Warming;
+                    }
+                    return match more.take() {
+                        Some(cursor) => {
+                            *waiting = true;
+                            Pump::NextPiece(cursor)
+                        }
+                        None => Pump::Done,
+                    };
+                }
+                match send_from(sock, data, pos, left) {
+                    Ok(n) => n,
+                    Err(stop) => return stop,
+                }
+            }
+            Source::File {
+                file,
+                offset,
+                end,
+                mode: mode @ Mode::Splice { .. },
+                warmth,
+                ..
+            } => {
+                let Mode::Splice { pipe, in_pipe } = mode else {
+                    unreachable!()
+                };
+                let Some(p) = pipe.as_ref() else {
+                    return Pump::NeedPipe;
+                };
+                if *in_pipe > 0 {
+                    let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+                    match splice(&p.read, None, sock, None, (*in_pipe).min(left), flags) {
+                        Ok(n) => {
+                            *in_pipe -= n;
+                            n
+                        }
+                        Err(Errno::EAGAIN) => return Pump::Blocked,
+                        Err(Errno::EINTR) => 0,
+                        Err(e) => return Pump::Failed(socket_error(e as i32)),
+                    }
+                } else {
+                    if *offset >= *end {
+                        return Pump::Done;
+                    }
+                    if let Some(wait) = check_warm(file, *offset, *end, warmth) {
+                        return wait;
+                    }
+                    let want =
+                        (*end - *offset).min((warmth.until - *offset).min(p.size as u64)) as usize;
+                    let mut off = *offset as i64;
+                    match splice(
+                        &*file,
+                        Some(&mut off),
+                        &p.write,
+                        None,
+                        want.min(left),
+                        SpliceFFlags::SPLICE_F_MOVE,
+                    ) {
+                        Ok(0) => return Pump::Failed(TransferError::FileChanged),
+                        Ok(n) => {
+                            *offset = off as u64;
+                            *in_pipe = n;
+                        }
+                        Err(Errno::EINTR) => {}
+                        // The file system cannot splice: copy instead (the pipe is empty).
+                        Err(Errno::EINVAL | Errno::ENOSYS) => *mode = Mode::Copy,
+                        Err(e) => return Pump::Failed(TransferError::Local(e as i32)),
+                    }
+                    0
+                }
+            }
+            Source::File {
+                file,
+                offset,
+                end,
+                mode: Mode::Mmap { sending, .. },
+                warmth,
+                ..
+            } => {
+                if *sending {
+                    return Pump::Warming;
+                }
+                if *offset >= *end {
+                    return Pump::Done;
+                }
+                if let Some(wait) = check_warm(file, *offset, *end, warmth) {
+                    return wait;
+                }
+                let len = (*end - *offset)
+                    .min(warmth.until - *offset)
+                    .min(left as u64)
+                    .min(COLD_WINDOW);
+                return Pump::SendMap {
+                    offset: *offset,
+                    len,
+                };
+            }
+            Source::File {
+                file,
+                offset,
+                end,
+                mode: mode @ Mode::Sendfile,
+                warmth,
+                ..
+            } => {
+                if *offset >= *end {
+                    return Pump::Done;
+                }
+                if let Some(wait) = check_warm(file, *offset, *end, warmth) {
+                    return wait;
+                }
+                // Never send past what is known to be resident in one call.
+                let left = left.min((warmth.until - *offset) as usize);
+                let count = (*end - *offset).min(left as u64) as usize;
+                let mut off = *offset as libc::off_t;
+                match nix::sys::sendfile::sendfile(sock, &*file, Some(&mut off), count) {
+                    // The file ended before the size it had when opened: it shrank under us.
+                    Ok(0) => return Pump::Failed(TransferError::FileChanged),
+                    Ok(n) => {
+                        *offset = off as u64;
+                        n
+                    }
+                    Err(Errno::EAGAIN) => return Pump::Blocked,
+                    Err(Errno::EINTR) => 0,
+                    // The file system (or a special file) cannot sendfile: copy instead.
+                    Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                        log::debug!("sendfile refused; falling back to the copy path");
+                        *mode = Mode::Copy;
+                        0
+                    }
+                    Err(e) if e == Errno::EIO => {
+                        return Pump::Failed(TransferError::Local(e as i32));
+                    }
+                    Err(e) => return Pump::Failed(socket_error(e as i32)),
+                }
+            }
+            Source::File {
+                file,
+                offset,
+                end,
+                mode,
+                buf,
+                pos,
+                prev_cr,
+                warmth,
+            } => {
+                if *pos == buf.len() {
+                    if *offset >= *end {
+                        return Pump::Done;
+                    }
+                    if let Some(wait) = check_warm(file, *offset, *end, warmth) {
+                        return wait;
+                    }
+                    let want = (*end - *offset).min(COPY_CHUNK as u64) as usize;
+                    let mut raw = vec![0u8; want];
+                    let n = match file.read_at(&mut raw, *offset) {
+                        Ok(0) => return Pump::Failed(TransferError::FileChanged),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Pump::Failed(TransferError::Local(
+                                e.raw_os_error().unwrap_or(libc::EIO),
+                            ));
+                        }
+                    };
+                    *offset += n as u64;
+                    raw.truncate(n);
+                    *buf = match mode {
+                        Mode::Ascii => to_crlf(&raw, prev_cr),
+                        _ => raw,
+                    };
+                    *pos = 0;
+                }
+                match send_from(sock, buf, pos, left) {
+                    Ok(n) => n,
+                    Err(stop) => return stop,
+                }
+            }
+        };
+        t.bytes += sent as u64;
+        left = left.saturating_sub(sent);
+    }
+}
+
+/// Write `buf[*pos..]` (at most `left` bytes) to the socket and advance `pos`; a full socket or
+/// a failure is the `Pump` to return.
+fn send_from(sock: &TcpStream, buf: &[u8], pos: &mut usize, left: usize) -> Result<usize, Pump> {
+    let end = buf.len().min(*pos + left);
+    match (&*sock).write(&buf[*pos..end]) {
+        Ok(n) => {
+            *pos += n;
+            Ok(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Pump::Blocked),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(Pump::Failed(socket_error(
+            e.raw_os_error().unwrap_or(libc::EIO),
+        ))),
+    }
+}
+
+/// TYPE A on the wire: every LF is sent as CRLF.
+/// A line end already sent as CRLF is left alone; `prev_cr` carries the last byte across chunks.
+fn to_crlf(raw: &[u8], prev_cr: &mut bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for &b in raw {
+        if b == b'\n' && !*prev_cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        *prev_cr = b == b'\r';
+    }
+    out
+}
+
+impl Shard {
+    pub(super) fn on_data_writable(&mut self, r: ConnRef, conn: &mut Conn) {
+        match conn.transfer.as_mut() {
+            Some(t) if t.armed => t.armed = false,
+            _ => return,
+        }
+        self.drive(r, conn);
+    }
+
+    /// Run one budgeted step of the transfer and act on how it ended.
+    pub(super) fn drive(&mut self, r: ConnRef, conn: &mut Conn) {
+        let budget = self.shared.config.send_budget_bytes;
+        let Some(t) = conn.transfer.as_mut() else {
+            return;
+        };
+        let before = t.bytes;
+        let result = pump(t, budget);
+        if t.bytes != before {
+            t.last_progress = self.now;
+        }
+        match result {
+            Pump::Done => self.finish_transfer(r, conn, None),
+            Pump::Failed(TransferError::ConnectionLost) => self.lost_data_connection(r, conn),
+            Pump::Failed(e) => self.finish_transfer(r, conn, Some(e)),
+            Pump::Blocked => {
+                if let Some(fd) = t.sock.as_ref().map(AsRawFd::as_raw_fd) {
+                    t.armed = true;
+                    self.poll_data(r, conn, fd, libc::POLLOUT, Kind::DataOut);
+                }
+            }
+            Pump::Budget => self.ready.push(r),
+            Pump::Warming => {}
+            Pump::NextPiece(cursor) => {
+                if let Some(request) = t.listing.clone() {
+                    self.submit_job(
+                        r,
+                        conn,
+                        Job::List {
+                            request,
+                            cursor: Some(cursor),
+                            whole: false,
+                        },
+                    );
+                }
+            }
+            Pump::NeedPipe => match self.take_pipe() {
+                Some(p) => {
+                    if let Source::File {
+                        mode: Mode::Splice { pipe, .. },
+                        ..
+                    } = &mut t.source
+                    {
+                        *pipe = Some(p);
+                    }
+                    self.drive(r, conn);
+                }
+                None => {
+                    // The pool is used up (pipe quota): this transfer uses sendfile instead.
+                    if let Source::File { mode, .. } = &mut t.source {
+                        *mode = Mode::Sendfile;
+                    }
+                    self.drive(r, conn);
+                }
+            },
+            Pump::SendMap { offset, len } => {
+                if let (
+                    Source::File {
+                        mode: Mode::Mmap { map, sending },
+                        ..
+                    },
+                    Some(sock),
+                ) = (&mut t.source, &t.sock)
+                {
+                    *sending = true;
+                    let fd = sock.as_raw_fd();
+                    let tok = token(Kind::DataSent, r, conn.data_epoch);
+                    self.ring
+                        .send_map(fd, map, offset as usize, len as usize, tok);
+                }
+            }
+            Pump::Cold { offset, len } => self.warm_window(r, conn, offset, len),
+        }
+    }
+
+    /// A SEND from the mapping completed.
+    pub(super) fn on_data_sent(&mut self, r: ConnRef, conn: &mut Conn, result: i32) {
+        let Some(t) = conn.transfer.as_mut() else {
+            return;
+        };
+        let Source::File {
+            offset,
+            mode: Mode::Mmap { sending, .. },
+            ..
+        } = &mut t.source
+        else {
+            return;
+        };
+        *sending = false;
+        match result {
+            n if n > 0 => {
+                *offset += n as u64;
+                t.bytes += n as u64;
+                t.last_progress = self.now;
+                self.drive(r, conn);
+            }
+            e if e == -libc::EAGAIN => {
+                if let Some(fd) = t.sock.as_ref().map(AsRawFd::as_raw_fd) {
+                    t.armed = true;
+                    self.poll_data(r, conn, fd, libc::POLLOUT, Kind::DataOut);
+                }
+            }
+            // The file shrank under the mapping: the kernel refused to read past its end.
+            e if e == -libc::EFAULT => self.fail_transfer(r, conn, TransferError::FileChanged),
+            0 => self.lost_data_connection(r, conn),
+            e => match socket_error(-e) {
+                TransferError::ConnectionLost => self.lost_data_connection(r, conn),
+                other => self.fail_transfer(r, conn, other),
+            },
+        }
+    }
+
+    /// Transfers that spent their budget last turn get another step now.
+    pub(super) fn run_ready(&mut self) {
+        for r in std::mem::take(&mut self.ready) {
+            let Some(mut conn) = self.take(r) else {
+                continue;
+            };
+            self.drive(r, &mut conn);
+            self.settle(r, conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_crlf;
+
+    #[test]
+    fn ascii_conversion_turns_lf_into_crlf() {
+        let mut cr = false;
+        assert_eq!(to_crlf(b"a\nb\n", &mut cr), b"a\r\nb\r\n");
+        assert_eq!(to_crlf(b"", &mut cr), b"");
+        assert_eq!(to_crlf(b"no newline", &mut cr), b"no newline");
+        assert_eq!(to_crlf(b"dos\r\nline\r", &mut cr), b"dos\r\nline\r");
+        assert_eq!(
+            to_crlf(b"\nnext", &mut cr),
+            b"\nnext",
+            "CRLF split across chunks stays CRLF"
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! Start-up and the running server's handle: validate the config, bind every shard's control
+//! listeners (SO_REUSEPORT), sweep stray temporary uploads, start the helper pool and the pinned
+//! shard threads; `Server` reports their addresses and stops them.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use socket2::{Domain, Socket, Type};
+
+use super::fsworker::{Accounts, Mailbox, Pool};
+use super::limits::Limits;
+use super::{Arrival, Shard, Shared};
+use crate::auth::Users;
+use crate::config::Config;
+use crate::proto::path::VirtualPath;
+use crate::proto::session::Policy;
+use crate::shard::Ring;
+use crate::vfs::Root;
+
+/// A running server: shard threads plus the helper pool.
+pub struct Server {
+    threads: Vec<JoinHandle<()>>,
+    wakers: Vec<Arc<EventFd>>,
+    stop: Arc<AtomicBool>,
+    addrs: Vec<SocketAddr>,
+    limits: Arc<Limits>,
+}
+
+impl Server {
+    /// The bound control addresses (with the real port when 0 was asked for).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
+    }
+
+    /// Control sessions each shard holds now.
+    pub fn sessions_per_shard(&self) -> Vec<usize> {
+        self.limits.sessions_per_shard()
+    }
+
+    /// Stop every shard and wait for them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            let _ = w.write(1);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Block until the shards exit (they run until stopped).
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bind every listener (one per shard per address, SO_REUSEPORT), start the pool and the shards.
+pub fn start(config: Config) -> io::Result<Server> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    if config.io_backend == crate::shard::Backend::IoUring {
+        Ring::probe()?;
+    }
+    let root = Arc::new(Root::open(&config.root)?);
+    let shards = config.shards;
+    let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut addrs = Vec::new();
+    for want in &config.listen {
+        let mut addr = *want;
+        for listeners in per_shard.iter_mut() {
+            let l = bind_control(addr)?;
+            addr = l.local_addr()?;
+            listeners.push(l);
+        }
+        addrs.push(addr);
+    }
+    let mut mailboxes = Vec::new();
+    let mut inboxes = Vec::new();
+    let mut doors = Vec::new();
+    for _ in 0..shards {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let wake = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+        )?);
+        mailboxes.push(Mailbox {
+            tx,
+            wake: Arc::clone(&wake),
+        });
+        let (arrive_tx, arrive_rx) = crossbeam_channel::unbounded();
+        doors.push(Mailbox {
+            tx: arrive_tx,
+            wake: Arc::clone(&wake),
+        });
+        inboxes.push((rx, arrive_rx, wake));
+    }
+    let doors: Arc<[Mailbox<Arrival>]> = doors.into();
+    let wakers: Vec<Arc<EventFd>> = inboxes.iter().map(|(_, _, w)| Arc::clone(w)).collect();
+    let users = match &config.users_file {
+        Some(path) => {
+            let users = Users::load(path)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            Some(users)
+        }
+        None => None,
+    };
+    let anonymous_upload = match &config.anonymous_upload {
+        Some(dir) => Some(VirtualPath::root().join(dir.as_bytes()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--anonymous-upload: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    if let Some(dir) = &anonymous_upload {
+        let e = root
+            .stat(dir)
+            .map_err(|e| io::Error::other(format!("--anonymous-upload {dir:?}: {e}")))?;
+        if e.kind != crate::proto::entry::FileKind::Dir {
+            return Err(io::Error::other(
+                "--anonymous-upload must name a directory inside the root",
+            ));
+        }
+    }
+    let policy = Policy {
+        allow_anonymous: config.allow_anonymous,
+        anonymous_upload,
+    };
+    // Temporary files of uploads cut off by a crash are hidden from every command; a background
+    // sweep removes those written before this start, so a large tree does not delay listening.
+    let mut sweep_roots = vec![config.root.clone()];
+    if let Some(users) = &users {
+        sweep_roots.extend(users.iter().map(|u| u.root.clone()));
+    }
+    sweep_temps(sweep_roots, file_clock_now())?;
+    let accounts = Arc::new(Accounts::new(users));
+    let pool = Pool::start(config.fs_workers, mailboxes, accounts)?;
+    let config = Arc::new(config);
+    let stop = Arc::new(AtomicBool::new(false));
+    let limits = Arc::new(Limits::new(
+        config.max_sessions,
+        config.max_sessions_per_ip,
+        shards,
+    ));
+    let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
+    let mut threads = Vec::new();
+    for (index, (listeners, (done_rx, arrivals, wake))) in
+        per_shard.into_iter().zip(inboxes).enumerate()
+    {
+        let shared = Shared {
+            config: Arc::clone(&config),
+            policy: policy.clone(),
+            root: Arc::clone(&root),
+            pool: pool.clone(),
+            stop: Arc::clone(&stop),
+            limits: Arc::clone(&limits),
+            doors: Arc::clone(&doors),
+        };
+        let cpu = cpus.filter(|_| config.pin_shards).and_then(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .nth(index)
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = thread::Builder::new()
+            .name(format!("ringftpd-shard{index}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    let mut set = nix::sched::CpuSet::new();
+                    if set.set(cpu).is_ok() {
+                        // Pinning is best effort (it fails in restricted cpusets); the shard still works.
+                        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+                    }
+                }
+                match Shard::new(index, shared, listeners, done_rx, arrivals, wake) {
+                    Ok(mut shard) => {
+                        let _ = ready_tx.send(Ok(()));
+                        if let Err(e) = shard.run() {
+                            log::error!("shard {index} stopped: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("shard thread died"))??;
+        threads.push(thread);
+    }
+    Ok(Server {
+        threads,
+        wakers,
+        stop,
+        addrs,
+        limits,
+    })
+}
+
+/// The time as file systems stamp it now. They take modification times from the coarse clock,
+/// which lags `SystemTime::now()` by up to a tick: a file written just after a start stamped
+/// with the fine clock could look older than the start. Anything written after this reading has
+/// an mtime at or past it; a file written in the same tick before it is merely left for the
+/// next start.
+fn file_clock_now() -> std::time::SystemTime {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_REALTIME_COARSE).map_or_else(
+        |_| std::time::SystemTime::now() - std::time::Duration::from_secs(1),
+        |t| std::time::UNIX_EPOCH + std::time::Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32),
+    )
+}
+
+/// Remove stray temporary uploads older than `started` under each root, on a thread of its own.
+fn sweep_temps(roots: Vec<std::path::PathBuf>, started: std::time::SystemTime) -> io::Result<()> {
+    thread::Builder::new()
+        .name("ringftpd-sweep".into())
+        .spawn(move || {
+            let mut removed = 0;
+            let mut seen = std::collections::HashSet::new();
+            for dir in roots {
+                if !seen.insert(dir.clone()) {
+                    continue;
+                }
+                if let Ok(root) = Root::open(&dir) {
+                    removed += root.clean_temps(started);
+                }
+            }
+            if removed > 0 {
+                log::info!("removed {removed} stray temporary upload file(s)");
+            }
+        })?;
+    Ok(())
+}
+
+fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
+    // Non-blocking; socket2 adds SOCK_CLOEXEC.
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
+    if addr.is_ipv6() {
+        // Let an IPv4 listener on the same port coexist with this one.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,344 @@
+//! A transfer: what it holds (its data socket, counters, and its source: a file being sent, a
+//! listing sent a piece at a time, or an upload's two buffers, with the per-source state the pump,
+//! the cold-window reader and the upload writer share) and how it ends: the data socket closed
+//! first, then the reply and the log line, or dropped without a reply.
+
+use std::fs::File;
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::conns::ConnRef;
+use super::fsworker::{ListRequest, Upload};
+use super::{Conn, Shard};
+use crate::config::DataPath;
+use crate::proto::session::{Outcome, TransferError};
+use crate::shard::SendMap;
+use crate::vfs::DirCursor;
+
+/// How a file's bytes reach the data socket: the configured data path, or the fallback it fell to.
+pub(super) enum Mode {
+    Sendfile,
+    Copy,
+    /// file -> pipe -> socket; `in_pipe` bytes sit in the pipe.
+    Splice {
+        pipe: Option<Pipe>,
+        in_pipe: usize,
+    },
+    /// io_uring SEND from a mapping; `sending` while a SEND is in flight.
+    Mmap {
+        map: Arc<SendMap>,
+        sending: bool,
+    },
+    /// TYPE A: LF becomes CRLF (RFC 959 section 3.1.1.1), so bytes pass through user space.
+    Ascii,
+}
+
+/// Where a transfer's bytes come from (for an upload: where they go).
+pub(super) enum Source {
+    /// Waiting for the helper pool to open the file or build the listing.
+    Pending,
+    /// An upload: socket to file.
+    Upload(Box<UploadState>),
+    File {
+        file: File,
+        offset: u64,
+        end: u64,
+        mode: Mode,
+        buf: Vec<u8>,
+        pos: usize,
+        /// TYPE A: the last byte sent was a CR (so an LF after it is already a CRLF).
+        prev_cr: bool,
+        /// What is known about the file's pages being in the page cache.
+        warmth: Warmth,
+    },
+    /// A listing, sent a piece at a time.
+    Buffer {
+        data: Vec<u8>,
+        pos: usize,
+        /// Where the listing goes on after this piece, if it does.
+        more: Option<DirCursor>,
+        /// The next piece is being formatted on the helper pool.
+        waiting: bool,
+    },
+}
+
+/// A RETR, listing or upload in progress on the session's data connection.
+pub(super) struct Transfer {
+    pub(super) source: Source,
+    /// STOU: report the name the server picked in the 150 reply.
+    pub(super) unique: bool,
+    /// Listings: the request, to ask for the next piece.
+    pub(super) listing: Option<ListRequest>,
+    /// What is sent (for the log line).
+    what: Vec<u8>,
+    start_offset: u64,
+    ascii: bool,
+    pub(super) size: Option<u64>,
+    pub(super) sock: Option<TcpStream>,
+    /// A readiness poll is in flight for `sock`.
+    pub(super) armed: bool,
+    pub(super) bytes: u64,
+    started: Instant,
+    pub(super) last_progress: Instant,
+}
+
+impl Transfer {
+    pub(super) fn pending_file(what: Vec<u8>, offset: u64, ascii: bool, now: Instant) -> Transfer {
+        Transfer::new(what, offset, ascii, now)
+    }
+
+    pub(super) fn pending_listing(what: Vec<u8>, request: ListRequest, now: Instant) -> Transfer {
+        Transfer {
+            listing: Some(request),
+            ..Transfer::new(what, 0, true, now)
+        }
+    }
+
+    /// The data connection is up (the 150 has gone out).
+    pub(super) fn started(&self) -> bool {
+        self.sock.is_some()
+    }
+
+    pub(super) fn pending_upload(
+        what: Vec<u8>,
+        ascii: bool,
+        unique: bool,
+        now: Instant,
+    ) -> Transfer {
+        Transfer {
+            unique,
+            ..Transfer::new(what, 0, ascii, now)
+        }
+    }
+
+    pub(super) fn set_upload(&mut self, file: File, upload: Upload) {
+        self.what = upload.path.as_bytes().to_vec();
+        self.source = Source::Upload(Box::new(UploadState::new(file, upload, self.ascii)));
+    }
+
+    pub(super) fn is_upload(&self) -> bool {
+        matches!(self.source, Source::Upload(_))
+    }
+
+    fn new(what: Vec<u8>, start_offset: u64, ascii: bool, now: Instant) -> Transfer {
+        Transfer {
+            source: Source::Pending,
+            unique: false,
+            listing: None,
+            what,
+            start_offset,
+            ascii,
+            size: None,
+            sock: None,
+            armed: false,
+            bytes: 0,
+            started: now,
+            last_progress: now,
+        }
+    }
+
+    pub(super) fn set_file(&mut self, file: File, len: u64, path: DataPath) {
+        let mode = match (self.ascii, path) {
+            (true, _) => Mode::Ascii,
+            (false, DataPath::Copy) => Mode::Copy,
+            (false, DataPath::Sendfile) => Mode::Sendfile,
+            (false, DataPath::Splice) => Mode::Splice {
+                pipe: None,
+                in_pipe: 0,
+            },
+            // An empty file cannot be mapped; a failed mapping falls back to sendfile.
+            (false, DataPath::Mmap) => match SendMap::new(&file) {
+                Ok(map) if len > 0 => Mode::Mmap {
+                    map: Arc::new(map),
+                    sending: false,
+                },
+                _ => Mode::Sendfile,
+            },
+        };
+        let offset = self.start_offset.min(len);
+        self.size = Some(len - offset);
+        self.source = Source::File {
+            file,
+            offset,
+            end: len,
+            mode,
+            buf: Vec::new(),
+            pos: 0,
+            prev_cr: false,
+            warmth: Warmth::default(),
+        };
+    }
+
+    pub(super) fn set_buffer(&mut self, data: Vec<u8>, more: Option<DirCursor>) {
+        self.source = Source::Buffer {
+            data,
+            pos: 0,
+            more,
+            waiting: false,
+        };
+    }
+
+    pub(super) fn what(&self) -> &[u8] {
+        &self.what
+    }
+
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// A pipe of the splice data path.
+pub(super) struct Pipe {
+    pub(super) read: OwnedFd,
+    pub(super) write: OwnedFd,
+    pub(super) size: usize,
+}
+
+/// What a transfer knows about its file's pages being in the page cache.
+#[derive(Default)]
+pub(super) struct Warmth {
+    /// Bytes before this offset are resident and up to date: sending them cannot wait on the disk.
+    pub(super) until: u64,
+    /// A read that brings a cold window into the page cache is in flight, from this offset.
+    pub(super) reading: Option<u64>,
+    /// A window of this file was found cold. From then on every window is read in first:
+    /// cachestat(2) counts pages that readahead has inserted but not yet filled, and sending
+    /// those would wait for the disk on the shard.
+    pub(super) cold: bool,
+    /// The buffer of the last read, for the next one (its contents are never looked at).
+    pub(super) spare: Option<Vec<u8>>,
+}
+/// Size of each of the two buffers of an upload.
+pub(super) const UPLOAD_BUF_BYTES: usize = 256 << 10;
+
+/// An upload in progress: one buffer fills from the socket while the other is written to the file.
+pub(super) struct UploadState {
+    pub(super) file: Arc<File>,
+    pub(super) upload: Upload,
+    /// Where the next write lands.
+    pub(super) offset: u64,
+    /// The buffer being filled from the socket (always `UPLOAD_BUF_BYTES` long) and its fill level.
+    pub(super) fill: Vec<u8>,
+    pub(super) filled: usize,
+    /// The other buffer, when no write holds it.
+    pub(super) spare: Option<Vec<u8>>,
+    /// A write is in flight (its buffer is owned by the ring until it completes).
+    pub(super) writing: bool,
+    /// How much of the buffer being written is already in the file.
+    pub(super) written: usize,
+    /// The client closed its side: everything has arrived.
+    pub(super) eof: bool,
+    /// How the upload ends once the write in flight has landed (ABOR, or a failure).
+    pub(super) ending: Option<Ending>,
+    /// All bytes are written; waiting out the commit grace period.
+    pub(super) finished: bool,
+    /// TYPE A: CRLF becomes LF (RFC 959 section 3.1.1.1). A CR that ends a read stays held back
+    /// until the next byte shows whether it starts a CRLF.
+    pub(super) ascii: bool,
+    pub(super) held_cr: bool,
+}
+
+impl UploadState {
+    pub(super) fn new(file: File, upload: Upload, ascii: bool) -> UploadState {
+        let file = Arc::new(file);
+        let mut upload = upload;
+        upload.file = Some(Arc::clone(&file));
+        UploadState {
+            file,
+            offset: upload.offset,
+            upload,
+            fill: vec![0; UPLOAD_BUF_BYTES],
+            filled: 0,
+            spare: None,
+            writing: false,
+            written: 0,
+            eof: false,
+            ending: None,
+            finished: false,
+            ascii,
+            held_cr: false,
+        }
+    }
+
+    /// Bytes ready to be written (a held-back CR is not).
+    pub(super) fn ready(&self) -> usize {
+        self.filled - usize::from(self.held_cr && !self.eof)
+    }
+}
+
+/// An upload ended while a write was in flight: its reply waits for the write, so no byte lands
+/// in the file after the client was told the transfer is over.
+pub(super) enum Ending {
+    Abort,
+    Fail(TransferError),
+}
+
+impl Shard {
+    /// End the session's transfer without a reply: its data fds are closed through the ring first
+    /// (a socket with an armed poll must be cancelled, not just closed), an upload's temporary file
+    /// is removed and a splice pipe goes back to the pool.
+    pub(super) fn drop_transfer(&mut self, conn: &mut Conn) -> Option<Transfer> {
+        self.close_data(conn);
+        conn.data_epoch = conn.data_epoch.wrapping_add(1);
+        conn.opening = None;
+        let mut t = conn.transfer.take()?;
+        self.discard_upload(&t);
+        self.return_pipe(&mut t);
+        Some(t)
+    }
+
+    /// Close the data socket first, then reply (226 only once the data connection is closed).
+    pub(super) fn finish_transfer(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        error: Option<TransferError>,
+    ) {
+        let Some(mut t) = conn.transfer.take() else {
+            return;
+        };
+        self.return_pipe(&mut t);
+        if let Some(sock) = t.sock.take() {
+            if t.armed {
+                self.ring.close(sock.into());
+            } else {
+                drop(sock);
+            }
+        }
+        conn.data_epoch = conn.data_epoch.wrapping_add(1);
+        let secs = t.started.elapsed().as_secs_f64();
+        let status = match error {
+            None => "ok".to_string(),
+            Some(e) => format!("{e:?}"),
+        };
+        let verb = if t.is_upload() { "received" } else { "sent" };
+        log::info!(
+            "{} {verb} {:?} {} bytes in {secs:.3}s: {status}",
+            conn.peer,
+            String::from_utf8_lossy(&t.what),
+            t.bytes
+        );
+        let outcome = match error {
+            None => Outcome::TransferDone,
+            Some(e) => Outcome::TransferFailed(e),
+        };
+        self.outcome(r, conn, outcome);
+    }
+
+    /// The client reset the data connection. Clients abort by sending ABOR and closing the data
+    /// socket at once, so the ABOR may already wait unread on the control connection: read it
+    /// first, so the client gets the 426 + 226 it asked for rather than 426 + 225.
+    pub(super) fn lost_data_connection(&mut self, r: ConnRef, conn: &mut Conn) {
+        self.on_ctrl_readable(r, conn, 0, true);
+        if conn.transfer.is_some() {
+            self.fail_transfer(r, conn, TransferError::ConnectionLost);
+        }
+    }
+
+    pub(super) fn fail_transfer(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
+        self.close_data(conn);
+        self.finish_transfer(r, conn, Some(e));
+    }
+}
