@@ -14,6 +14,11 @@ use super::listing::{self, Facts, MlsdRole};
 use super::path::VirtualPath;
 use super::reply::{Reply, ReplyCode};
 
+mod replies;
+
+use replies::transfer_error_reply;
+pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
+
 /// Names that log in anonymously (RFC 1635).
 const ANONYMOUS_NAMES: [&[u8]; 2] = [b"anonymous", b"ftp"];
 
@@ -276,58 +281,6 @@ impl Step {
             effect: Some(effect),
         }
     }
-}
-
-/// The one table from filesystem errors to replies (RFC 959 section 4.2.1; 55x permanent, 45x transient).
-pub fn file_error_reply(e: FileError) -> Reply {
-    let code = match e {
-        FileError::NoSpace => ReplyCode::InsufficientStorage,
-        FileError::QuotaExceeded => ReplyCode::ExceededStorage,
-        FileError::NameTooLong => ReplyCode::NameNotAllowed,
-        FileError::Busy | FileError::Io(_) => ReplyCode::LocalError,
-        FileError::NotFound
-        | FileError::Escapes
-        | FileError::PermissionDenied
-        | FileError::NotADirectory
-        | FileError::IsADirectory
-        | FileError::NotAFile
-        | FileError::ReadOnly
-        | FileError::Exists
-        | FileError::NotEmpty => ReplyCode::FileUnavailable,
-    };
-    Reply::new(code, format!("{e}."))
-}
-
-/// The one table from parse errors to replies.
-pub fn parse_error_reply(e: ParseError) -> Reply {
-    let (code, text) = match e {
-        ParseError::Unknown => (ReplyCode::SyntaxError, "Unknown command."),
-        ParseError::NotImplemented => (ReplyCode::NotImplemented, "Command not implemented."),
-        ParseError::Syntax => (
-            ReplyCode::ParameterSyntaxError,
-            "Syntax error in parameters or arguments.",
-        ),
-        ParseError::ParameterNotImplemented => (
-            ReplyCode::ParameterNotImplemented,
-            "Command not implemented for that parameter.",
-        ),
-        ParseError::ProtocolNotSupported => (
-            ReplyCode::ProtocolNotSupported,
-            "Network protocol not supported, use (1,2).",
-        ),
-        ParseError::Nul => (ReplyCode::ParameterSyntaxError, "NUL byte in command line."),
-        ParseError::BareCr => (ReplyCode::ParameterSyntaxError, "Bare CR in command line."),
-        ParseError::UnknownSite => (ReplyCode::SyntaxError, "Unknown SITE command."),
-        ParseError::InvalidUtf8 => (
-            ReplyCode::ParameterSyntaxError,
-            "Invalid UTF-8 in command line.",
-        ),
-    };
-    Reply::new(code, text)
-}
-
-pub fn line_too_long_reply() -> Reply {
-    Reply::new(ReplyCode::SyntaxError, "Input line too long.")
 }
 
 pub struct Session {
@@ -1310,34 +1263,6 @@ impl Session {
             target: ListTarget::Data,
             writable: self.writable(),
         })
-    }
-}
-
-fn transfer_error_reply(e: TransferError, kind: TransferKind) -> Reply {
-    match e {
-        // RFC 3659 section 7.2.1: MLSD of something that is not a directory is a 501.
-        TransferError::File(FileError::NotADirectory)
-            if kind == TransferKind::List(ListFormat::Mlsd) =>
-        {
-            Reply::new(ReplyCode::ParameterSyntaxError, "MLSD needs a directory.")
-        }
-        TransferError::File(e) => file_error_reply(e),
-        TransferError::NoDataConnection => Reply::new(
-            ReplyCode::CantOpenDataConnection,
-            "Failed to establish connection.",
-        ),
-        TransferError::ConnectionLost => Reply::new(
-            ReplyCode::TransferAborted,
-            "Connection closed; transfer aborted.",
-        ),
-        TransferError::FileChanged => Reply::new(
-            ReplyCode::LocalError,
-            "File changed during transfer; transfer aborted.",
-        ),
-        TransferError::Local(errno) => Reply::new(
-            ReplyCode::LocalError,
-            format!("Local error in processing (errno {errno})."),
-        ),
     }
 }
 
