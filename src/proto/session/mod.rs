@@ -8,14 +8,15 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::addr::{self, EpsvArg};
 use super::command::{Command, ListFormat, ParseError, Site, TransferType};
-use super::entry::{Entry, FileKind};
-use super::error::FileError;
+use super::entry::FileKind;
 use super::listing::{self, Facts, MlsdRole};
 use super::path::VirtualPath;
 use super::reply::{Reply, ReplyCode};
 
+mod effect;
 mod replies;
 
+pub use effect::{Effect, FsOp, ListTarget, Outcome, Step, StoreMode, TransferError};
 use replies::transfer_error_reply;
 pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
 
@@ -81,31 +82,6 @@ enum Action {
     Modify,
 }
 
-/// How an upload is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreMode {
-    /// STOR: to a temporary name, renamed into place when the data connection closed cleanly.
-    /// `exclusive` refuses to replace an existing file (anonymous drop box).
-    Atomic { exclusive: bool },
-    /// APPE: in place, at the end.
-    Append,
-    /// REST n + STOR: in place from offset n (resuming an interrupted upload).
-    At(u64),
-    /// STOU: a new file with a name the server picks in `path` (a directory); `base` starts it.
-    Unique { base: Vec<u8> },
-}
-
-/// Filesystem changes that need no data connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FsOp {
-    Delete(VirtualPath),
-    Mkdir { path: VirtualPath, umask: u32 },
-    Rmdir(VirtualPath),
-    Rename { from: VirtualPath, to: VirtualPath },
-    Chmod { path: VirtualPath, mode: u32 },
-    SetMtime { path: VirtualPath, secs: i64 },
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Login {
     AwaitUser,
@@ -128,54 +104,6 @@ pub enum DataPlan {
     Passive,
     /// The server connects to the client (PORT/EPRT).
     Active(SocketAddr),
-}
-
-/// Where a listing goes: over a data connection (LIST/NLST/MLSD) or inline in a STAT reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListTarget {
-    Data,
-    Control,
-}
-
-/// Work the server must do before the session can answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Send the replies, then close the control connection.
-    Close,
-    /// Close any data listener/connection and listen on a fresh passive port.
-    Passive,
-    /// Close any data listener; the next transfer connects to this address.
-    Active(SocketAddr),
-    /// Stat a path and report `Outcome::Stat`.
-    Stat(VirtualPath),
-    /// Open `path` and send it from `offset` over the data connection.
-    Retr {
-        path: VirtualPath,
-        offset: u64,
-        ascii: bool,
-    },
-    /// Produce a listing of `path` and send it (Data) or report `Outcome::Listing` (Control).
-    /// `writable`: the MLSD `perm` facts offer write operations.
-    List {
-        path: VirtualPath,
-        format: ListFormat,
-        facts: Facts,
-        target: ListTarget,
-        writable: bool,
-    },
-    /// Abort the transfer in progress (if any) and close the data channel; report `Outcome::Aborted`.
-    Abort,
-    /// Check a named user's password (slowly, off the shard); report `Outcome::Login`.
-    Authenticate { user: Vec<u8>, password: Vec<u8> },
-    /// Receive a file over the data connection into `path`; report like a transfer.
-    Store {
-        path: VirtualPath,
-        mode: StoreMode,
-        ascii: bool,
-        umask: u32,
-    },
-    /// Change the filesystem; report `Outcome::Fs`.
-    Fs(FsOp),
 }
 
 /// What a session is waiting for; decides how an `Outcome` is answered.
@@ -217,70 +145,6 @@ enum FsReply {
     Renamed,
     Chmod,
     Mtime(VirtualPath, i64),
-}
-
-/// Why a transfer did not complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransferError {
-    /// The file or directory could not be opened.
-    File(FileError),
-    /// No data connection could be made (timeout, refused, wrong peer).
-    NoDataConnection,
-    /// The peer closed or reset the data connection mid-transfer.
-    ConnectionLost,
-    /// The file shrank while it was being sent.
-    FileChanged,
-    /// A local read error.
-    Local(i32),
-}
-
-/// Results of effects, reported by the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Passive listener ready: the address to advertise (the control connection's local IP) and port.
-    PassiveReady(SocketAddr),
-    PassiveFailed,
-    Stat(Result<Entry, FileError>),
-    /// The listing for a `ListTarget::Control` request.
-    Listing(Result<Vec<u8>, FileError>),
-    /// The data connection is up and the transfer begins; `size` is known for downloads, `name`
-    /// is the name the server picked for STOU.
-    TransferStarting {
-        size: Option<u64>,
-        name: Option<VirtualPath>,
-    },
-    TransferDone,
-    TransferFailed(TransferError),
-    /// `Effect::Abort` ran; `transfer_was_active` says whether a transfer was cut short.
-    Aborted {
-        transfer_was_active: bool,
-    },
-    /// The result of `Effect::Authenticate`: the user's rights, or `None` for a failed login.
-    Login(Option<Rights>),
-    Fs(Result<(), FileError>),
-}
-
-/// The session's answer to a command or an outcome.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Step {
-    pub replies: Vec<Reply>,
-    pub effect: Option<Effect>,
-}
-
-impl Step {
-    fn reply(code: ReplyCode, text: impl Into<Vec<u8>>) -> Step {
-        Step {
-            replies: vec![Reply::new(code, text)],
-            effect: None,
-        }
-    }
-
-    fn effect(effect: Effect) -> Step {
-        Step {
-            replies: Vec::new(),
-            effect: Some(effect),
-        }
-    }
 }
 
 pub struct Session {

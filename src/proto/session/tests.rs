@@ -1,7 +1,12 @@
 //! Unit tests of the session state machine, every multi-command sequence driven end to end.
 
-use super::*;
+use std::net::IpAddr;
+
+use super::{Effect, FsOp, Outcome, Policy, Rights, Session, Step, StoreMode, TransferError};
 use crate::proto::command::parse;
+use crate::proto::entry::{Entry, FileKind};
+use crate::proto::error::FileError;
+use crate::proto::path::VirtualPath;
 
 fn peer() -> IpAddr {
     "127.0.0.1".parse().unwrap()
