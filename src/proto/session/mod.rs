@@ -14,9 +14,12 @@ use super::path::VirtualPath;
 use super::reply::{Reply, ReplyCode};
 
 mod effect;
+mod gate;
 mod replies;
 
 pub use effect::{Effect, FsOp, ListTarget, Outcome, Step, StoreMode, TransferError};
+use gate::Action;
+pub use gate::Rights;
 use replies::transfer_error_reply;
 pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
 
@@ -30,31 +33,6 @@ const HELP_VERBS: &str = "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP 
 
 /// Base name for STOU when the client gives none.
 const UNIQUE_BASE: &[u8] = b"ftp-upload";
-
-/// What a logged-in principal may do; one gate (`Session::allowed`) checks it for every command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rights {
-    /// DELE, MKD, RMD, RNFR/RNTO, SITE CHMOD, MFMT.
-    pub modify: bool,
-    /// STOR, STOU, APPE.
-    pub upload: bool,
-    /// RETR.
-    pub download: bool,
-    /// Anonymous "incoming" directory: uploads only there, never overwriting, and nothing in it
-    /// can be downloaded or listed (a write-only drop box, as mirror sites run them).
-    pub drop_box: Option<VirtualPath>,
-}
-
-impl Rights {
-    pub fn read_only() -> Rights {
-        Rights {
-            modify: false,
-            upload: false,
-            download: true,
-            drop_box: None,
-        }
-    }
-}
 
 /// Who may log in, as far as the protocol core needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,15 +49,6 @@ impl Default for Policy {
             anonymous_upload: None,
         }
     }
-}
-
-/// What the gate is asked about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Download,
-    List,
-    Upload,
-    Modify,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,24 +202,11 @@ impl Session {
                 _ => Step::reply(ReplyCode::SystemStatus, "Transfer in progress."),
             };
         }
-        // The gate: before login only these commands run.
-        let logged_in = matches!(self.login, Login::LoggedIn { .. });
-        if !logged_in
-            && !matches!(
-                cmd,
-                Command::User { .. }
-                    | Command::Pass { .. }
-                    | Command::Quit
-                    | Command::Syst
-                    | Command::Feat
-                    | Command::Help { .. }
-                    | Command::Noop
-                    | Command::Opts { .. }
-                    | Command::Acct
-            )
-        {
-            return Step::reply(ReplyCode::NotLoggedIn, "Please login with USER and PASS.");
+        // The gate: before login only a few commands run.
+        if let Err(refused) = self.admits(&cmd) {
+            return refused;
         }
+        let logged_in = self.logged_in();
         // RFC 959 section 4.1.3: RNTO must follow RNFR immediately; anything else forgets it.
         let rename_from = self.rename_from.take();
         match cmd {
@@ -814,46 +770,6 @@ impl Session {
         }
     }
 
-    fn rights(&self) -> Option<&Rights> {
-        match &self.login {
-            Login::LoggedIn { rights, .. } => Some(rights),
-            _ => None,
-        }
-    }
-
-    fn in_drop_box(&self, path: &VirtualPath) -> bool {
-        let Some(dir) = self.rights().and_then(|r| r.drop_box.as_ref()) else {
-            return false;
-        };
-        let (p, d) = (path.as_bytes(), dir.as_bytes());
-        d == b"/" || p == d || (p.starts_with(d) && p.get(d.len()) == Some(&b'/'))
-    }
-
-    /// The one permission gate: every command that reads or changes files asks here first.
-    fn allowed(&self, action: Action, path: &VirtualPath) -> Result<(), Step> {
-        let Some(rights) = self.rights() else {
-            return Err(Step::reply(
-                ReplyCode::NotLoggedIn,
-                "Please login with USER and PASS.",
-            ));
-        };
-        let drop_box = rights.drop_box.is_some();
-        let ok = match action {
-            Action::Download => rights.download && !self.in_drop_box(path),
-            Action::List => !self.in_drop_box(path),
-            Action::Upload => rights.upload && (!drop_box || self.in_drop_box(path)),
-            Action::Modify => rights.modify,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Step::reply(
-                ReplyCode::FileUnavailable,
-                "Permission denied.",
-            ))
-        }
-    }
-
     fn store(&mut self, path: VirtualPath, mode: StoreMode) -> Step {
         if let Err(denied) = self.allowed(Action::Upload, &path) {
             self.rest = 0;
@@ -1027,11 +943,6 @@ impl Session {
             Ok(p) => then(self, p),
             Err(e) => Step::reply(ReplyCode::NameNotAllowed, format!("Path not allowed: {e}.")),
         }
-    }
-
-    /// RFC 3659 `perm` facts offer write operations only to users who may modify.
-    fn writable(&self) -> bool {
-        self.rights().is_some_and(|r| r.modify)
     }
 
     fn look_up(&mut self, pending: Pending, path: VirtualPath) -> Step {
