@@ -15,51 +15,20 @@ use super::reply::{Reply, ReplyCode};
 
 mod effect;
 mod gate;
+mod login;
 mod replies;
 mod text;
 
 pub use effect::{Effect, FsOp, ListTarget, Outcome, Step, StoreMode, TransferError};
 use gate::Action;
 pub use gate::Rights;
+use login::Login;
+pub use login::Policy;
 use replies::transfer_error_reply;
 pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
 
-/// Names that log in anonymously (RFC 1635).
-const ANONYMOUS_NAMES: [&[u8]; 2] = [b"anonymous", b"ftp"];
-
 /// Base name for STOU when the client gives none.
 const UNIQUE_BASE: &[u8] = b"ftp-upload";
-
-/// Who may log in, as far as the protocol core needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    pub allow_anonymous: bool,
-    /// Write-only upload directory for anonymous users.
-    pub anonymous_upload: Option<VirtualPath>,
-}
-
-impl Default for Policy {
-    fn default() -> Policy {
-        Policy {
-            allow_anonymous: true,
-            anonymous_upload: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Login {
-    AwaitUser,
-    AwaitPass {
-        user: Vec<u8>,
-        anonymous: bool,
-    },
-    LoggedIn {
-        user: Vec<u8>,
-        anonymous: bool,
-        rights: Rights,
-    },
-}
 
 /// How the next transfer's data connection will be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,16 +171,12 @@ impl Session {
         if let Err(refused) = self.admits(&cmd) {
             return refused;
         }
-        let logged_in = self.logged_in();
         // RFC 959 section 4.1.3: RNTO must follow RNFR immediately; anything else forgets it.
         let rename_from = self.rename_from.take();
         match cmd {
             Command::User { name } => self.user_cmd(name),
             Command::Pass { password } => self.pass_cmd(password),
-            Command::Acct if logged_in => {
-                Step::reply(ReplyCode::CommandSuperfluous, "No account needed.")
-            }
-            Command::Acct => Step::reply(ReplyCode::NotImplemented, "ACCT not implemented."),
+            Command::Acct => self.acct_cmd(),
             Command::Syst => Step::reply(ReplyCode::SystemType, "UNIX Type: L8"),
             Command::Feat => Step {
                 replies: vec![self.feat()],
@@ -607,20 +572,7 @@ impl Session {
                     effect: None,
                 }
             }
-            (Some(Pending::Login), Outcome::Login(rights)) => match (&self.login, rights) {
-                (Login::AwaitPass { user, .. }, Some(rights)) => {
-                    self.login = Login::LoggedIn {
-                        user: user.clone(),
-                        anonymous: false,
-                        rights,
-                    };
-                    Step::reply(ReplyCode::UserLoggedIn, "Login successful.")
-                }
-                _ => {
-                    self.login = Login::AwaitUser;
-                    Step::reply(ReplyCode::NotLoggedIn, "Login incorrect.")
-                }
-            },
+            (Some(Pending::Login), Outcome::Login(rights)) => self.login_checked(rights),
             (Some(Pending::Rnfr(path)), Outcome::Stat(r)) => match r {
                 Ok(_) => {
                     self.rename_from = Some(path);
@@ -693,75 +645,6 @@ impl Session {
                 self.pending = pending;
                 let _ = outcome;
                 Step::default()
-            }
-        }
-    }
-
-    fn user_cmd(&mut self, name: Vec<u8>) -> Step {
-        if matches!(self.login, Login::LoggedIn { .. }) {
-            return Step::reply(
-                ReplyCode::BadSequence,
-                "Already logged in; USER cannot change user.",
-            );
-        }
-        let anonymous = ANONYMOUS_NAMES
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(&name));
-        self.login = Login::AwaitPass {
-            user: name,
-            anonymous,
-        };
-        if anonymous {
-            Step::reply(
-                ReplyCode::NeedPassword,
-                "Anonymous login ok, send your email as password.",
-            )
-        } else {
-            Step::reply(ReplyCode::NeedPassword, "Please specify the password.")
-        }
-    }
-
-    fn pass_cmd(&mut self, password: Vec<u8>) -> Step {
-        match std::mem::replace(&mut self.login, Login::AwaitUser) {
-            Login::AwaitUser => Step::reply(ReplyCode::BadSequence, "Login with USER first."),
-            login @ Login::LoggedIn { .. } => {
-                self.login = login;
-                Step::reply(ReplyCode::UserLoggedIn, "Already logged in.")
-            }
-            Login::AwaitPass {
-                user,
-                anonymous: true,
-            } => {
-                if !self.policy.allow_anonymous {
-                    return Step::reply(ReplyCode::NotLoggedIn, "Login incorrect.");
-                }
-                let rights = match &self.policy.anonymous_upload {
-                    Some(dir) => Rights {
-                        upload: true,
-                        drop_box: Some(dir.clone()),
-                        ..Rights::read_only()
-                    },
-                    None => Rights::read_only(),
-                };
-                self.login = Login::LoggedIn {
-                    user,
-                    anonymous: true,
-                    rights,
-                };
-                Step::reply(ReplyCode::UserLoggedIn, "Login successful.")
-            }
-            // Named users are checked off the shard (password hashing is slow on purpose); the
-            // server answers unknown users and wrong passwords the same way, after the same delay.
-            Login::AwaitPass {
-                user,
-                anonymous: false,
-            } => {
-                self.login = Login::AwaitPass {
-                    user: user.clone(),
-                    anonymous: false,
-                };
-                self.pending = Some(Pending::Login);
-                Step::effect(Effect::Authenticate { user, password })
             }
         }
     }
