@@ -13,12 +13,14 @@ use super::listing::{self, Facts, MlsdRole};
 use super::path::VirtualPath;
 use super::reply::{Reply, ReplyCode};
 
+mod data;
 mod effect;
 mod gate;
 mod login;
 mod replies;
 mod text;
 
+pub use data::DataPlan;
 pub use effect::{Effect, FsOp, ListTarget, Outcome, Step, StoreMode, TransferError};
 use gate::Action;
 pub use gate::Rights;
@@ -29,16 +31,6 @@ pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
 
 /// Base name for STOU when the client gives none.
 const UNIQUE_BASE: &[u8] = b"ftp-upload";
-
-/// How the next transfer's data connection will be made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataPlan {
-    None,
-    /// The server listens (PASV/EPSV); the client connects.
-    Passive,
-    /// The server connects to the client (PORT/EPRT).
-    Active(SocketAddr),
-}
 
 /// What a session is waiting for; decides how an `Outcome` is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,17 +193,7 @@ impl Session {
                 let parent = self.cwd.parent();
                 self.stat_for(Pending::Cwd(parent.clone()), parent)
             }
-            Command::Type { ty } => {
-                self.ty = ty;
-                match ty {
-                    TransferType::Ascii => {
-                        Step::reply(ReplyCode::CommandOkay, "Switching to ASCII mode.")
-                    }
-                    TransferType::Image => {
-                        Step::reply(ReplyCode::CommandOkay, "Switching to Binary mode.")
-                    }
-                }
-            }
+            Command::Type { ty } => self.type_cmd(ty),
             Command::Mode => Step::reply(ReplyCode::CommandOkay, "Mode set to S."),
             Command::Stru => Step::reply(ReplyCode::CommandOkay, "Structure set to F."),
             Command::Stat { path: None } => self.status(),
@@ -228,41 +210,9 @@ impl Session {
                     writable: s.writable(),
                 })
             }),
-            Command::Pasv if self.epsv_all => Step::reply(
-                ReplyCode::BadSequence,
-                "Only EPSV is allowed after EPSV ALL.",
-            ),
-            Command::Pasv => {
-                if addr::net_prt(self.peer) != 1 {
-                    return Step::reply(
-                        ReplyCode::CantOpenDataConnection,
-                        "PASV is IPv4 only; use EPSV.",
-                    );
-                }
-                self.pending = Some(Pending::Passive { extended: false });
-                Step::effect(Effect::Passive)
-            }
-            Command::Epsv { arg: EpsvArg::All } => {
-                self.epsv_all = true;
-                Step::reply(ReplyCode::CommandOkay, "EPSV ALL ok.")
-            }
-            Command::Epsv { arg } => {
-                if let EpsvArg::Proto(p) = arg {
-                    if p != addr::net_prt(self.peer) {
-                        let use_ = if addr::net_prt(self.peer) == 1 {
-                            "(1)"
-                        } else {
-                            "(2)"
-                        };
-                        return Step::reply(
-                            ReplyCode::ProtocolNotSupported,
-                            format!("Network protocol not supported, use {use_}."),
-                        );
-                    }
-                }
-                self.pending = Some(Pending::Passive { extended: true });
-                Step::effect(Effect::Passive)
-            }
+            Command::Pasv => self.pasv_cmd(),
+            Command::Epsv { arg: EpsvArg::All } => self.epsv_all_cmd(),
+            Command::Epsv { arg } => self.epsv_cmd(arg),
             Command::Port { addr } => self.active(SocketAddr::V4(addr)),
             Command::Eprt { addr } => self.active(addr),
             Command::Rest { offset } => {
@@ -395,34 +345,9 @@ impl Session {
         let pending = self.pending.take();
         match (pending, outcome) {
             (Some(Pending::Passive { extended }), Outcome::PassiveReady(addr)) => {
-                self.data = DataPlan::Passive;
-                match (extended, addr) {
-                    (false, SocketAddr::V4(v4)) => {
-                        Step::reply(ReplyCode::EnteringPassiveMode, addr::format_pasv(v4))
-                    }
-                    (false, SocketAddr::V6(v6)) => match v6.ip().to_ipv4_mapped() {
-                        Some(v4) => Step::reply(
-                            ReplyCode::EnteringPassiveMode,
-                            addr::format_pasv(std::net::SocketAddrV4::new(v4, v6.port())),
-                        ),
-                        None => Step::reply(
-                            ReplyCode::CantOpenDataConnection,
-                            "PASV is IPv4 only; use EPSV.",
-                        ),
-                    },
-                    (true, addr) => Step::reply(
-                        ReplyCode::EnteringExtendedPassiveMode,
-                        addr::format_epsv(addr.port()),
-                    ),
-                }
+                self.passive_ready(extended, addr)
             }
-            (Some(Pending::Passive { .. }), _) => {
-                self.data = DataPlan::None;
-                Step::reply(
-                    ReplyCode::CantOpenDataConnection,
-                    "Could not open a passive port.",
-                )
-            }
+            (Some(Pending::Passive { .. }), _) => self.passive_failed(),
             (Some(Pending::Cwd(path)), Outcome::Stat(r)) => match r {
                 Ok(e) if e.kind == FileKind::Dir => {
                     self.cwd = path;
@@ -734,47 +659,6 @@ impl Session {
     fn stat_for(&mut self, pending: Pending, path: VirtualPath) -> Step {
         self.pending = Some(pending);
         Step::effect(Effect::Stat(path))
-    }
-
-    fn active(&mut self, target: SocketAddr) -> Step {
-        if self.epsv_all {
-            return Step::reply(
-                ReplyCode::BadSequence,
-                "Only EPSV is allowed after EPSV ALL.",
-            );
-        }
-        // RFC 2577 section 3: connecting anywhere but back to the client, or to a privileged port,
-        // turns the server into a bounce proxy.
-        if addr::canonical_ip(target.ip()) != self.peer {
-            return Step::reply(
-                ReplyCode::ParameterNotImplemented,
-                "Data connections go only to the client's own address.",
-            );
-        }
-        if target.port() < 1024 {
-            return Step::reply(
-                ReplyCode::ParameterNotImplemented,
-                "Data connections to ports below 1024 are refused.",
-            );
-        }
-        self.data = DataPlan::Active(target);
-        Step {
-            replies: vec![Reply::new(
-                ReplyCode::CommandOkay,
-                "PORT command successful. Consider using EPSV.",
-            )],
-            effect: Some(Effect::Active(target)),
-        }
-    }
-
-    fn needs_data(&self) -> Option<Step> {
-        match self.data {
-            DataPlan::None => Some(Step::reply(
-                ReplyCode::CantOpenDataConnection,
-                "Use PORT, EPRT, PASV or EPSV first.",
-            )),
-            _ => None,
-        }
     }
 
     fn retr(&mut self, path: VirtualPath) -> Step {
