@@ -19,6 +19,7 @@ mod gate;
 mod login;
 mod replies;
 mod text;
+mod transfer;
 
 pub use data::DataPlan;
 pub use effect::{Effect, FsOp, ListTarget, Outcome, Step, StoreMode, TransferError};
@@ -26,11 +27,8 @@ use gate::Action;
 pub use gate::Rights;
 use login::Login;
 pub use login::Policy;
-use replies::transfer_error_reply;
 pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
-
-/// Base name for STOU when the client gives none.
-const UNIQUE_BASE: &[u8] = b"ftp-upload";
+use transfer::TransferKind;
 
 /// What a session is waiting for; decides how an `Outcome` is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,14 +50,6 @@ enum Pending {
     Login,
     Rnfr(VirtualPath),
     Fs(FsReply),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TransferKind {
-    Retr,
-    List(ListFormat),
-    Store,
-    Unique,
 }
 
 /// How a finished `FsOp` is answered.
@@ -150,14 +140,8 @@ impl Session {
                 return step;
             }
         };
-        if let Some(Pending::Transfer { .. }) = self.pending {
-            return match cmd {
-                Command::Abor => {
-                    self.pending = Some(Pending::Abort);
-                    Step::effect(Effect::Abort)
-                }
-                _ => Step::reply(ReplyCode::SystemStatus, "Transfer in progress."),
-            };
+        if self.in_transfer() {
+            return self.during_transfer(cmd);
         }
         // The gate: before login only a few commands run.
         if let Err(refused) = self.admits(&cmd) {
@@ -215,14 +199,8 @@ impl Session {
             Command::Epsv { arg } => self.epsv_cmd(arg),
             Command::Port { addr } => self.active(SocketAddr::V4(addr)),
             Command::Eprt { addr } => self.active(addr),
-            Command::Rest { offset } => {
-                self.rest = offset;
-                Step::reply(
-                    ReplyCode::FileActionPending,
-                    format!("Restart position accepted ({offset})."),
-                )
-            }
-            Command::Retr { path } => self.with_path(&path, |s, p| s.retr(p)),
+            Command::Rest { offset } => self.rest(offset),
+            Command::Retr { path } => self.with_path(&path, Session::retr),
             // What the drop box holds is nobody's business: no sizes, times or facts either.
             Command::Size { path } => self.with_path(&path, |s, p| s.look_up(Pending::Size, p)),
             Command::Mdtm { path } => self.with_path(&path, |s, p| s.look_up(Pending::Mdtm, p)),
@@ -235,37 +213,10 @@ impl Session {
                 self.with_path(&path, |s, p| s.list(format, p))
             }
             Command::Allo => Step::reply(ReplyCode::CommandSuperfluous, "ALLO command ignored."),
-            Command::Abor => {
-                self.pending = Some(Pending::Abort);
-                Step::effect(Effect::Abort)
-            }
-            Command::Stor { path } => self.with_path(&path, |s, p| {
-                let mode = match std::mem::take(&mut s.rest) {
-                    0 => StoreMode::Atomic {
-                        exclusive: s.in_drop_box(&p),
-                    },
-                    n => StoreMode::At(n),
-                };
-                s.store(p, mode)
-            }),
+            Command::Abor => self.abor(),
+            Command::Stor { path } => self.with_path(&path, Session::stor),
             Command::Appe { path } => self.with_path(&path, |s, p| s.store(p, StoreMode::Append)),
-            Command::Stou { base } => {
-                let base = base.unwrap_or_else(|| UNIQUE_BASE.to_vec());
-                // The unique file is made in the current directory; only the base's last component counts.
-                let base = base
-                    .rsplit(|&b| b == b'/')
-                    .next()
-                    .unwrap_or(UNIQUE_BASE)
-                    .to_vec();
-                if base.is_empty() || base == b"." || base == b".." {
-                    return Step::reply(
-                        ReplyCode::NameNotAllowed,
-                        "Unique file name base not allowed.",
-                    );
-                }
-                let dir = self.cwd.clone();
-                self.store(dir, StoreMode::Unique { base })
-            }
+            Command::Stou { base } => self.stou(base),
             Command::Dele { path } => self.with_path(&path, |s, p| {
                 s.fs(Action::Modify, FsReply::Deleted, FsOp::Delete(p))
             }),
@@ -438,64 +389,17 @@ impl Session {
             },
             (
                 Some(Pending::Transfer {
-                    mut name,
+                    name,
                     kind,
                     started: false,
                 }),
                 Outcome::TransferStarting { size, name: unique },
-            ) => {
-                let mut text = match (kind, self.ty) {
-                    (TransferKind::List(_), _) => b"Here comes the directory listing".to_vec(),
-                    (TransferKind::Store, _) => b"Ok to send data".to_vec(),
-                    // RFC 1123 section 4.1.2.9: "150 FILE: pppp" names the file STOU created.
-                    (TransferKind::Unique, _) => b"FILE: ".to_vec(),
-                    (TransferKind::Retr, TransferType::Ascii) => {
-                        b"Opening ASCII mode data connection for ".to_vec()
-                    }
-                    (TransferKind::Retr, TransferType::Image) => {
-                        b"Opening BINARY mode data connection for ".to_vec()
-                    }
-                };
-                if let Some(unique) = unique {
-                    name = unique.file_name().unwrap_or_default().to_vec();
-                }
-                match kind {
-                    TransferKind::Retr | TransferKind::Unique => text.extend_from_slice(&name),
-                    TransferKind::List(_) | TransferKind::Store => {}
-                }
-                if let Some(size) = size {
-                    text.extend_from_slice(format!(" ({size} bytes)").as_bytes());
-                }
-                if kind != TransferKind::Unique {
-                    text.push(b'.');
-                }
-                self.pending = Some(Pending::Transfer {
-                    name,
-                    kind,
-                    started: true,
-                });
-                Step::reply(ReplyCode::FileStatusOkay, text)
-            }
+            ) => self.transfer_starting(name, kind, size, unique),
             (Some(Pending::Transfer { kind, name, .. }), Outcome::TransferDone) => {
-                self.data = DataPlan::None;
-                let text = match kind {
-                    TransferKind::List(_) => b"Directory send OK.".to_vec(),
-                    TransferKind::Unique => {
-                        let mut t = b"Transfer complete (unique file name: ".to_vec();
-                        t.extend_from_slice(&name);
-                        t.extend_from_slice(b").");
-                        t
-                    }
-                    TransferKind::Retr | TransferKind::Store => b"Transfer complete.".to_vec(),
-                };
-                Step::reply(ReplyCode::ClosingDataConnection, text)
+                self.transfer_done(kind, &name)
             }
             (Some(Pending::Transfer { kind, .. }), Outcome::TransferFailed(e)) => {
-                self.data = DataPlan::None;
-                Step {
-                    replies: vec![transfer_error_reply(e, kind)],
-                    effect: None,
-                }
+                self.transfer_failed(kind, e)
             }
             (Some(Pending::Login), Outcome::Login(rights)) => self.login_checked(rights),
             (Some(Pending::Rnfr(path)), Outcome::Stat(r)) => match r {
@@ -543,28 +447,7 @@ impl Session {
                 Outcome::Aborted {
                     transfer_was_active,
                 },
-            ) => {
-                self.data = DataPlan::None;
-                self.rest = 0;
-                let replies = if transfer_was_active {
-                    vec![
-                        Reply::new(
-                            ReplyCode::TransferAborted,
-                            "Connection closed; transfer aborted.",
-                        ),
-                        Reply::new(ReplyCode::ClosingDataConnection, "ABOR successful."),
-                    ]
-                } else {
-                    vec![Reply::new(
-                        ReplyCode::DataConnectionOpenNoTransfer,
-                        "No transfer to ABOR.",
-                    )]
-                };
-                Step {
-                    replies,
-                    effect: None,
-                }
-            }
+            ) => self.aborted(transfer_was_active),
             (pending, outcome) => {
                 // A stale outcome (e.g. a transfer that ended while ABOR was on its way): keep waiting.
                 self.pending = pending;
@@ -572,49 +455,6 @@ impl Session {
                 Step::default()
             }
         }
-    }
-
-    fn store(&mut self, path: VirtualPath, mode: StoreMode) -> Step {
-        if let Err(denied) = self.allowed(Action::Upload, &path) {
-            self.rest = 0;
-            return denied;
-        }
-        // The drop box only takes new files: no appending, resuming or replacing.
-        if self.rights().is_some_and(|r| r.drop_box.is_some())
-            && !matches!(
-                mode,
-                StoreMode::Atomic { exclusive: true } | StoreMode::Unique { .. }
-            )
-        {
-            return Step::reply(ReplyCode::FileUnavailable, "Permission denied.");
-        }
-        if path.is_root() && !matches!(mode, StoreMode::Unique { .. }) {
-            return Step::reply(
-                ReplyCode::NameNotAllowed,
-                "Cannot store over the root directory.",
-            );
-        }
-        if let Some(step) = self.needs_data() {
-            return step;
-        }
-        let kind = if matches!(mode, StoreMode::Unique { .. }) {
-            TransferKind::Unique
-        } else {
-            TransferKind::Store
-        };
-        let name = path.file_name().unwrap_or_default().to_vec();
-        self.pending = Some(Pending::Transfer {
-            name,
-            kind,
-            started: false,
-        });
-        let ascii = self.ty == TransferType::Ascii;
-        Step::effect(Effect::Store {
-            path,
-            mode,
-            ascii,
-            umask: self.umask,
-        })
     }
 
     fn fs(&mut self, action: Action, reply: FsReply, op: FsOp) -> Step {
@@ -659,48 +499,6 @@ impl Session {
     fn stat_for(&mut self, pending: Pending, path: VirtualPath) -> Step {
         self.pending = Some(pending);
         Step::effect(Effect::Stat(path))
-    }
-
-    fn retr(&mut self, path: VirtualPath) -> Step {
-        let offset = std::mem::take(&mut self.rest);
-        if let Err(denied) = self.allowed(Action::Download, &path) {
-            return denied;
-        }
-        if let Some(step) = self.needs_data() {
-            return step;
-        }
-        let name = path.file_name().unwrap_or(b"/").to_vec();
-        self.pending = Some(Pending::Transfer {
-            name,
-            kind: TransferKind::Retr,
-            started: false,
-        });
-        Step::effect(Effect::Retr {
-            path,
-            offset,
-            ascii: self.ty == TransferType::Ascii,
-        })
-    }
-
-    fn list(&mut self, format: ListFormat, path: VirtualPath) -> Step {
-        if let Err(denied) = self.allowed(Action::List, &path) {
-            return denied;
-        }
-        if let Some(step) = self.needs_data() {
-            return step;
-        }
-        self.pending = Some(Pending::Transfer {
-            name: Vec::new(),
-            kind: TransferKind::List(format),
-            started: false,
-        });
-        Step::effect(Effect::List {
-            path,
-            format,
-            facts: self.facts,
-            target: ListTarget::Data,
-            writable: self.writable(),
-        })
     }
 }
 
