@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::addr::{self, EpsvArg};
-use super::command::{Command, ListFormat, ParseError, Site, TransferType};
+use super::command::{Command, ListFormat, ParseError, TransferType};
 use super::entry::FileKind;
 use super::listing::{self, Facts, MlsdRole};
 use super::path::VirtualPath;
@@ -15,6 +15,7 @@ use super::reply::{Reply, ReplyCode};
 
 mod data;
 mod effect;
+mod fs;
 mod gate;
 mod login;
 mod replies;
@@ -23,6 +24,7 @@ mod transfer;
 
 pub use data::DataPlan;
 pub use effect::{Effect, FsOp, ListTarget, Outcome, Step, StoreMode, TransferError};
+use fs::FsReply;
 use gate::Action;
 pub use gate::Rights;
 use login::Login;
@@ -50,17 +52,6 @@ enum Pending {
     Login,
     Rnfr(VirtualPath),
     Fs(FsReply),
-}
-
-/// How a finished `FsOp` is answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum FsReply {
-    Deleted,
-    Created(VirtualPath),
-    Removed,
-    Renamed,
-    Chmod,
-    Mtime(VirtualPath, i64),
 }
 
 pub struct Session {
@@ -217,78 +208,13 @@ impl Session {
             Command::Stor { path } => self.with_path(&path, Session::stor),
             Command::Appe { path } => self.with_path(&path, |s, p| s.store(p, StoreMode::Append)),
             Command::Stou { base } => self.stou(base),
-            Command::Dele { path } => self.with_path(&path, |s, p| {
-                s.fs(Action::Modify, FsReply::Deleted, FsOp::Delete(p))
-            }),
-            Command::Mkd { path } => self.with_path(&path, |s, p| {
-                let umask = s.umask;
-                s.fs(
-                    Action::Modify,
-                    FsReply::Created(p.clone()),
-                    FsOp::Mkdir { path: p, umask },
-                )
-            }),
-            Command::Rmd { path } => self.with_path(&path, |s, p| {
-                s.fs(Action::Modify, FsReply::Removed, FsOp::Rmdir(p))
-            }),
-            Command::Rnfr { path } => self.with_path(&path, |s, p| {
-                if let Err(denied) = s.allowed(Action::Modify, &p) {
-                    return denied;
-                }
-                if p.is_root() {
-                    return Step::reply(ReplyCode::FileUnavailable, "Cannot rename the root.");
-                }
-                s.stat_for(Pending::Rnfr(p.clone()), p)
-            }),
-            Command::Rnto { path } => match rename_from {
-                None => Step::reply(ReplyCode::BadSequence, "RNFR required first."),
-                Some(from) => self.with_path(&path, |s, to| {
-                    s.fs(Action::Modify, FsReply::Renamed, FsOp::Rename { from, to })
-                }),
-            },
-            // A setuid or setgid file made by a remote user is a privilege escalation waiting to happen.
-            Command::Site(Site::Chmod { mode, .. }) if mode & 0o6000 != 0 => Step::reply(
-                ReplyCode::FileUnavailable,
-                "Setuid and setgid bits are not allowed.",
-            ),
-            Command::Site(Site::Chmod { mode, path }) => self.with_path(&path, |s, p| {
-                s.fs(
-                    Action::Modify,
-                    FsReply::Chmod,
-                    FsOp::Chmod { path: p, mode },
-                )
-            }),
-            Command::Site(Site::Umask { mode: None }) => Step::reply(
-                ReplyCode::CommandOkay,
-                format!("Your current UMASK is {:04o}.", self.umask),
-            ),
-            Command::Site(Site::Umask { mode: Some(m) }) => {
-                self.umask = m & 0o777;
-                Step::reply(
-                    ReplyCode::CommandOkay,
-                    format!("UMASK set to {:04o}.", self.umask),
-                )
-            }
-            Command::Site(Site::Help) => Step {
-                replies: vec![Reply::multi(
-                    ReplyCode::HelpMessage,
-                    "SITE commands:",
-                    vec![
-                        b" CHMOD <octal mode> <path>".to_vec(),
-                        b" UMASK [<octal mask>]".to_vec(),
-                        b" HELP".to_vec(),
-                    ],
-                    "End",
-                )],
-                effect: None,
-            },
-            Command::Mfmt { secs, path } => self.with_path(&path, |s, p| {
-                s.fs(
-                    Action::Modify,
-                    FsReply::Mtime(p.clone(), secs),
-                    FsOp::SetMtime { path: p, secs },
-                )
-            }),
+            Command::Dele { path } => self.with_path(&path, Session::dele),
+            Command::Mkd { path } => self.with_path(&path, Session::mkd),
+            Command::Rmd { path } => self.with_path(&path, Session::rmd),
+            Command::Rnfr { path } => self.with_path(&path, Session::rnfr),
+            Command::Rnto { path } => self.rnto(rename_from, &path),
+            Command::Site(site) => self.site(site),
+            Command::Mfmt { secs, path } => self.with_path(&path, |s, p| s.mfmt(secs, p)),
         }
     }
 
@@ -402,46 +328,8 @@ impl Session {
                 self.transfer_failed(kind, e)
             }
             (Some(Pending::Login), Outcome::Login(rights)) => self.login_checked(rights),
-            (Some(Pending::Rnfr(path)), Outcome::Stat(r)) => match r {
-                Ok(_) => {
-                    self.rename_from = Some(path);
-                    Step::reply(ReplyCode::FileActionPending, "Ready for RNTO.")
-                }
-                Err(e) => Step {
-                    replies: vec![file_error_reply(e)],
-                    effect: None,
-                },
-            },
-            (Some(Pending::Fs(done)), Outcome::Fs(r)) => match r {
-                Err(e) => Step {
-                    replies: vec![file_error_reply(e)],
-                    effect: None,
-                },
-                Ok(()) => match done {
-                    FsReply::Deleted => {
-                        Step::reply(ReplyCode::FileActionOkay, "Delete operation successful.")
-                    }
-                    FsReply::Created(path) => {
-                        let mut text = path.quoted();
-                        text.extend_from_slice(b" created.");
-                        Step::reply(ReplyCode::PathCreated, text)
-                    }
-                    FsReply::Removed => Step::reply(
-                        ReplyCode::FileActionOkay,
-                        "Remove directory operation successful.",
-                    ),
-                    FsReply::Renamed => {
-                        Step::reply(ReplyCode::FileActionOkay, "Rename successful.")
-                    }
-                    FsReply::Chmod => Step::reply(ReplyCode::CommandOkay, "SITE CHMOD command ok."),
-                    FsReply::Mtime(path, secs) => {
-                        let mut text =
-                            format!("Modify={}; ", listing::format_time_val(secs)).into_bytes();
-                        text.extend_from_slice(path.as_bytes());
-                        Step::reply(ReplyCode::FileStatus, text)
-                    }
-                },
-            },
+            (Some(Pending::Rnfr(path)), Outcome::Stat(r)) => self.rnfr_checked(path, r),
+            (Some(Pending::Fs(done)), Outcome::Fs(r)) => self.fs_done(done, r),
             (
                 Some(Pending::Abort),
                 Outcome::Aborted {
@@ -455,27 +343,6 @@ impl Session {
                 Step::default()
             }
         }
-    }
-
-    fn fs(&mut self, action: Action, reply: FsReply, op: FsOp) -> Step {
-        let path = match &op {
-            FsOp::Delete(p) | FsOp::Rmdir(p) => p,
-            FsOp::Mkdir { path, .. } | FsOp::Chmod { path, .. } | FsOp::SetMtime { path, .. } => {
-                path
-            }
-            FsOp::Rename { to, .. } => to,
-        };
-        if let Err(denied) = self.allowed(action, path) {
-            return denied;
-        }
-        if path.is_root() {
-            return Step::reply(
-                ReplyCode::FileUnavailable,
-                "Permission denied on the root directory.",
-            );
-        }
-        self.pending = Some(Pending::Fs(reply));
-        Step::effect(Effect::Fs(op))
     }
 
     fn with_path(
