@@ -7,9 +7,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::addr::{self, EpsvArg};
-use super::command::{Command, ListFormat, ParseError, TransferType};
-use super::entry::FileKind;
-use super::listing::{self, Facts, MlsdRole};
+use super::command::{Command, ParseError, TransferType};
+use super::listing::Facts;
 use super::path::VirtualPath;
 use super::reply::{Reply, ReplyCode};
 
@@ -18,6 +17,7 @@ mod effect;
 mod fs;
 mod gate;
 mod login;
+mod lookup;
 mod replies;
 mod text;
 mod transfer;
@@ -156,35 +156,14 @@ impl Session {
                 replies: vec![Reply::new(ReplyCode::ClosingControl, "Goodbye.")],
                 effect: Some(Effect::Close),
             },
-            Command::Pwd => {
-                let mut text = self.cwd.quoted();
-                text.extend_from_slice(b" is the current directory.");
-                Step::reply(ReplyCode::PathCreated, text)
-            }
-            Command::Cwd { path } => {
-                self.with_path(&path, |s, p| s.stat_for(Pending::Cwd(p.clone()), p))
-            }
-            Command::Cdup => {
-                let parent = self.cwd.parent();
-                self.stat_for(Pending::Cwd(parent.clone()), parent)
-            }
+            Command::Pwd => self.pwd(),
+            Command::Cwd { path } => self.with_path(&path, Session::change_dir),
+            Command::Cdup => self.change_dir(self.cwd.parent()),
             Command::Type { ty } => self.type_cmd(ty),
             Command::Mode => Step::reply(ReplyCode::CommandOkay, "Mode set to S."),
             Command::Stru => Step::reply(ReplyCode::CommandOkay, "Structure set to F."),
             Command::Stat { path: None } => self.status(),
-            Command::Stat { path: Some(p) } => self.with_path(&p, |s, p| {
-                if let Err(denied) = s.allowed(Action::List, &p) {
-                    return denied;
-                }
-                s.pending = Some(Pending::StatPath(p.clone()));
-                Step::effect(Effect::List {
-                    path: p,
-                    format: ListFormat::List,
-                    facts: s.facts,
-                    target: ListTarget::Control,
-                    writable: s.writable(),
-                })
-            }),
+            Command::Stat { path: Some(p) } => self.with_path(&p, Session::stat_path),
             Command::Pasv => self.pasv_cmd(),
             Command::Epsv { arg: EpsvArg::All } => self.epsv_all_cmd(),
             Command::Epsv { arg } => self.epsv_cmd(arg),
@@ -192,13 +171,9 @@ impl Session {
             Command::Eprt { addr } => self.active(addr),
             Command::Rest { offset } => self.rest(offset),
             Command::Retr { path } => self.with_path(&path, Session::retr),
-            // What the drop box holds is nobody's business: no sizes, times or facts either.
-            Command::Size { path } => self.with_path(&path, |s, p| s.look_up(Pending::Size, p)),
-            Command::Mdtm { path } => self.with_path(&path, |s, p| s.look_up(Pending::Mdtm, p)),
-            Command::Mlst { path } => {
-                let path = path.unwrap_or_default();
-                self.with_path(&path, |s, p| s.look_up(Pending::Mlst(p.clone()), p))
-            }
+            Command::Size { path } => self.with_path(&path, Session::size),
+            Command::Mdtm { path } => self.with_path(&path, Session::mdtm),
+            Command::Mlst { path } => self.with_path(&path.unwrap_or_default(), Session::mlst),
             Command::List { format, path } => {
                 let path = path.unwrap_or_default();
                 self.with_path(&path, |s, p| s.list(format, p))
@@ -225,94 +200,11 @@ impl Session {
                 self.passive_ready(extended, addr)
             }
             (Some(Pending::Passive { .. }), _) => self.passive_failed(),
-            (Some(Pending::Cwd(path)), Outcome::Stat(r)) => match r {
-                Ok(e) if e.kind == FileKind::Dir => {
-                    self.cwd = path;
-                    Step::reply(ReplyCode::FileActionOkay, "Directory successfully changed.")
-                }
-                _ => Step::reply(ReplyCode::FileUnavailable, "Failed to change directory."),
-            },
-            (Some(Pending::Size), Outcome::Stat(r)) => match r {
-                Ok(e) if e.kind == FileKind::File => {
-                    Step::reply(ReplyCode::FileStatus, e.size.to_string())
-                }
-                Ok(_) => Step::reply(
-                    ReplyCode::FileUnavailable,
-                    "Could not get file size: not a regular file.",
-                ),
-                Err(e) => Step {
-                    replies: vec![file_error_reply(e)],
-                    effect: None,
-                },
-            },
-            (Some(Pending::Mdtm), Outcome::Stat(r)) => match r {
-                Ok(e) if e.kind == FileKind::File => {
-                    Step::reply(ReplyCode::FileStatus, listing::format_time_val(e.mtime))
-                }
-                Ok(_) => Step::reply(
-                    ReplyCode::FileUnavailable,
-                    "Could not get modification time: not a regular file.",
-                ),
-                Err(e) => Step {
-                    replies: vec![file_error_reply(e)],
-                    effect: None,
-                },
-            },
-            (Some(Pending::Mlst(path)), Outcome::Stat(r)) => match r {
-                Ok(e) => {
-                    // RFC 3659 section 7.2: the entry line starts with a single space.
-                    let mut line = vec![b' '];
-                    listing::mlsx_line(
-                        &mut line,
-                        &e,
-                        path.as_bytes(),
-                        MlsdRole::Entry,
-                        self.facts,
-                        self.writable(),
-                    );
-                    line.truncate(line.len() - 2);
-                    let mut first = b"Listing ".to_vec();
-                    first.extend_from_slice(path.as_bytes());
-                    Step {
-                        replies: vec![Reply::multi(
-                            ReplyCode::FileActionOkay,
-                            first,
-                            vec![line],
-                            "End",
-                        )],
-                        effect: None,
-                    }
-                }
-                Err(e) => Step {
-                    replies: vec![file_error_reply(e)],
-                    effect: None,
-                },
-            },
-            (Some(Pending::StatPath(path)), Outcome::Listing(r)) => match r {
-                Ok(bytes) => {
-                    let body: Vec<Vec<u8>> = bytes
-                        .split(|&b| b == b'\n')
-                        .filter(|l| !l.is_empty())
-                        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
-                        .collect();
-                    let mut first = b"Status of ".to_vec();
-                    first.extend_from_slice(path.as_bytes());
-                    first.push(b':');
-                    Step {
-                        replies: vec![Reply::multi(
-                            ReplyCode::FileStatus,
-                            first,
-                            body,
-                            "End of status",
-                        )],
-                        effect: None,
-                    }
-                }
-                Err(e) => Step {
-                    replies: vec![file_error_reply(e)],
-                    effect: None,
-                },
-            },
+            (Some(Pending::Cwd(path)), Outcome::Stat(r)) => self.cwd_checked(path, r),
+            (Some(Pending::Size), Outcome::Stat(r)) => self.size_checked(r),
+            (Some(Pending::Mdtm), Outcome::Stat(r)) => self.mdtm_checked(r),
+            (Some(Pending::Mlst(path)), Outcome::Stat(r)) => self.mlst_checked(path, r),
+            (Some(Pending::StatPath(path)), Outcome::Listing(r)) => self.stat_listed(path, r),
             (
                 Some(Pending::Transfer {
                     name,
@@ -354,18 +246,6 @@ impl Session {
             Ok(p) => then(self, p),
             Err(e) => Step::reply(ReplyCode::NameNotAllowed, format!("Path not allowed: {e}.")),
         }
-    }
-
-    fn look_up(&mut self, pending: Pending, path: VirtualPath) -> Step {
-        if let Err(denied) = self.allowed(Action::List, &path) {
-            return denied;
-        }
-        self.stat_for(pending, path)
-    }
-
-    fn stat_for(&mut self, pending: Pending, path: VirtualPath) -> Step {
-        self.pending = Some(pending);
-        Step::effect(Effect::Stat(path))
     }
 }
 
