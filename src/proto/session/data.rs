@@ -1,5 +1,5 @@
 //! Transfer parameters (RFC 959 section 4.1.2): where the data connection comes from
-//! (PORT/EPRT/PASV/EPSV) and what it carries (TYPE/MODE/STRU).
+//! (PORT/EPRT/PASV/EPSV) and how it is read (TYPE).
 
 use std::net::{SocketAddr, SocketAddrV4};
 
@@ -19,7 +19,7 @@ pub enum DataPlan {
 }
 
 impl Session {
-    pub(super) fn type_cmd(&mut self, ty: TransferType) -> Step {
+    pub(super) fn set_type(&mut self, ty: TransferType) -> Step {
         self.ty = ty;
         match ty {
             TransferType::Ascii => Step::reply(ReplyCode::CommandOkay, "Switching to ASCII mode."),
@@ -27,7 +27,7 @@ impl Session {
         }
     }
 
-    pub(super) fn pasv_cmd(&mut self) -> Step {
+    pub(super) fn pasv(&mut self) -> Step {
         if self.epsv_all {
             return Step::reply(
                 ReplyCode::BadSequence,
@@ -44,7 +44,7 @@ impl Session {
         Step::effect(Effect::Passive)
     }
 
-    pub(super) fn epsv_cmd(&mut self, arg: EpsvArg) -> Step {
+    pub(super) fn epsv(&mut self, arg: EpsvArg) -> Step {
         if let EpsvArg::Proto(p) = arg {
             if p != addr::net_prt(self.peer) {
                 let use_ = if addr::net_prt(self.peer) == 1 {
@@ -62,7 +62,8 @@ impl Session {
         Step::effect(Effect::Passive)
     }
 
-    pub(super) fn epsv_all_cmd(&mut self) -> Step {
+    /// RFC 2428 section 4: EPSV ALL tells the server that only EPSV will follow.
+    pub(super) fn enter_epsv_all(&mut self) -> Step {
         self.epsv_all = true;
         Step::reply(ReplyCode::CommandOkay, "EPSV ALL ok.")
     }

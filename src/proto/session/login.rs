@@ -109,7 +109,7 @@ impl Session {
     }
 
     /// ACCT: no account is ever needed; superfluous (202) after login, not implemented (502) before.
-    pub(super) fn acct_cmd(&self) -> Step {
+    pub(super) fn acct(&self) -> Step {
         if self.logged_in() {
             Step::reply(ReplyCode::CommandSuperfluous, "No account needed.")
         } else {

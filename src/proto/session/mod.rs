@@ -3,6 +3,12 @@
 //! `on_command` answers at once where it can and otherwise asks the server to run an [`Effect`];
 //! the server reports back with an [`Outcome`] and `on_outcome` produces the replies. Every
 //! multi-command sequence (USER/PASS, REST/RETR, PASV/RETR, ABOR) is unit-tested here.
+//!
+//! This file holds the session state and the two dispatchers; each verb family, with the outcomes
+//! of the effects it asks for, lives in its own file: `login`, `text` (FEAT/OPTS/HELP/STAT),
+//! `lookup` (PWD/CWD/SIZE/MDTM/MLST), `data` (PORT/PASV/EPSV/TYPE), `transfer` (RETR/STOR/LIST/
+//! ABOR) and `fs` (DELE/MKD/RMD/RNFR/RNTO/MFMT/SITE). `gate` checks every command, `replies` maps
+//! errors to replies, `effect` is the vocabulary shared with the server.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -141,55 +147,58 @@ impl Session {
         // RFC 959 section 4.1.3: RNTO must follow RNFR immediately; anything else forgets it.
         let rename_from = self.rename_from.take();
         match cmd {
+            // login.rs
             Command::User { name } => self.user_cmd(name),
             Command::Pass { password } => self.pass_cmd(password),
-            Command::Acct => self.acct_cmd(),
-            Command::Syst => Step::reply(ReplyCode::SystemType, "UNIX Type: L8"),
-            Command::Feat => Step {
-                replies: vec![self.feat()],
-                effect: None,
-            },
+            Command::Acct => self.acct(),
+            // text.rs
+            Command::Feat => self.feat(),
             Command::Opts { option, value } => self.opts(&option, &value),
-            Command::Noop => Step::reply(ReplyCode::CommandOkay, "NOOP ok."),
             Command::Help { topic } => self.help(topic),
+            Command::Stat { path: None } => self.status(),
+            // Fixed answers that change nothing (MODE S and STRU F are all the parser accepts).
+            Command::Syst => Step::reply(ReplyCode::SystemType, "UNIX Type: L8"),
+            Command::Noop => Step::reply(ReplyCode::CommandOkay, "NOOP ok."),
+            Command::Mode => Step::reply(ReplyCode::CommandOkay, "Mode set to S."),
+            Command::Stru => Step::reply(ReplyCode::CommandOkay, "Structure set to F."),
+            Command::Allo => Step::reply(ReplyCode::CommandSuperfluous, "ALLO command ignored."),
             Command::Quit => Step {
                 replies: vec![Reply::new(ReplyCode::ClosingControl, "Goodbye.")],
                 effect: Some(Effect::Close),
             },
+            // lookup.rs
             Command::Pwd => self.pwd(),
             Command::Cwd { path } => self.with_path(&path, Session::change_dir),
             Command::Cdup => self.change_dir(self.cwd.parent()),
-            Command::Type { ty } => self.type_cmd(ty),
-            Command::Mode => Step::reply(ReplyCode::CommandOkay, "Mode set to S."),
-            Command::Stru => Step::reply(ReplyCode::CommandOkay, "Structure set to F."),
-            Command::Stat { path: None } => self.status(),
-            Command::Stat { path: Some(p) } => self.with_path(&p, Session::stat_path),
-            Command::Pasv => self.pasv_cmd(),
-            Command::Epsv { arg: EpsvArg::All } => self.epsv_all_cmd(),
-            Command::Epsv { arg } => self.epsv_cmd(arg),
-            Command::Port { addr } => self.active(SocketAddr::V4(addr)),
-            Command::Eprt { addr } => self.active(addr),
-            Command::Rest { offset } => self.rest(offset),
-            Command::Retr { path } => self.with_path(&path, Session::retr),
             Command::Size { path } => self.with_path(&path, Session::size),
             Command::Mdtm { path } => self.with_path(&path, Session::mdtm),
             Command::Mlst { path } => self.with_path(&path.unwrap_or_default(), Session::mlst),
+            Command::Stat { path: Some(p) } => self.with_path(&p, Session::stat_path),
+            // data.rs
+            Command::Type { ty } => self.set_type(ty),
+            Command::Pasv => self.pasv(),
+            Command::Epsv { arg: EpsvArg::All } => self.enter_epsv_all(),
+            Command::Epsv { arg } => self.epsv(arg),
+            Command::Port { addr } => self.active(SocketAddr::V4(addr)),
+            Command::Eprt { addr } => self.active(addr),
+            // transfer.rs
+            Command::Rest { offset } => self.rest(offset),
+            Command::Retr { path } => self.with_path(&path, Session::retr),
             Command::List { format, path } => {
-                let path = path.unwrap_or_default();
-                self.with_path(&path, |s, p| s.list(format, p))
+                self.with_path(&path.unwrap_or_default(), |s, p| s.list(format, p))
             }
-            Command::Allo => Step::reply(ReplyCode::CommandSuperfluous, "ALLO command ignored."),
-            Command::Abor => self.abor(),
             Command::Stor { path } => self.with_path(&path, Session::stor),
             Command::Appe { path } => self.with_path(&path, |s, p| s.store(p, StoreMode::Append)),
             Command::Stou { base } => self.stou(base),
+            Command::Abor => self.abor(),
+            // fs.rs
             Command::Dele { path } => self.with_path(&path, Session::dele),
             Command::Mkd { path } => self.with_path(&path, Session::mkd),
             Command::Rmd { path } => self.with_path(&path, Session::rmd),
             Command::Rnfr { path } => self.with_path(&path, Session::rnfr),
             Command::Rnto { path } => self.rnto(rename_from, &path),
-            Command::Site(site) => self.site(site),
             Command::Mfmt { secs, path } => self.with_path(&path, |s, p| s.mfmt(secs, p)),
+            Command::Site(site) => self.site(site),
         }
     }
 
@@ -237,6 +246,7 @@ impl Session {
         }
     }
 
+    /// Resolves a command's path argument against the current directory, then runs `then` on it.
     fn with_path(
         &mut self,
         arg: &[u8],

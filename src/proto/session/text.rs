@@ -11,7 +11,7 @@ const HELP_VERBS: &str = "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP 
                           STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD";
 
 impl Session {
-    pub(super) fn feat(&self) -> Reply {
+    pub(super) fn feat(&self) -> Step {
         let body = [
             " EPRT".to_string(),
             " EPSV".to_string(),
@@ -24,12 +24,15 @@ impl Session {
             " TVFS".to_string(),
             " UTF8".to_string(),
         ];
-        Reply::multi(
-            ReplyCode::SystemStatus,
-            "Features:",
-            body.into_iter().map(String::into_bytes).collect(),
-            "End",
-        )
+        Step {
+            replies: vec![Reply::multi(
+                ReplyCode::SystemStatus,
+                "Features:",
+                body.into_iter().map(String::into_bytes).collect(),
+                "End",
+            )],
+            effect: None,
+        }
     }
 
     pub(super) fn opts(&mut self, option: &[u8], value: &[u8]) -> Step {
