@@ -1,0 +1,137 @@
+//! Logging in: USER, PASS and ACCT, anonymous logins (RFC 1635), and the answer to a password check.
+
+use super::{Effect, Pending, Rights, Session, Step};
+use crate::proto::path::VirtualPath;
+use crate::proto::reply::ReplyCode;
+
+/// Names that log in anonymously (RFC 1635).
+const ANONYMOUS_NAMES: [&[u8]; 2] = [b"anonymous", b"ftp"];
+
+/// Who may log in, as far as the protocol core needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub allow_anonymous: bool,
+    /// Write-only upload directory for anonymous users.
+    pub anonymous_upload: Option<VirtualPath>,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            allow_anonymous: true,
+            anonymous_upload: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Login {
+    AwaitUser,
+    AwaitPass {
+        user: Vec<u8>,
+        anonymous: bool,
+    },
+    LoggedIn {
+        user: Vec<u8>,
+        anonymous: bool,
+        rights: Rights,
+    },
+}
+
+impl Session {
+    pub(super) fn user_cmd(&mut self, name: Vec<u8>) -> Step {
+        if self.logged_in() {
+            return Step::reply(
+                ReplyCode::BadSequence,
+                "Already logged in; USER cannot change user.",
+            );
+        }
+        let anonymous = ANONYMOUS_NAMES
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&name));
+        self.login = Login::AwaitPass {
+            user: name,
+            anonymous,
+        };
+        if anonymous {
+            Step::reply(
+                ReplyCode::NeedPassword,
+                "Anonymous login ok, send your email as password.",
+            )
+        } else {
+            Step::reply(ReplyCode::NeedPassword, "Please specify the password.")
+        }
+    }
+
+    pub(super) fn pass_cmd(&mut self, password: Vec<u8>) -> Step {
+        match std::mem::replace(&mut self.login, Login::AwaitUser) {
+            Login::AwaitUser => Step::reply(ReplyCode::BadSequence, "Login with USER first."),
+            login @ Login::LoggedIn { .. } => {
+                self.login = login;
+                Step::reply(ReplyCode::UserLoggedIn, "Already logged in.")
+            }
+            Login::AwaitPass {
+                user,
+                anonymous: true,
+            } => {
+                if !self.policy.allow_anonymous {
+                    return Step::reply(ReplyCode::NotLoggedIn, "Login incorrect.");
+                }
+                let rights = match &self.policy.anonymous_upload {
+                    Some(dir) => Rights {
+                        upload: true,
+                        drop_box: Some(dir.clone()),
+                        ..Rights::read_only()
+                    },
+                    None => Rights::read_only(),
+                };
+                self.login = Login::LoggedIn {
+                    user,
+                    anonymous: true,
+                    rights,
+                };
+                Step::reply(ReplyCode::UserLoggedIn, "Login successful.")
+            }
+            // Named users are checked off the shard (password hashing is slow on purpose); the
+            // server answers unknown users and wrong passwords the same way, after the same delay.
+            Login::AwaitPass {
+                user,
+                anonymous: false,
+            } => {
+                self.login = Login::AwaitPass {
+                    user: user.clone(),
+                    anonymous: false,
+                };
+                self.pending = Some(Pending::Login);
+                Step::effect(Effect::Authenticate { user, password })
+            }
+        }
+    }
+
+    /// ACCT: no account is ever needed; superfluous (202) after login, not implemented (502) before.
+    pub(super) fn acct(&self) -> Step {
+        if self.logged_in() {
+            Step::reply(ReplyCode::CommandSuperfluous, "No account needed.")
+        } else {
+            Step::reply(ReplyCode::NotImplemented, "ACCT not implemented.")
+        }
+    }
+
+    /// The password check of a named user came back: `rights` or a failed login.
+    pub(super) fn login_checked(&mut self, rights: Option<Rights>) -> Step {
+        match (&self.login, rights) {
+            (Login::AwaitPass { user, .. }, Some(rights)) => {
+                self.login = Login::LoggedIn {
+                    user: user.clone(),
+                    anonymous: false,
+                    rights,
+                };
+                Step::reply(ReplyCode::UserLoggedIn, "Login successful.")
+            }
+            _ => {
+                self.login = Login::AwaitUser;
+                Step::reply(ReplyCode::NotLoggedIn, "Login incorrect.")
+            }
+        }
+    }
+}

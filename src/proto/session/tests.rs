@@ -1,0 +1,575 @@
+//! Unit tests of the session state machine, every multi-command sequence driven end to end.
+
+use std::net::IpAddr;
+
+use super::{Effect, FsOp, Outcome, Policy, Rights, Session, Step, StoreMode, TransferError};
+use crate::proto::command::parse;
+use crate::proto::entry::{Entry, FileKind};
+use crate::proto::error::FileError;
+use crate::proto::path::VirtualPath;
+
+fn peer() -> IpAddr {
+    "127.0.0.1".parse().unwrap()
+}
+
+fn run(s: &mut Session, line: &str) -> Step {
+    s.on_command(parse(line.as_bytes()))
+}
+
+fn codes(step: &Step) -> Vec<u16> {
+    step.replies.iter().map(|r| r.code.as_u16()).collect()
+}
+
+fn logged_in() -> Session {
+    let mut s = Session::new(peer(), Policy::default());
+    assert_eq!(codes(&run(&mut s, "USER anonymous")), [331]);
+    assert_eq!(codes(&run(&mut s, "PASS a@b")), [230]);
+    s
+}
+
+fn file(size: u64) -> Entry {
+    Entry {
+        name: b"f".to_vec(),
+        kind: FileKind::File,
+        size,
+        mtime: 0,
+        mode: 0o644,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        dev: 1,
+        ino: 2,
+    }
+}
+
+#[test]
+fn login_sequence() {
+    let mut s = Session::new(peer(), Policy::default());
+    assert_eq!(codes(&run(&mut s, "PASS x")), [503]);
+    assert_eq!(codes(&run(&mut s, "PWD")), [530]);
+    assert_eq!(codes(&run(&mut s, "USER bob")), [331]);
+    let step = run(&mut s, "PASS x");
+    assert_eq!(
+        step.effect,
+        Some(Effect::Authenticate {
+            user: b"bob".to_vec(),
+            password: b"x".to_vec()
+        })
+    );
+    assert!(
+        !s.accepts_now(&parse(b"NOOP")),
+        "commands wait for the password check"
+    );
+    assert_eq!(codes(&s.on_outcome(Outcome::Login(None))), [530]);
+    assert_eq!(codes(&run(&mut s, "USER FTP")), [331]);
+    assert_eq!(codes(&run(&mut s, "PASS ")), [230]);
+    assert_eq!(codes(&run(&mut s, "USER other")), [503]);
+    assert_eq!(codes(&run(&mut s, "ACCT x")), [202]);
+}
+
+fn user_with(rights: Rights) -> Session {
+    let mut s = Session::new(peer(), Policy::default());
+    run(&mut s, "USER alice");
+    run(&mut s, "PASS pw");
+    assert_eq!(codes(&s.on_outcome(Outcome::Login(Some(rights)))), [230]);
+    s
+}
+
+fn read_write() -> Rights {
+    Rights {
+        modify: true,
+        upload: true,
+        download: true,
+        drop_box: None,
+    }
+}
+
+fn with_pasv(s: &mut Session) {
+    run(s, "PASV");
+    s.on_outcome(Outcome::PassiveReady("127.0.0.1:50000".parse().unwrap()));
+}
+
+#[test]
+fn one_gate_refuses_every_write_spelling_for_read_only_users() {
+    for rights in [
+        Rights::read_only(),
+        Rights {
+            upload: true,
+            ..Rights::read_only()
+        },
+    ] {
+        let mut s = user_with(rights.clone());
+        for cmd in [
+            "DELE f",
+            "MKD d",
+            "XMKD d",
+            "RMD d",
+            "XRMD d",
+            "RNFR f",
+            "SITE CHMOD 644 f",
+            "MFMT 20200101000000 f",
+        ] {
+            assert_eq!(codes(&run(&mut s, cmd)), [550], "{cmd} with {rights:?}");
+        }
+    }
+    let mut s = user_with(Rights::read_only());
+    for cmd in ["STOR f", "APPE f", "STOU"] {
+        assert_eq!(codes(&run(&mut s, cmd)), [550], "{cmd}");
+    }
+    let mut s = user_with(Rights {
+        download: false,
+        ..read_write()
+    });
+    with_pasv(&mut s);
+    assert_eq!(codes(&run(&mut s, "RETR f")), [550]);
+}
+
+#[test]
+fn uploads_and_their_modes() {
+    let mut s = user_with(read_write());
+    assert_eq!(codes(&run(&mut s, "STOR f")), [425], "no data channel yet");
+    with_pasv(&mut s);
+    let step = run(&mut s, "STOR f");
+    assert_eq!(
+        step.effect,
+        Some(Effect::Store {
+            path: VirtualPath::root().join(b"f").unwrap(),
+            mode: StoreMode::Atomic { exclusive: false },
+            ascii: false,
+            umask: 0o022
+        })
+    );
+    assert_eq!(
+        s.on_outcome(Outcome::TransferStarting {
+            size: None,
+            name: None
+        })
+        .replies[0]
+            .to_bytes(),
+        b"150 Ok to send data.\r\n"
+    );
+    assert_eq!(codes(&s.on_outcome(Outcome::TransferDone)), [226]);
+    with_pasv(&mut s);
+    run(&mut s, "REST 10");
+    assert!(matches!(
+        run(&mut s, "STOR f").effect,
+        Some(Effect::Store {
+            mode: StoreMode::At(10),
+            ..
+        })
+    ));
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::TransferFailed(TransferError::File(
+            FileError::NoSpace
+        )))),
+        [452]
+    );
+    with_pasv(&mut s);
+    assert!(matches!(
+        run(&mut s, "APPE f").effect,
+        Some(Effect::Store {
+            mode: StoreMode::Append,
+            ..
+        })
+    ));
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::TransferFailed(TransferError::ConnectionLost))),
+        [426]
+    );
+    with_pasv(&mut s);
+    assert!(matches!(
+        run(&mut s, "STOU").effect,
+        Some(Effect::Store {
+            mode: StoreMode::Unique { .. },
+            ..
+        })
+    ));
+    let unique = VirtualPath::root().join(b"ftp-upload.1").unwrap();
+    let r = s.on_outcome(Outcome::TransferStarting {
+        size: None,
+        name: Some(unique),
+    });
+    assert_eq!(r.replies[0].to_bytes(), b"150 FILE: ftp-upload.1\r\n");
+    assert_eq!(
+        s.on_outcome(Outcome::TransferDone).replies[0].to_bytes(),
+        b"226 Transfer complete (unique file name: ftp-upload.1).\r\n"
+    );
+}
+
+#[test]
+fn rename_needs_rnfr_immediately_before() {
+    let mut s = user_with(read_write());
+    assert_eq!(codes(&run(&mut s, "RNTO b")), [503]);
+    assert_eq!(
+        run(&mut s, "RNFR a").effect,
+        Some(Effect::Stat(VirtualPath::root().join(b"a").unwrap()))
+    );
+    assert_eq!(codes(&s.on_outcome(Outcome::Stat(Ok(file(1))))), [350]);
+    let step = run(&mut s, "RNTO b");
+    let (from, to) = (
+        VirtualPath::root().join(b"a").unwrap(),
+        VirtualPath::root().join(b"b").unwrap(),
+    );
+    assert_eq!(step.effect, Some(Effect::Fs(FsOp::Rename { from, to })));
+    assert_eq!(codes(&s.on_outcome(Outcome::Fs(Ok(())))), [250]);
+    run(&mut s, "RNFR a");
+    s.on_outcome(Outcome::Stat(Ok(file(1))));
+    assert_eq!(codes(&run(&mut s, "NOOP")), [200]);
+    assert_eq!(
+        codes(&run(&mut s, "RNTO b")),
+        [503],
+        "NOOP in between forgets RNFR"
+    );
+    run(&mut s, "RNFR missing");
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::Stat(Err(FileError::NotFound)))),
+        [550]
+    );
+}
+
+#[test]
+fn mkd_rmd_dele_chmod_mfmt_replies() {
+    let mut s = user_with(read_write());
+    run(&mut s, "MKD a \"b\"");
+    assert_eq!(
+        s.on_outcome(Outcome::Fs(Ok(()))).replies[0].to_bytes(),
+        b"257 \"/a \"\"b\"\"\" created.\r\n"
+    );
+    run(&mut s, "MKD a");
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::Fs(Err(FileError::Exists)))),
+        [550]
+    );
+    run(&mut s, "RMD a");
+    assert_eq!(codes(&s.on_outcome(Outcome::Fs(Ok(())))), [250]);
+    run(&mut s, "RMD a");
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::Fs(Err(FileError::NotEmpty)))),
+        [550]
+    );
+    run(&mut s, "DELE f");
+    assert_eq!(codes(&s.on_outcome(Outcome::Fs(Ok(())))), [250]);
+    assert_eq!(
+        run(&mut s, "SITE CHMOD 600 f").effect,
+        Some(Effect::Fs(FsOp::Chmod {
+            path: VirtualPath::root().join(b"f").unwrap(),
+            mode: 0o600
+        }))
+    );
+    assert_eq!(codes(&s.on_outcome(Outcome::Fs(Ok(())))), [200]);
+    run(&mut s, "MFMT 20200102030405 f");
+    assert_eq!(
+        s.on_outcome(Outcome::Fs(Ok(()))).replies[0].to_bytes(),
+        b"213 Modify=20200102030405; /f\r\n"
+    );
+    assert_eq!(codes(&run(&mut s, "SITE UMASK 027")), [200]);
+    assert_eq!(
+        run(&mut s, "SITE UMASK").replies[0].to_bytes(),
+        b"200 Your current UMASK is 0027.\r\n"
+    );
+    assert!(matches!(
+        run(&mut s, "MKD x").effect,
+        Some(Effect::Fs(FsOp::Mkdir { umask: 0o027, .. }))
+    ));
+    s.on_outcome(Outcome::Fs(Ok(())));
+    assert_eq!(codes(&run(&mut s, "SITE HELP")), [214]);
+    assert_eq!(codes(&run(&mut s, "SITE CHMOD 4755 f")), [550]);
+    assert_eq!(codes(&run(&mut s, "SITE EXEC x")), [500]);
+    assert_eq!(codes(&run(&mut s, "DELE /")), [550]);
+}
+
+#[test]
+fn anonymous_drop_box_is_write_only() {
+    let policy = Policy {
+        allow_anonymous: true,
+        anonymous_upload: Some(VirtualPath::root().join(b"incoming").unwrap()),
+    };
+    let mut s = Session::new(peer(), policy);
+    run(&mut s, "USER anonymous");
+    assert_eq!(codes(&run(&mut s, "PASS x")), [230]);
+    with_pasv(&mut s);
+    assert_eq!(codes(&run(&mut s, "STOR elsewhere")), [550]);
+    assert!(matches!(
+        run(&mut s, "STOR incoming/new").effect,
+        Some(Effect::Store {
+            mode: StoreMode::Atomic { exclusive: true },
+            ..
+        })
+    ));
+    s.on_outcome(Outcome::TransferDone);
+    with_pasv(&mut s);
+    assert_eq!(codes(&run(&mut s, "APPE incoming/new")), [550]);
+    assert_eq!(codes(&run(&mut s, "RETR incoming/new")), [550]);
+    assert_eq!(codes(&run(&mut s, "LIST incoming")), [550]);
+    assert_eq!(codes(&run(&mut s, "DELE incoming/new")), [550]);
+    run(&mut s, "REST 5");
+    assert_eq!(codes(&run(&mut s, "STOR incoming/new")), [550]);
+    assert!(matches!(
+        run(&mut s, "RETR pub.txt").effect,
+        Some(Effect::Retr { .. })
+    ));
+}
+
+#[test]
+fn anonymous_can_be_disabled() {
+    let mut s = Session::new(
+        peer(),
+        Policy {
+            allow_anonymous: false,
+            anonymous_upload: None,
+        },
+    );
+    run(&mut s, "USER anonymous");
+    assert_eq!(codes(&run(&mut s, "PASS x")), [530]);
+}
+
+#[test]
+fn retr_needs_a_data_channel_then_runs() {
+    let mut s = logged_in();
+    assert_eq!(codes(&run(&mut s, "RETR f")), [425]);
+    let step = run(&mut s, "PASV");
+    assert_eq!(step.effect, Some(Effect::Passive));
+    let step = s.on_outcome(Outcome::PassiveReady("127.0.0.1:50000".parse().unwrap()));
+    assert_eq!(
+        step.replies[0].to_bytes(),
+        b"227 Entering Passive Mode (127,0,0,1,195,80).\r\n"
+    );
+    assert_eq!(codes(&run(&mut s, "REST 10")), [350]);
+    let step = run(&mut s, "RETR /d/f");
+    assert_eq!(
+        step.effect,
+        Some(Effect::Retr {
+            path: VirtualPath::root().join(b"/d/f").unwrap(),
+            offset: 10,
+            ascii: false
+        })
+    );
+    assert!(!s.accepts_now(&parse(b"NOOP")));
+    assert!(s.accepts_now(&parse(b"ABOR")));
+    let step = s.on_outcome(Outcome::TransferStarting {
+        size: Some(5),
+        name: None,
+    });
+    assert_eq!(
+        step.replies[0].to_bytes(),
+        b"150 Opening BINARY mode data connection for f (5 bytes).\r\n"
+    );
+    assert_eq!(codes(&s.on_outcome(Outcome::TransferDone)), [226]);
+    // The passive channel is used up and REST applies to one transfer only.
+    assert_eq!(codes(&run(&mut s, "RETR f")), [425]);
+}
+
+#[test]
+fn abort_mid_transfer_gives_426_then_226() {
+    let mut s = logged_in();
+    run(&mut s, "EPSV");
+    assert_eq!(
+        s.on_outcome(Outcome::PassiveReady("127.0.0.1:50001".parse().unwrap()))
+            .replies[0]
+            .to_bytes(),
+        b"229 Entering Extended Passive Mode (|||50001|)\r\n"
+    );
+    run(&mut s, "RETR f");
+    s.on_outcome(Outcome::TransferStarting {
+        size: None,
+        name: None,
+    });
+    assert_eq!(run(&mut s, "ABOR").effect, Some(Effect::Abort));
+    // The transfer's own end racing with ABOR is ignored.
+    assert!(s.on_outcome(Outcome::TransferDone).replies.is_empty());
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::Aborted {
+            transfer_was_active: true
+        })),
+        [426, 226]
+    );
+    assert_eq!(codes(&run(&mut s, "ABOR")), []);
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::Aborted {
+            transfer_was_active: false
+        })),
+        [225]
+    );
+}
+
+#[test]
+fn transfer_failures_map_to_rfc_codes() {
+    for (err, code) in [
+        (TransferError::File(FileError::NotFound), 550),
+        (TransferError::NoDataConnection, 425),
+        (TransferError::ConnectionLost, 426),
+        (TransferError::FileChanged, 451),
+        (TransferError::Local(5), 451),
+    ] {
+        let mut s = logged_in();
+        run(&mut s, "PASV");
+        s.on_outcome(Outcome::PassiveReady("127.0.0.1:50000".parse().unwrap()));
+        run(&mut s, "RETR f");
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::TransferFailed(err))),
+            [code],
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn mlsd_on_a_file_is_501() {
+    let mut s = logged_in();
+    run(&mut s, "PASV");
+    s.on_outcome(Outcome::PassiveReady("127.0.0.1:50000".parse().unwrap()));
+    run(&mut s, "MLSD f");
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::TransferFailed(TransferError::File(
+            FileError::NotADirectory
+        )))),
+        [501]
+    );
+}
+
+#[test]
+fn port_refuses_bounce_and_low_ports() {
+    let mut s = logged_in();
+    assert_eq!(codes(&run(&mut s, "PORT 10,0,0,1,200,10")), [504]);
+    assert_eq!(codes(&run(&mut s, "PORT 127,0,0,1,0,21")), [504]);
+    assert_eq!(codes(&run(&mut s, "PORT 127,0,0,1")), [501]);
+    let step = run(&mut s, "PORT 127,0,0,1,200,10");
+    assert_eq!(codes(&step), [200]);
+    assert_eq!(
+        step.effect,
+        Some(Effect::Active("127.0.0.1:51210".parse().unwrap()))
+    );
+    assert_eq!(codes(&run(&mut s, "EPRT |2|::1|5000|")), [504]);
+    assert_eq!(codes(&run(&mut s, "EPRT |1|127.0.0.1|5000|")), [200]);
+    assert_eq!(codes(&run(&mut s, "EPRT |9|x|5000|")), [522]);
+}
+
+#[test]
+fn epsv_all_locks_out_other_setups() {
+    let mut s = logged_in();
+    assert_eq!(codes(&run(&mut s, "EPSV ALL")), [200]);
+    assert_eq!(codes(&run(&mut s, "PASV")), [503]);
+    assert_eq!(codes(&run(&mut s, "PORT 127,0,0,1,200,10")), [503]);
+    assert_eq!(run(&mut s, "EPSV").effect, Some(Effect::Passive));
+}
+
+#[test]
+fn epsv_protocol_mismatch_is_522() {
+    let mut s = logged_in();
+    assert_eq!(codes(&run(&mut s, "EPSV 2")), [522]);
+    assert_eq!(run(&mut s, "EPSV 1").effect, Some(Effect::Passive));
+}
+
+#[test]
+fn ipv6_peer_pasv_is_refused() {
+    let mut s = Session::new("::1".parse().unwrap(), Policy::default());
+    run(&mut s, "USER ftp");
+    run(&mut s, "PASS x");
+    assert_eq!(codes(&run(&mut s, "PASV")), [425]);
+}
+
+#[test]
+fn cwd_pwd_cdup() {
+    let mut s = logged_in();
+    assert_eq!(
+        run(&mut s, "PWD").replies[0].to_bytes(),
+        b"257 \"/\" is the current directory.\r\n"
+    );
+    let step = run(&mut s, "CWD a \"q\"");
+    assert_eq!(
+        step.effect,
+        Some(Effect::Stat(VirtualPath::root().join(b"a \"q\"").unwrap()))
+    );
+    let mut dir = file(0);
+    dir.kind = FileKind::Dir;
+    assert_eq!(codes(&s.on_outcome(Outcome::Stat(Ok(dir.clone())))), [250]);
+    assert_eq!(
+        run(&mut s, "PWD").replies[0].to_bytes(),
+        b"257 \"/a \"\"q\"\"\" is the current directory.\r\n"
+    );
+    run(&mut s, "CWD f");
+    assert_eq!(codes(&s.on_outcome(Outcome::Stat(Ok(file(1))))), [550]);
+    run(&mut s, "CWD missing");
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::Stat(Err(FileError::NotFound)))),
+        [550]
+    );
+    assert_eq!(
+        run(&mut s, "CDUP").effect,
+        Some(Effect::Stat(VirtualPath::root()))
+    );
+    assert_eq!(codes(&s.on_outcome(Outcome::Stat(Ok(dir)))), [250]);
+    assert_eq!(s.cwd(), &VirtualPath::root());
+}
+
+#[test]
+fn size_mdtm_mlst() {
+    let mut s = logged_in();
+    run(&mut s, "SIZE f");
+    assert_eq!(
+        s.on_outcome(Outcome::Stat(Ok(file(1234)))).replies[0].to_bytes(),
+        b"213 1234\r\n"
+    );
+    run(&mut s, "MDTM f");
+    assert_eq!(
+        s.on_outcome(Outcome::Stat(Ok(file(1)))).replies[0].to_bytes(),
+        b"213 19700101000000\r\n"
+    );
+    run(&mut s, "SIZE d");
+    let mut dir = file(0);
+    dir.kind = FileKind::Dir;
+    assert_eq!(codes(&s.on_outcome(Outcome::Stat(Ok(dir)))), [550]);
+    run(&mut s, "MLST f");
+    let r = s.on_outcome(Outcome::Stat(Ok(file(3)))).replies[0].to_bytes();
+    let text = String::from_utf8(r).unwrap();
+    assert!(
+        text.starts_with("250-Listing /f\r\n type=file;size=3;"),
+        "{text}"
+    );
+    assert!(text.ends_with(" /f\r\n250 End\r\n"), "{text}");
+}
+
+#[test]
+fn simple_commands() {
+    let mut s = logged_in();
+    assert_eq!(
+        run(&mut s, "SYST").replies[0].to_bytes(),
+        b"215 UNIX Type: L8\r\n"
+    );
+    assert_eq!(codes(&run(&mut s, "TYPE A")), [200]);
+    assert_eq!(codes(&run(&mut s, "TYPE E")), [504]);
+    assert_eq!(codes(&run(&mut s, "MODE S")), [200]);
+    assert_eq!(codes(&run(&mut s, "STRU F")), [200]);
+    assert_eq!(codes(&run(&mut s, "NOOP")), [200]);
+    assert_eq!(codes(&run(&mut s, "ALLO 100")), [202]);
+    assert_eq!(codes(&run(&mut s, "HELP")), [214]);
+    assert_eq!(codes(&run(&mut s, "HELP RETR")), [214]);
+    assert_eq!(codes(&run(&mut s, "STAT")), [211]);
+    assert_eq!(codes(&run(&mut s, "OPTS UTF8 ON")), [200]);
+    assert_eq!(codes(&run(&mut s, "OPTS FOO")), [501]);
+    assert_eq!(codes(&run(&mut s, "STOR x")), [550]);
+    assert_eq!(codes(&run(&mut s, "DELE x")), [550]);
+    assert_eq!(codes(&run(&mut s, "XYZZY")), [500]);
+    assert_eq!(codes(&run(&mut s, "REIN")), [502]);
+    let quit = run(&mut s, "QUIT");
+    assert_eq!(codes(&quit), [221]);
+    assert_eq!(quit.effect, Some(Effect::Close));
+}
+
+#[test]
+fn feat_lists_extensions() {
+    let mut s = Session::new(peer(), Policy::default());
+    let text = String::from_utf8(run(&mut s, "FEAT").replies[0].to_bytes()).unwrap();
+    for ext in [
+        "EPSV",
+        "EPRT",
+        "MDTM",
+        "MLST type*;",
+        "REST STREAM",
+        "SIZE",
+        "UTF8",
+    ] {
+        assert!(text.contains(&format!(" {ext}")), "{ext} missing in {text}");
+    }
+    assert!(text.starts_with("211-") && text.ends_with("211 End\r\n"));
+}

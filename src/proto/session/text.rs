@@ -1,0 +1,116 @@
+//! What the server says about itself: FEAT and its OPTS (RFC 2389), HELP, and STAT without a path.
+
+use super::{Session, Step};
+use crate::proto::command::TransferType;
+use crate::proto::listing::Facts;
+use crate::proto::reply::{Reply, ReplyCode};
+
+/// Commands listed by HELP and FEAT-independent tools; keep in sync with `command::parse`.
+const HELP_VERBS: &str = "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MFMT MKD MLSD MLST MODE \
+                          NLST NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SITE SIZE STAT STOR STOU \
+                          STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD";
+
+impl Session {
+    pub(super) fn feat(&self) -> Step {
+        let body = [
+            " EPRT".to_string(),
+            " EPSV".to_string(),
+            " MDTM".to_string(),
+            " MFMT".to_string(),
+            format!(" MLST {}", self.facts.feat_list()),
+            " PASV".to_string(),
+            " REST STREAM".to_string(),
+            " SIZE".to_string(),
+            " TVFS".to_string(),
+            " UTF8".to_string(),
+        ];
+        Step {
+            replies: vec![Reply::multi(
+                ReplyCode::SystemStatus,
+                "Features:",
+                body.into_iter().map(String::into_bytes).collect(),
+                "End",
+            )],
+            effect: None,
+        }
+    }
+
+    pub(super) fn opts(&mut self, option: &[u8], value: &[u8]) -> Step {
+        match option {
+            // RFC 2640: names are always UTF-8 here, so both ON and OFF are accepted and change nothing.
+            b"UTF8" | b"UTF-8"
+                if value.eq_ignore_ascii_case(b"ON") || value.eq_ignore_ascii_case(b"OFF") =>
+            {
+                Step::reply(ReplyCode::CommandOkay, "Always in UTF8 mode.")
+            }
+            b"MLST" => {
+                self.facts = Facts::from_opts(value);
+                Step::reply(
+                    ReplyCode::CommandOkay,
+                    format!("MLST OPTS {}", self.facts.enabled_list()),
+                )
+            }
+            _ => Step::reply(ReplyCode::ParameterSyntaxError, "Option not understood."),
+        }
+    }
+
+    pub(super) fn help(&self, topic: Option<Vec<u8>>) -> Step {
+        match topic {
+            Some(t) => {
+                let known = HELP_VERBS
+                    .split(' ')
+                    .any(|v| v.as_bytes().eq_ignore_ascii_case(&t));
+                if known {
+                    Step::reply(
+                        ReplyCode::HelpMessage,
+                        "Syntax as in RFC 959, RFC 2428 and RFC 3659.",
+                    )
+                } else {
+                    Step::reply(ReplyCode::ParameterSyntaxError, "Unknown command.")
+                }
+            }
+            None => {
+                let body: Vec<Vec<u8>> = HELP_VERBS
+                    .split(' ')
+                    .collect::<Vec<_>>()
+                    .chunks(8)
+                    .map(|c| format!(" {}", c.join(" ")).into_bytes())
+                    .collect();
+                Step {
+                    replies: vec![Reply::multi(
+                        ReplyCode::HelpMessage,
+                        "The following commands are recognized.",
+                        body,
+                        "Help OK.",
+                    )],
+                    effect: None,
+                }
+            }
+        }
+    }
+
+    pub(super) fn status(&self) -> Step {
+        let mut body = vec![format!(" Connected to {}", self.peer).into_bytes()];
+        if let Some(user) = self.user() {
+            let mut line = b" Logged in as ".to_vec();
+            line.extend_from_slice(user);
+            body.push(line);
+        }
+        let ty = match self.ty {
+            TransferType::Ascii => "ASCII",
+            TransferType::Image => "BINARY",
+        };
+        body.push(format!(" TYPE: {ty}; STRUcture: File; transfer MODE: Stream").into_bytes());
+        body.push(b" No data connection".to_vec());
+        body.push(format!(" ringftpd {}", env!("CARGO_PKG_VERSION")).into_bytes());
+        Step {
+            replies: vec![Reply::multi(
+                ReplyCode::SystemStatus,
+                "FTP server status:",
+                body,
+                "End of status",
+            )],
+            effect: None,
+        }
+    }
+}
