@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use ringftpd::cli::{Cli, Cmd};
 use ringftpd::config::{Config, ConfigError, Options};
+use ringftpd::lifecycle::{Notifier, Signal, Signals};
+use ringftpd::logging::{self, LogHandle, LogSettings};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -83,19 +85,130 @@ fn load(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-/// Log lines to stderr: one per transfer and per notable event, never per chunk.
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::max_level()
+/// Where log output goes under `config`.
+fn log_settings(config: &Config) -> LogSettings {
+    LogSettings {
+        level: config.log_level,
+        xferlog: config.xferlog.clone(),
+        json_log: config.json_log.clone(),
+        ..LogSettings::default()
     }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("ringftpd {} {}", r.level(), r.args());
+}
+
+/// The control thread: serve until SIGTERM/SIGINT has drained the shards (a second one stops
+/// them at once); SIGHUP reloads the config file and users file and reopens the logs.
+fn serve(cli: &Cli, config: Config, signals: &mut Signals, logs: &mut LogHandle) -> ExitCode {
+    let shards = config.shards;
+    let root = config.root.clone();
+    let grace = config.shutdown_grace;
+    let server = match ringftpd::server::start(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringftpd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for addr in server.local_addrs() {
+        log::info!(
+            "serving {} on ftp://{addr}/ with {shards} shard(s)",
+            root.display()
+        );
+    }
+    let notifier = Notifier::from_env();
+    let status = |server: &ringftpd::server::Server| {
+        let (sessions, transfers) = server.activity();
+        format!("{sessions} session(s), {transfers} transfer(s)")
+    };
+    if let Some(n) = &notifier {
+        n.ready(&status(&server));
+    }
+    let mut draining = false;
+    let mut last_status = String::new();
+    while !server.finished() {
+        let signal = match signals.next(STATUS_EVERY) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("reading signals: {e}");
+                None
+            }
+        };
+        match signal {
+            Some(Signal::SIGTERM | Signal::SIGINT) if draining => {
+                log::info!("second stop signal: closing every session now");
+                server.stop_now();
+            }
+            Some(Signal::SIGTERM | Signal::SIGINT) => {
+                draining = true;
+                log::info!(
+                    "stop signal: listeners closed, running transfers have {} s to finish",
+                    grace.as_secs()
+                );
+                if let Some(n) = &notifier {
+                    n.stopping(&format!("Stopping: {}", status(&server)));
+                }
+                server.shutdown(grace);
+            }
+            Some(Signal::SIGHUP) if !draining => {
+                if let Some(n) = &notifier {
+                    n.reloading();
+                }
+                reload(cli, &server, logs);
+                if let Some(n) = &notifier {
+                    n.ready(&status(&server));
+                }
+            }
+            _ => {}
+        }
+        if let Some(n) = &notifier {
+            let now = status(&server);
+            if now != last_status {
+                n.status(&now);
+                last_status = now;
+            }
         }
     }
-    fn flush(&self) {}
+    server.wait();
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// How often the control thread looks at the shards while no signal comes (exit, STATUS=).
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// SIGHUP: read the config file and the users file again (the command line's flags still win)
+/// and hand the result to the shards for new sessions; reopen the log files (logrotate). A
+/// configuration that does not validate is refused and the one in force stays.
+fn reload(cli: &Cli, server: &ringftpd::server::Server, logs: &mut LogHandle) {
+    let config = match load(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("reload refused, the running configuration stays: {e}");
+            let _ = logs
+                .reopen()
+                .map_err(|e| log::error!("reopening the logs: {e}"));
+            return;
+        }
+    };
+    let settings = log_settings(&config);
+    let logs_result = if &settings == logs.settings() {
+        logs.reopen()
+    } else {
+        logs.reconfigure(settings)
+    };
+    if let Err(e) = logs_result {
+        log::error!("reload refused, the running configuration stays: {e}");
+        return;
+    }
+    log::set_max_level(config.log_level);
+    match server.reload(config) {
+        Ok(restart) => {
+            for key in restart {
+                log::warn!("{key} changed: it takes effect at the next restart");
+            }
+            log::info!("configuration reloaded");
+        }
+        Err(e) => log::error!("reload refused, the running configuration stays: {e}"),
+    }
 }
 
 fn main() -> ExitCode {
@@ -123,27 +236,35 @@ fn main() -> ExitCode {
         };
     }
     if cli.check_config {
-        println!("ringftpd: configuration is valid");
-        return ExitCode::SUCCESS;
-    }
-    log::set_logger(&StderrLogger).expect("logger set once");
-    log::set_max_level(config.log_level);
-    let shards = config.shards;
-    let root = config.root.clone();
-    match ringftpd::server::start(config) {
-        Ok(server) => {
-            for addr in server.local_addrs() {
-                log::info!(
-                    "serving {} on ftp://{addr}/ with {shards} shard(s)",
-                    root.display()
-                );
+        return match ringftpd::server::check(&config) {
+            Ok(()) => {
+                println!("ringftpd: configuration is valid");
+                ExitCode::SUCCESS
             }
-            server.wait();
-            ExitCode::SUCCESS
+            Err(e) => {
+                eprintln!("ringftpd: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    // Before any thread starts, the log thread included: every thread inherits the mask, so
+    // the signals queue on the control thread's signalfd and never interrupt a shard.
+    let mut signals = match Signals::block() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringftpd: blocking signals: {e}");
+            return ExitCode::FAILURE;
         }
+    };
+    let mut logs = match logging::start(log_settings(&config)) {
+        Ok(h) => h,
         Err(e) => {
             eprintln!("ringftpd: {e}");
-            ExitCode::FAILURE
+            return ExitCode::from(2);
         }
-    }
+    };
+    let code = serve(&cli, config, &mut signals, &mut logs);
+    // After the shards are joined: every record they queued is written before exit.
+    logs.stop();
+    code
 }

@@ -27,6 +27,11 @@ pub(super) const CONTROL_READ_BYTES: usize = 16 << 10;
 
 impl Shard {
     pub(super) fn on_accept(&mut self, listener: usize, c: Completion) {
+        if listener >= self.listeners.len() {
+            // A drain closed the listeners: this is their cancelled accept, or a connection
+            // that raced the close (dropping it closes it).
+            return;
+        }
         let Some(fd) = c.fd else {
             // Multishot accept ends on errors such as EMFILE. Re-arming at once would spin while
             // the condition lasts, so wait for the next tick.
@@ -82,6 +87,7 @@ impl Shard {
             local,
         } = arrival;
         let conn = Box::new(Conn {
+            config: Arc::clone(&self.shared.config),
             ctrl: stream,
             peer,
             local,
@@ -110,11 +116,7 @@ impl Shard {
             true,
             token(Kind::CtrlIn, r, 0),
         );
-        Reply::new(
-            ReplyCode::ServiceReady,
-            self.shared.config.banner.as_bytes(),
-        )
-        .encode(&mut conn.out);
+        Reply::new(ReplyCode::ServiceReady, conn.config.banner.as_bytes()).encode(&mut conn.out);
         self.flush(r, &mut conn);
         self.settle(r, conn);
     }
@@ -279,8 +281,17 @@ impl Shard {
 
     /// Flush, then either put the session back or close it.
     pub(super) fn settle(&mut self, r: ConnRef, mut conn: Box<Conn>) {
-        self.flush(r, &mut conn);
         let idle = conn.job.is_none() && conn.transfer.is_none() && conn.queued.is_empty();
+        if self.draining.is_some() && idle && conn.opening.is_none() && !conn.closing {
+            // A graceful stop: nothing running here (any more), so the session ends now.
+            Reply::new(
+                ReplyCode::ServiceNotAvailable,
+                "Server shutting down; closing control connection.",
+            )
+            .encode(&mut conn.out);
+            conn.closing = true;
+        }
+        self.flush(r, &mut conn);
         if conn.closing || (conn.eof && idle) {
             self.close_conn(r, conn);
         } else {

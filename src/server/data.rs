@@ -48,10 +48,10 @@ impl Shard {
                 };
                 let fd = listener.as_raw_fd();
                 self.poll_data(r, conn, fd, libc::POLLIN, Kind::DataListen);
-                let deadline = self.now + self.shared.config.data_timeout;
+                let deadline = self.now + conn.config.data_timeout;
                 conn.data = Data::Listening { listener, deadline };
                 // Behind NAT the client must be told the public address; the listener stays local.
-                match (self.shared.config.pasv_address, addr) {
+                match (conn.config.pasv_address, addr) {
                     (Some(public), SocketAddr::V4(_)) => {
                         Outcome::PassiveReady(SocketAddr::new(public.into(), addr.port()))
                     }
@@ -140,7 +140,7 @@ impl Shard {
                 Ok(sock) => {
                     let fd = sock.as_raw_fd();
                     self.poll_data(r, conn, fd, libc::POLLOUT, Kind::DataConnect);
-                    let deadline = self.now + self.shared.config.data_timeout;
+                    let deadline = self.now + conn.config.data_timeout;
                     conn.data = Data::Connecting { sock, deadline };
                 }
                 Err(e) => {

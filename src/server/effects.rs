@@ -167,7 +167,7 @@ impl Shard {
         conn: &mut Conn,
         (file, entry): (std::fs::File, crate::proto::entry::Entry),
     ) {
-        let path = self.shared.config.data_path;
+        let path = conn.config.data_path;
         if let Some(t) = conn.transfer.as_mut() {
             t.set_file(file, entry.size, path);
         }

@@ -5,18 +5,16 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use nix::sys::eventfd::EventFd;
 
 use super::conns::{ConnRef, Kind, token, untoken};
 use super::control::CONTROL_READ_BYTES;
-use super::fsworker::Done;
-use super::{Arrival, Shard, Shared};
+use super::{Control, Inbox, Shard, Shared};
 use crate::proto::reply::{Reply, ReplyCode};
 use crate::shard::{Completion, Ring};
 
@@ -29,8 +27,7 @@ impl Shard {
         index: usize,
         shared: Shared,
         listeners: Vec<TcpListener>,
-        done_rx: Receiver<(u64, Done)>,
-        arrivals: Receiver<Arrival>,
+        inbox: Inbox,
         wake: Arc<EventFd>,
     ) -> io::Result<Shard> {
         let ring = Ring::new(RING_ENTRIES, shared.config.io_backend)?;
@@ -52,9 +49,9 @@ impl Shard {
             listeners,
             slots: Vec::new(),
             free: Vec::new(),
-            done_rx,
-            arrivals,
+            inbox,
             wake,
+            draining: None,
             ready: Vec::new(),
             ctrl_ready: Vec::new(),
             accept_rearm: Vec::new(),
@@ -93,7 +90,7 @@ impl Shard {
             token(Kind::Wake, none, 0),
         );
         self.ring.timeout(TICK, token(Kind::Tick, none, 0));
-        while !self.shared.stop.load(Ordering::Relaxed) {
+        while !self.shared.stop.load(Ordering::Relaxed) && !self.drained() {
             let want = usize::from(self.ready.is_empty() && self.ctrl_ready.is_empty());
             self.ring.wait(want)?;
             self.now = Instant::now();
@@ -136,11 +133,14 @@ impl Shard {
                         token(Kind::Wake, none, 0),
                     );
                 }
-                while let Ok((token, done)) = self.done_rx.try_recv() {
+                while let Ok((token, done)) = self.inbox.done.try_recv() {
                     self.on_job_done(token, done);
                 }
-                while let Ok(a) = self.arrivals.try_recv() {
+                while let Ok(a) = self.inbox.arrivals.try_recv() {
                     self.start_session(a);
+                }
+                while let Ok(control) = self.inbox.controls.try_recv() {
+                    self.on_control(control);
                 }
             }
             Kind::Tick => {
@@ -193,7 +193,11 @@ impl Shard {
 
     fn on_tick(&mut self) {
         for listener in std::mem::take(&mut self.accept_rearm) {
-            let fd = self.listeners[listener].as_raw_fd();
+            // A drain closed the listeners meanwhile.
+            let Some(l) = self.listeners.get(listener) else {
+                continue;
+            };
+            let fd = l.as_raw_fd();
             let t = token(
                 Kind::Accept,
                 ConnRef {
@@ -204,12 +208,25 @@ impl Shard {
             );
             self.ring.accept_multi(fd, t);
         }
-        let idle = self.shared.config.idle_timeout;
-        let data_timeout = self.shared.config.data_timeout;
+        let cut_off = self.draining.is_some_and(|deadline| self.now >= deadline);
+        let mut transfers = 0;
         for r in self.live_conns() {
             let Some(mut conn) = self.take(r) else {
                 continue;
             };
+            if cut_off {
+                Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Server shutting down; closing control connection.",
+                )
+                .encode(&mut conn.out);
+                self.flush(r, &mut conn);
+                self.close_conn(r, conn);
+                continue;
+            }
+            transfers += usize::from(conn.transfer.is_some());
+            let idle = conn.config.idle_timeout;
+            let data_timeout = conn.config.data_timeout;
             if conn.delayed.as_ref().is_some_and(|(at, _)| self.now >= *at) {
                 if let Some((_, outcome)) = conn.delayed.take() {
                     conn.job = None;
@@ -229,5 +246,42 @@ impl Shard {
             }
             self.settle(r, conn);
         }
+        self.shared.limits.set_transfers(self.index, transfers);
+    }
+
+    fn on_control(&mut self, control: Control) {
+        match control {
+            Control::Reload {
+                config,
+                policy,
+                root,
+            } => {
+                self.shared.config = config;
+                self.shared.policy = policy;
+                self.shared.root = root;
+            }
+            Control::Drain { deadline } => {
+                if self.draining.is_some() {
+                    return;
+                }
+                self.draining = Some(deadline);
+                // Closing cancels the multishot accepts; connections still in the backlog are
+                // reset, which is what a client of a stopping server should see.
+                for l in self.listeners.drain(..) {
+                    self.ring.close(OwnedFd::from(l));
+                }
+                // Idle sessions hear 421 now (settle does it); busy ones when they finish.
+                for r in self.live_conns() {
+                    if let Some(conn) = self.take(r) {
+                        self.settle(r, conn);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A drain has closed every session: the shard's work is done.
+    fn drained(&self) -> bool {
+        self.draining.is_some() && self.slots.iter().all(|s| s.conn.is_none())
     }
 }

@@ -93,21 +93,31 @@ pub struct Upload {
 
 /// Named users and the roots opened for them (one directory fd per distinct root, shared).
 pub struct Accounts {
-    pub users: Option<Users>,
+    /// Swapped whole by a reload; a check in progress keeps the table it started with.
+    users: Mutex<Option<Arc<Users>>>,
     roots: Mutex<HashMap<PathBuf, Arc<Root>>>,
 }
 
 impl Accounts {
     pub fn new(users: Option<Users>) -> Accounts {
         Accounts {
-            users,
+            users: Mutex::new(users.map(Arc::new)),
             roots: Mutex::new(HashMap::new()),
         }
     }
 
+    /// A reloaded users file: logins checked from now on use it. Roots opened for users that
+    /// are gone are closed once no session holds them.
+    pub fn replace(&self, users: Option<Users>) {
+        *self.users.lock().unwrap_or_else(|e| e.into_inner()) = users.map(Arc::new);
+        self.roots.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Verify a login (argon2: tens of milliseconds, so only ever on a helper thread).
     fn login(&self, user: &[u8], password: &[u8]) -> Option<(Rights, Arc<Root>)> {
-        let user = self.users.as_ref()?.verify(user, password)?;
+        // Hash outside the lock: a reload never waits for a password check.
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let user = users.as_ref()?.verify(user, password)?;
         let root = {
             let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
             match roots.get(&user.root) {
@@ -250,6 +260,18 @@ pub struct Pool {
     tx: Sender<Request>,
 }
 
+/// The helper threads, joined at shutdown once every `Pool` handle is gone (so the last jobs,
+/// such as removing a cut-off upload's temporary file, run before the process exits).
+pub struct Workers(Vec<thread::JoinHandle<()>>);
+
+impl Workers {
+    pub fn join(self) {
+        for t in self.0 {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Where a helper offers parts of the listing it is formatting to the other helpers.
 struct Helpers {
     tx: Sender<Arc<Share>>,
@@ -262,8 +284,9 @@ impl Pool {
         workers: usize,
         mailboxes: Vec<Mailbox<(u64, Done)>>,
         accounts: Arc<Accounts>,
-    ) -> std::io::Result<Pool> {
+    ) -> std::io::Result<(Pool, Workers)> {
         let (tx, rx) = crossbeam_channel::unbounded::<Request>();
+        let mut threads = Vec::new();
         let (help_tx, help_rx) = crossbeam_channel::unbounded::<Arc<Share>>();
         let mailboxes = Arc::new(mailboxes);
         for i in 0..workers {
@@ -275,7 +298,7 @@ impl Pool {
             };
             let mailboxes = Arc::clone(&mailboxes);
             let accounts = Arc::clone(&accounts);
-            thread::Builder::new()
+            let t = thread::Builder::new()
                 .name(format!("ringftpd-fs{i}"))
                 .spawn(move || {
                     // Ends when every shard (and so every Pool handle) is gone; the helpers'
@@ -304,8 +327,9 @@ impl Pool {
                         let _ = mailboxes[req.reply_to].post((req.token, done));
                     }
                 })?;
+            threads.push(t);
         }
-        Ok(Pool { tx })
+        Ok((Pool { tx }, Workers(threads)))
     }
 
     pub fn submit(&self, shard: usize, root: &Arc<Root>, token: u64, job: Job) {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::proto::addr::canonical_ip;
@@ -25,13 +25,16 @@ struct PerIp {
 }
 
 pub(super) struct Limits {
-    max_sessions: usize,
+    /// Caps a reload may change; sessions already admitted stay.
+    max_sessions: AtomicUsize,
     /// 0 = no per-IP limit.
-    max_per_ip: u32,
+    max_per_ip: AtomicU32,
     sessions: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, PerIp>>,
     /// Sessions each shard holds, including those handed to it and not yet taken up.
     per_shard: Box<[AtomicUsize]>,
+    /// Transfers each shard is running, as of its last tick (for the service manager's status).
+    transfers: Box<[AtomicUsize]>,
 }
 
 /// Why a new session is turned away.
@@ -44,12 +47,34 @@ pub(super) enum Refusal {
 impl Limits {
     pub(super) fn new(max_sessions: usize, max_per_ip: u32, shards: usize) -> Limits {
         Limits {
-            max_sessions,
-            max_per_ip,
+            max_sessions: AtomicUsize::new(max_sessions),
+            max_per_ip: AtomicU32::new(max_per_ip),
             sessions: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             per_shard: (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+            transfers: (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
         }
+    }
+
+    /// New caps from a reloaded configuration; sessions over them are not closed.
+    pub(super) fn set_caps(&self, max_sessions: usize, max_per_ip: u32) {
+        self.max_sessions.store(max_sessions, Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
+    }
+
+    /// Sessions in all, and transfers running as of each shard's last tick.
+    pub(super) fn activity(&self) -> (usize, usize) {
+        let transfers = self
+            .transfers
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .sum();
+        (self.sessions.load(Ordering::Relaxed), transfers)
+    }
+
+    /// Shard `shard` is running `n` transfers (called once per tick).
+    pub(super) fn set_transfers(&self, shard: usize, n: usize) {
+        self.transfers[shard].store(n, Ordering::Relaxed);
     }
 
     /// The shard a session accepted by shard `here` should live on, now counted there: `here`
@@ -89,13 +114,16 @@ impl Limits {
 
     /// Count a new session from `ip`, or say why it may not start.
     pub(super) fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
-        if self.sessions.fetch_add(1, Ordering::Relaxed) >= self.max_sessions {
+        if self.sessions.fetch_add(1, Ordering::Relaxed)
+            >= self.max_sessions.load(Ordering::Relaxed)
+        {
             self.sessions.fetch_sub(1, Ordering::Relaxed);
             return Err(Refusal::TooManySessions);
         }
         let mut map = self.map();
         let entry = map.entry(canonical_ip(ip)).or_default();
-        if self.max_per_ip > 0 && entry.sessions >= self.max_per_ip {
+        let max_per_ip = self.max_per_ip.load(Ordering::Relaxed);
+        if max_per_ip > 0 && entry.sessions >= max_per_ip {
             drop(map);
             self.sessions.fetch_sub(1, Ordering::Relaxed);
             return Err(Refusal::TooManyFromIp);
@@ -166,6 +194,10 @@ mod tests {
         assert_eq!(l.admit(ip("10.0.0.3")), Err(Refusal::TooManySessions));
         l.release(ip("10.0.0.1"));
         assert_eq!(l.admit(ip("10.0.0.1")), Ok(()));
+        // A reload raises the caps for new sessions.
+        l.set_caps(4, 3);
+        assert_eq!(l.admit(ip("10.0.0.1")), Ok(()));
+        assert_eq!(l.activity().0, 4);
     }
 
     #[test]

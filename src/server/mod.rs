@@ -30,7 +30,7 @@ mod startup;
 mod transfer;
 mod upload;
 
-pub use startup::{Server, start};
+pub use startup::{Server, check, start};
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -67,6 +67,28 @@ struct Shared {
     doors: Arc<[Mailbox<Arrival>]>,
 }
 
+/// What the control thread tells a shard (`Server::shutdown`, `Server::reload`).
+enum Control {
+    /// Close the listeners, tell idle sessions 421 and close them; close the rest once their
+    /// transfer ends, or at `deadline` whatever they are doing.
+    Drain { deadline: Instant },
+    /// New sessions start with these; running sessions keep what they have.
+    Reload {
+        config: Arc<Config>,
+        policy: Policy,
+        root: Arc<Root>,
+    },
+}
+
+/// The channels a shard is woken for (all behind its one eventfd).
+struct Inbox {
+    /// Finished helper-pool jobs.
+    done: Receiver<(u64, Done)>,
+    /// Sessions other shards placed here.
+    arrivals: Receiver<Arrival>,
+    controls: Receiver<Control>,
+}
+
 /// An accepted, admitted control connection on its way to the shard that will serve it.
 struct Arrival {
     stream: TcpStream,
@@ -76,6 +98,8 @@ struct Arrival {
 
 /// One control connection and everything hanging off it.
 struct Conn {
+    /// The settings in force when the session started (a reload does not change them).
+    config: Arc<Config>,
     ctrl: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
@@ -113,10 +137,11 @@ pub(crate) struct Shard {
     listeners: Vec<TcpListener>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    done_rx: Receiver<(u64, Done)>,
-    /// Sessions other shards placed here.
-    arrivals: Receiver<Arrival>,
+    inbox: Inbox,
     wake: Arc<EventFd>,
+    /// A graceful stop is under way: the listeners are closed, and every session still open
+    /// at this deadline is closed whatever it is doing.
+    draining: Option<Instant>,
     /// Transfers that used up their budget this turn and want another go.
     ready: Vec<ConnRef>,
     /// Control connections with unread input left after their share of a turn.

@@ -335,7 +335,7 @@ impl Shard {
 
     /// Run one budgeted step of the transfer and act on how it ended.
     pub(super) fn drive(&mut self, r: ConnRef, conn: &mut Conn) {
-        let budget = self.shared.config.send_budget_bytes;
+        let budget = conn.config.send_budget_bytes;
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };

@@ -1,19 +1,21 @@
 //! Start-up and the running server's handle: validate the config, bind every shard's control
 //! listeners (SO_REUSEPORT), sweep stray temporary uploads, start the helper pool and the pinned
-//! shard threads; `Server` reports their addresses and stops them.
+//! shard threads; `Server` reports their addresses, drains or stops them, and hands them a
+//! reloaded configuration.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use socket2::{Domain, Socket, Type};
 
-use super::fsworker::{Accounts, Mailbox, Pool};
+use super::fsworker::{Accounts, Mailbox, Pool, Workers};
 use super::limits::Limits;
-use super::{Arrival, Shard, Shared};
+use super::{Arrival, Control, Shard, Shared};
 use crate::auth::Users;
 use crate::config::Config;
 use crate::proto::path::VirtualPath;
@@ -24,10 +26,16 @@ use crate::vfs::Root;
 /// A running server: shard threads plus the helper pool.
 pub struct Server {
     threads: Vec<JoinHandle<()>>,
+    workers: Workers,
     wakers: Vec<Arc<EventFd>>,
     stop: Arc<AtomicBool>,
     addrs: Vec<SocketAddr>,
     limits: Arc<Limits>,
+    /// Where each shard hears of a drain or a reload.
+    controls: Vec<Mailbox<Control>>,
+    accounts: Arc<Accounts>,
+    /// The configuration new sessions get (replaced by `reload`).
+    running: Mutex<Arc<Config>>,
 }
 
 impl Server {
@@ -41,34 +49,158 @@ impl Server {
         self.limits.sessions_per_shard()
     }
 
-    /// Stop every shard and wait for them.
-    pub fn stop(self) {
+    /// Sessions in all, and transfers running (as of each shard's last tick, at most 1 s old).
+    pub fn activity(&self) -> (usize, usize) {
+        self.limits.activity()
+    }
+
+    /// Begin a graceful stop: every shard closes its listeners at once, tells its idle sessions
+    /// 421 and closes them, lets running transfers go on until `grace` has passed, then closes
+    /// the rest (a cut-off upload is discarded: the old file stays, no temporary file is left).
+    /// The shards exit when their last session is gone; `wait` returns then.
+    pub fn shutdown(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        for c in &self.controls {
+            let _ = c.post(Control::Drain { deadline });
+        }
+    }
+
+    /// Close every session now and let the shards exit.
+    pub fn stop_now(&self) {
         self.stop.store(true, Ordering::SeqCst);
         for w in &self.wakers {
             let _ = w.write(1);
         }
-        for t in self.threads {
-            let _ = t.join();
-        }
     }
 
-    /// Block until the shards exit (they run until stopped).
+    /// Whether every shard has exited.
+    pub fn finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Give new sessions `config` (users file, limits, banner, root, passive address, timeouts,
+    /// data path); running sessions keep what they started with and are never dropped. Returns
+    /// the keys that changed but need a restart (they keep their running values). An error
+    /// (a root or users file that cannot be used) leaves the running configuration in force.
+    pub fn reload(&self, mut config: Config) -> Result<Vec<&'static str>, String> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        // Settings that shape the threads, sockets and port slices keep their running values.
+        let mut restart = Vec::new();
+        let mut keep = |changed: bool, key: &'static str| {
+            if changed {
+                restart.push(key);
+            }
+        };
+        keep(config.listen != running.listen, "listen");
+        keep(config.shards != running.shards, "shards");
+        keep(config.pasv_ports != running.pasv_ports, "pasv_ports");
+        keep(config.io_backend != running.io_backend, "io");
+        keep(config.pin_shards != running.pin_shards, "no_pin");
+        keep(config.fs_workers != running.fs_workers, "fs_workers");
+        config.listen.clone_from(&running.listen);
+        config.shards = running.shards;
+        config.pasv_ports = running.pasv_ports;
+        config.io_backend = running.io_backend;
+        config.pin_shards = running.pin_shards;
+        config.fs_workers = running.fs_workers;
+        let prepared = prepare(&config).map_err(|e| e.to_string())?;
+        self.accounts.replace(prepared.users);
+        self.limits
+            .set_caps(config.max_sessions, config.max_sessions_per_ip);
+        let config = Arc::new(config);
+        for c in &self.controls {
+            let _ = c.post(Control::Reload {
+                config: Arc::clone(&config),
+                policy: prepared.policy.clone(),
+                root: Arc::clone(&prepared.root),
+            });
+        }
+        *running = config;
+        Ok(restart)
+    }
+
+    /// Stop every shard and wait for them.
+    pub fn stop(self) {
+        self.stop_now();
+        self.wait();
+    }
+
+    /// Block until the shards exit (they run until stopped or drained), then until the helper
+    /// pool has run the jobs they left (removing cut-off uploads' temporary files).
     pub fn wait(self) {
         for t in self.threads {
             let _ = t.join();
         }
+        drop(self.controls);
+        self.workers.join();
     }
+}
+
+/// What start-up and every reload derive from a configuration: the anonymous root, the users
+/// and the session policy. Anything that cannot be used is an error here, before it is used.
+struct Prepared {
+    root: Arc<Root>,
+    users: Option<Users>,
+    policy: Policy,
+}
+
+fn prepare(config: &Config) -> io::Result<Prepared> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let root = Arc::new(Root::open(&config.root)?);
+    let users = match &config.users_file {
+        Some(path) => Some(
+            Users::load(path)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let anonymous_upload = match &config.anonymous_upload {
+        Some(dir) => Some(VirtualPath::root().join(dir.as_bytes()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("anonymous_upload: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    if let Some(dir) = &anonymous_upload {
+        let e = root
+            .stat(dir)
+            .map_err(|e| io::Error::other(format!("anonymous_upload {dir:?}: {e}")))?;
+        if e.kind != crate::proto::entry::FileKind::Dir {
+            return Err(io::Error::other(
+                "anonymous_upload must name a directory inside the root",
+            ));
+        }
+    }
+    let policy = Policy {
+        allow_anonymous: config.allow_anonymous,
+        anonymous_upload,
+    };
+    Ok(Prepared {
+        root,
+        users,
+        policy,
+    })
+}
+
+/// Check everything start-up checks without binding anything (`--check-config`).
+pub fn check(config: &Config) -> io::Result<()> {
+    prepare(config).map(|_| ())
 }
 
 /// Bind every listener (one per shard per address, SO_REUSEPORT), start the pool and the shards.
 pub fn start(config: Config) -> io::Result<Server> {
-    config
-        .validate()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let Prepared {
+        root,
+        users,
+        policy,
+    } = prepare(&config)?;
     if config.io_backend == crate::shard::Backend::IoUring {
         Ring::probe()?;
     }
-    let root = Arc::new(Root::open(&config.root)?);
     let shards = config.shards;
     let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
@@ -84,6 +216,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     let mut mailboxes = Vec::new();
     let mut inboxes = Vec::new();
     let mut doors = Vec::new();
+    let mut controls = Vec::new();
     for _ in 0..shards {
         let (tx, rx) = crossbeam_channel::unbounded();
         let wake = Arc::new(EventFd::from_flags(
@@ -98,41 +231,15 @@ pub fn start(config: Config) -> io::Result<Server> {
             tx: arrive_tx,
             wake: Arc::clone(&wake),
         });
-        inboxes.push((rx, arrive_rx, wake));
+        let (control_tx, control_rx) = crossbeam_channel::unbounded();
+        controls.push(Mailbox {
+            tx: control_tx,
+            wake: Arc::clone(&wake),
+        });
+        inboxes.push((rx, arrive_rx, control_rx, wake));
     }
     let doors: Arc<[Mailbox<Arrival>]> = doors.into();
-    let wakers: Vec<Arc<EventFd>> = inboxes.iter().map(|(_, _, w)| Arc::clone(w)).collect();
-    let users = match &config.users_file {
-        Some(path) => {
-            let users = Users::load(path)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-            Some(users)
-        }
-        None => None,
-    };
-    let anonymous_upload = match &config.anonymous_upload {
-        Some(dir) => Some(VirtualPath::root().join(dir.as_bytes()).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("--anonymous-upload: {e}"),
-            )
-        })?),
-        None => None,
-    };
-    if let Some(dir) = &anonymous_upload {
-        let e = root
-            .stat(dir)
-            .map_err(|e| io::Error::other(format!("--anonymous-upload {dir:?}: {e}")))?;
-        if e.kind != crate::proto::entry::FileKind::Dir {
-            return Err(io::Error::other(
-                "--anonymous-upload must name a directory inside the root",
-            ));
-        }
-    }
-    let policy = Policy {
-        allow_anonymous: config.allow_anonymous,
-        anonymous_upload,
-    };
+    let wakers: Vec<Arc<EventFd>> = inboxes.iter().map(|(.., w)| Arc::clone(w)).collect();
     // Temporary files of uploads cut off by a crash are hidden from every command; a background
     // sweep removes those written before this start, so a large tree does not delay listening.
     let mut sweep_roots = vec![config.root.clone()];
@@ -141,7 +248,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     }
     sweep_temps(sweep_roots, file_clock_now())?;
     let accounts = Arc::new(Accounts::new(users));
-    let pool = Pool::start(config.fs_workers, mailboxes, accounts)?;
+    let (pool, workers) = Pool::start(config.fs_workers, mailboxes, Arc::clone(&accounts))?;
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     let limits = Arc::new(Limits::new(
@@ -151,7 +258,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     ));
     let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
     let mut threads = Vec::new();
-    for (index, (listeners, (done_rx, arrivals, wake))) in
+    for (index, (listeners, (done_rx, arrivals, control_rx, wake))) in
         per_shard.into_iter().zip(inboxes).enumerate()
     {
         let shared = Shared {
@@ -179,7 +286,12 @@ pub fn start(config: Config) -> io::Result<Server> {
                         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
                     }
                 }
-                match Shard::new(index, shared, listeners, done_rx, arrivals, wake) {
+                let inbox = super::Inbox {
+                    done: done_rx,
+                    arrivals,
+                    controls: control_rx,
+                };
+                match Shard::new(index, shared, listeners, inbox, wake) {
                     Ok(mut shard) => {
                         let _ = ready_tx.send(Ok(()));
                         if let Err(e) = shard.run() {
@@ -198,10 +310,14 @@ pub fn start(config: Config) -> io::Result<Server> {
     }
     Ok(Server {
         threads,
+        workers,
         wakers,
         stop,
         addrs,
         limits,
+        controls,
+        accounts,
+        running: Mutex::new(config),
     })
 }
 

@@ -229,10 +229,8 @@ impl Shard {
             u.finished = true;
         }
         let epoch = conn.data_epoch;
-        self.ring.timeout(
-            self.shared.config.upload_grace,
-            token(Kind::UploadGrace, r, epoch),
-        );
+        self.ring
+            .timeout(conn.config.upload_grace, token(Kind::UploadGrace, r, epoch));
     }
 
     /// After the grace period: commit, unless the client has gone (or aborted) meanwhile.
