@@ -1627,23 +1627,117 @@ fn reply_226_comes_after_the_data_connection_closed() {
     }
 }
 
-/// RFC 959 section 4.1.3: STAT during a transfer answers at once with the transfer's status.
+/// RFC 959 section 4.1.3: STAT during a transfer answers at once with the transfer's status,
+/// and an ABOR after it still cuts the transfer short.
 #[test]
 fn stat_during_a_transfer_answers_at_once() {
     let s = common::server();
     s.sparse_file("big", BIG);
     let mut c = s.login();
     let mut data = start_big_retr(&mut c, "big", 64 << 10);
-    let (code, text) = c.cmd("STAT");
-    assert!(
-        code == 211 || code == 213,
-        "STAT during a transfer: {code} {text:?}"
-    );
+    let text = c.expect("STAT", 213);
+    assert!(text.contains("RETR /big"), "{text:?}");
     c.send_line(b"ABOR");
     c.expect_reply(426, "ABOR after STAT");
     c.expect_reply(226, "ABOR after STAT");
     common::drain(&mut data);
     c.expect("NOOP", 200);
+}
+
+/// The "Status: N [of M] bytes transferred" line of a 213 answer to STAT during a transfer.
+fn transfer_status(text: &str) -> (u64, Option<u64>) {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Status: "))
+        .unwrap_or_else(|| panic!("no Status line in {text:?}"));
+    let words: Vec<&str> = line.split(' ').collect();
+    let number = |w: &str| {
+        w.parse()
+            .unwrap_or_else(|e| panic!("{w:?} in {text:?}: {e}"))
+    };
+    let total = (words.get(1) == Some(&"of")).then(|| number(words[2]));
+    (number(words[0]), total)
+}
+
+/// STAT while the client holds a download back (nothing read between the STAT and its reply):
+/// 213 with the bytes sent so far and the file size less the REST offset; the transfer then
+/// goes on to the last byte and ends with 226.
+fn stat_during_a_download(path: DataPath) {
+    let s = common::start(|c| c.data_path = path);
+    let body = common::pattern(33, BIG as usize);
+    s.write_file("big.bin", &body);
+    let mut c = s.login();
+    let offset = MIB;
+    let addr = c.epsv();
+    let mut data = common::data_connect(addr);
+    c.expect(&format!("REST {offset}"), 350);
+    c.send_line(b"RETR big.bin");
+    c.expect_reply(150, "RETR of the big file");
+    let mut got = vec![0u8; 4 * MIB];
+    data.read_exact(&mut got)
+        .expect("read the start of the transfer");
+    let text = c.expect("STAT", 213);
+    assert!(text.contains("RETR /big.bin"), "{text:?}");
+    assert!(text.contains(" bytes/s "), "{text:?}");
+    let (sent, total) = transfer_status(&text);
+    let size = BIG - offset as u64;
+    assert_eq!(total, Some(size), "{text:?}");
+    // More than the socket buffers can hold is still to come, so the transfer cannot be over.
+    assert!(
+        sent >= got.len() as u64 && sent < size,
+        "{path:?}: {sent} bytes sent after {} were read, of {size}: {text:?}",
+        got.len()
+    );
+    got.extend(common::read_all(&mut data));
+    drop(data);
+    common::assert_bytes_eq(&got, &body[offset..], "RETR with a STAT during it");
+    c.expect_reply(226, "end of the transfer after STAT");
+    c.expect("STAT", 211);
+}
+
+#[test]
+fn stat_during_a_download_sendfile() {
+    stat_during_a_download(DataPath::Sendfile);
+}
+
+#[test]
+fn stat_during_a_download_copy() {
+    stat_during_a_download(DataPath::Copy);
+}
+
+/// STAT during an upload: 213 with the bytes received so far (the size is not known); the
+/// upload then completes byte-exact with 226.
+#[test]
+fn stat_during_an_upload_reports_bytes_received() {
+    let s = common::start_with_users(&[("alice", "access = \"read-write\"")], |_| {});
+    let mut c = s.login_as("alice");
+    let body = common::pattern(34, 8 * MIB);
+    let addr = c.epsv();
+    let mut data = common::data_connect(addr);
+    c.send_line(b"STOR up.bin");
+    c.expect_reply(150, "STOR");
+    data.write_all(&body[..MIB]).expect("send the first MiB");
+    // The server reads at its own pace: ask again until it has counted some of what was sent.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let text = c.expect("STAT", 213);
+        assert!(text.contains("STOR /up.bin"), "{text:?}");
+        let (received, total) = transfer_status(&text);
+        assert_eq!(total, None, "an upload's size is not known: {text:?}");
+        assert!(received <= MIB as u64, "{text:?}");
+        if received > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no byte of the upload counted within {TIMEOUT:?}"
+        );
+    }
+    data.write_all(&body[MIB..]).expect("send the rest");
+    drop(data);
+    c.expect_reply(226, "STOR with a STAT during it");
+    let stored = std::fs::read(s.home("alice").join("up.bin")).expect("read the upload");
+    common::assert_bytes_eq(&stored, &body, "STOR with a STAT during it");
 }
 
 /// Config::data_timeout also bounds a transfer that makes no progress (the client stopped reading).

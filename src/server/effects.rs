@@ -12,7 +12,7 @@ use super::fsworker::{Done, Job, ListRequest};
 use super::transfer::{Ending, Transfer};
 use super::{Conn, Shard};
 use crate::proto::path::VirtualPath;
-use crate::proto::session::{Effect, ListTarget, Outcome, StoreMode, TransferError};
+use crate::proto::session::{Effect, ListTarget, Outcome, Progress, StoreMode, TransferError};
 use crate::vfs::FileError;
 
 impl Shard {
@@ -92,6 +92,14 @@ impl Shard {
                     self.now,
                 ));
                 self.submit_job(r, conn, Job::Create { path, mode, umask });
+            }
+            Effect::TransferStatus => {
+                // Answered at once, between the 150 and the 226; the transfer is left as it is.
+                let progress = conn
+                    .transfer
+                    .as_ref()
+                    .map_or_else(Progress::default, |t| t.progress(self.now));
+                conn.session.transfer_status(progress).encode(&mut conn.out);
             }
             Effect::Abort => {
                 let transfer_was_active = conn.transfer.is_some() || conn.job.is_some();

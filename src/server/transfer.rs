@@ -13,7 +13,7 @@ use super::conns::ConnRef;
 use super::fsworker::{ListRequest, Upload};
 use super::{Conn, Shard};
 use crate::config::DataPath;
-use crate::proto::session::{Outcome, TransferError};
+use crate::proto::session::{Outcome, Progress, TransferError};
 use crate::shard::SendMap;
 use crate::vfs::DirCursor;
 
@@ -80,6 +80,7 @@ pub(super) struct Transfer {
     /// A readiness poll is in flight for `sock`.
     pub(super) armed: bool,
     pub(super) bytes: u64,
+    /// When the command that started the transfer ran (the log line's and STAT's elapsed time).
     started: Instant,
     pub(super) last_progress: Instant,
 }
@@ -186,6 +187,16 @@ impl Transfer {
 
     pub(super) fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// For STAT during the transfer, from the counters the data path keeps anyway. TYPE A sends
+    /// more bytes than the file holds (LF becomes CRLF), so its total is unknown.
+    pub(super) fn progress(&self, now: Instant) -> Progress {
+        Progress {
+            bytes: self.bytes,
+            total: if self.ascii { None } else { self.size },
+            elapsed: now.saturating_duration_since(self.started),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! `Outcome`s it is told about, and the `Step` it answers each command or outcome with.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::Rights;
 use crate::proto::command::ListFormat;
@@ -82,6 +83,21 @@ pub enum Effect {
     },
     /// Change the filesystem; report `Outcome::Fs`.
     Fs(FsOp),
+    /// STAT during a transfer: answer at once with `Session::transfer_status` and the transfer's
+    /// `Progress`. No outcome follows and the transfer goes on.
+    TransferStatus,
+}
+
+/// How far the running transfer has got, as the server counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes sent (downloads, listings) or received (uploads) over the data connection so far.
+    pub bytes: u64,
+    /// Bytes the whole transfer will carry, where known (a binary RETR: the file size less the
+    /// REST offset); unknown for uploads, listings and TYPE A.
+    pub total: Option<u64>,
+    /// Time since the transfer began.
+    pub elapsed: Duration,
 }
 
 /// Why a transfer did not complete.

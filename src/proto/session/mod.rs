@@ -2,13 +2,15 @@
 //!
 //! `on_command` answers at once where it can and otherwise asks the server to run an [`Effect`];
 //! the server reports back with an [`Outcome`] and `on_outcome` produces the replies. Every
-//! multi-command sequence (USER/PASS, REST/RETR, PASV/RETR, ABOR) is unit-tested here.
+//! multi-command sequence (USER/PASS, REST/RETR, PASV/RETR, ABOR, STAT mid-transfer) is
+//! unit-tested here.
 //!
 //! This file holds the session state and the two dispatchers; each verb family, with the outcomes
 //! of the effects it asks for, lives in its own file: `login`, `text` (FEAT/OPTS/HELP/STAT),
 //! `lookup` (PWD/CWD/SIZE/MDTM/MLST), `data` (PORT/PASV/EPSV/TYPE), `transfer` (RETR/STOR/LIST/
-//! ABOR) and `fs` (DELE/MKD/RMD/RNFR/RNTO/MFMT/SITE). `gate` checks every command, `replies` maps
-//! errors to replies, `effect` is the vocabulary shared with the server.
+//! ABOR, and STAT during a transfer) and `fs` (DELE/MKD/RMD/RNFR/RNTO/MFMT/SITE). `gate` checks
+//! every command, `replies` maps errors to replies, `effect` is the vocabulary shared with the
+//! server.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -29,7 +31,7 @@ mod text;
 mod transfer;
 
 pub use data::DataPlan;
-pub use effect::{Effect, FsOp, ListTarget, Outcome, Step, StoreMode, TransferError};
+pub use effect::{Effect, FsOp, ListTarget, Outcome, Progress, Step, StoreMode, TransferError};
 use fs::FsReply;
 use gate::Action;
 pub use gate::Rights;
@@ -49,8 +51,9 @@ enum Pending {
     Passive {
         extended: bool,
     },
+    /// `path` is what the transfer names (for STOU the directory until the server picks the name).
     Transfer {
-        name: Vec<u8>,
+        path: VirtualPath,
         kind: TransferKind,
         started: bool,
     },
@@ -216,14 +219,14 @@ impl Session {
             (Some(Pending::StatPath(path)), Outcome::Listing(r)) => self.stat_listed(path, r),
             (
                 Some(Pending::Transfer {
-                    name,
+                    path,
                     kind,
                     started: false,
                 }),
                 Outcome::TransferStarting { size, name: unique },
-            ) => self.transfer_starting(name, kind, size, unique),
-            (Some(Pending::Transfer { kind, name, .. }), Outcome::TransferDone) => {
-                self.transfer_done(kind, &name)
+            ) => self.transfer_starting(path, kind, size, unique),
+            (Some(Pending::Transfer { kind, path, .. }), Outcome::TransferDone) => {
+                self.transfer_done(kind, &path)
             }
             (Some(Pending::Transfer { kind, .. }), Outcome::TransferFailed(e)) => {
                 self.transfer_failed(kind, e)

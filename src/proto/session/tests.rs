@@ -1,8 +1,11 @@
 //! Unit tests of the session state machine, every multi-command sequence driven end to end.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
-use super::{Effect, FsOp, Outcome, Policy, Rights, Session, Step, StoreMode, TransferError};
+use super::{
+    Effect, FsOp, Outcome, Policy, Progress, Rights, Session, Step, StoreMode, TransferError,
+};
 use crate::proto::command::parse;
 use crate::proto::entry::{Entry, FileKind};
 use crate::proto::error::FileError;
@@ -390,6 +393,126 @@ fn abort_mid_transfer_gives_426_then_226() {
         })),
         [225]
     );
+}
+
+/// RFC 959 section 4.1.3: STAT during a transfer reports its progress and leaves it running.
+#[test]
+fn stat_mid_transfer_reports_progress_and_the_transfer_goes_on() {
+    let mut s = logged_in();
+    with_pasv(&mut s);
+    run(&mut s, "REST 10");
+    run(&mut s, "RETR /d/big.bin");
+    // Before the data connection is up the answer is the same, with nothing sent yet.
+    assert!(s.accepts_now(&parse(b"STAT")));
+    assert!(!s.accepts_now(&parse(b"STAT /d")), "STAT with a path waits");
+    let step = run(&mut s, "STAT");
+    assert!(step.replies.is_empty());
+    assert_eq!(step.effect, Some(Effect::TransferStatus));
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::TransferStarting {
+            size: Some(90),
+            name: None,
+        })),
+        [150]
+    );
+    let step = run(&mut s, "STAT");
+    assert!(
+        step.replies.is_empty(),
+        "the server answers, from its counters"
+    );
+    assert_eq!(step.effect, Some(Effect::TransferStatus));
+    let progress = Progress {
+        bytes: 45,
+        total: Some(90),
+        elapsed: Duration::from_millis(1500),
+    };
+    assert_eq!(
+        String::from_utf8(s.transfer_status(progress).to_bytes()).unwrap(),
+        "213-Status of transfer:\r\n \
+         RETR /d/big.bin\r\n \
+         Status: 45 of 90 bytes transferred (50%)\r\n \
+         Average rate: 30 bytes/s over 1.500 s\r\n\
+         213 End of status\r\n"
+    );
+    // Still the same transfer: commands still wait, and its end is a 226.
+    assert!(s.in_transfer());
+    assert!(!s.accepts_now(&parse(b"NOOP")));
+    assert_eq!(
+        s.on_outcome(Outcome::TransferDone).replies[0].to_bytes(),
+        b"226 Transfer complete.\r\n"
+    );
+    assert_eq!(
+        codes(&run(&mut s, "STAT")),
+        [211],
+        "no transfer: server status"
+    );
+}
+
+#[test]
+fn stat_mid_upload_names_the_command_and_has_no_total() {
+    let mut s = user_with(read_write());
+    with_pasv(&mut s);
+    run(&mut s, "STOR up.bin");
+    s.on_outcome(Outcome::TransferStarting {
+        size: None,
+        name: None,
+    });
+    assert_eq!(run(&mut s, "STAT").effect, Some(Effect::TransferStatus));
+    let progress = Progress {
+        bytes: 3 << 20,
+        total: None,
+        elapsed: Duration::from_secs(2),
+    };
+    let text = s.transfer_status(progress).to_bytes();
+    assert_eq!(
+        String::from_utf8(text).unwrap(),
+        "213-Status of transfer:\r\n \
+         STOR /up.bin\r\n \
+         Status: 3145728 bytes transferred\r\n \
+         Average rate: 1572864 bytes/s over 2.000 s\r\n\
+         213 End of status\r\n"
+    );
+    assert_eq!(codes(&s.on_outcome(Outcome::TransferDone)), [226]);
+
+    // APPE and STOU are named as such; STOU by the name the server picked.
+    with_pasv(&mut s);
+    run(&mut s, "APPE log");
+    let r = String::from_utf8(s.transfer_status(Progress::default()).to_bytes()).unwrap();
+    assert!(r.contains(" APPE /log\r\n"), "{r:?}");
+    assert_eq!(
+        codes(&s.on_outcome(Outcome::TransferFailed(TransferError::ConnectionLost))),
+        [426]
+    );
+    with_pasv(&mut s);
+    run(&mut s, "STOU");
+    s.on_outcome(Outcome::TransferStarting {
+        size: None,
+        name: Some(VirtualPath::root().join(b"ftp-upload.1").unwrap()),
+    });
+    let r = String::from_utf8(s.transfer_status(Progress::default()).to_bytes()).unwrap();
+    assert!(r.contains(" STOU /ftp-upload.1\r\n"), "{r:?}");
+    assert!(
+        r.contains(" rate: 0 bytes/s over 0.000 s"),
+        "no time, no rate: {r:?}"
+    );
+}
+
+#[test]
+fn stat_mid_transfer_percent_edges() {
+    let mut s = logged_in();
+    with_pasv(&mut s);
+    run(&mut s, "RETR empty");
+    let status = |s: &Session, bytes, total| {
+        let p = Progress {
+            bytes,
+            total: Some(total),
+            elapsed: Duration::from_secs(1),
+        };
+        String::from_utf8(s.transfer_status(p).to_bytes()).unwrap()
+    };
+    assert!(status(&s, 0, 0).contains(" Status: 0 of 0 bytes transferred (100%)"));
+    assert!(status(&s, 1, 3).contains("(33%)"));
+    assert!(status(&s, u64::MAX, u64::MAX).contains("(100%)"));
 }
 
 #[test]

@@ -90,6 +90,13 @@ impl Session {
     }
 
     pub(super) fn status(&self) -> Step {
+        Step {
+            replies: vec![self.status_reply()],
+            effect: None,
+        }
+    }
+
+    pub(super) fn status_reply(&self) -> Reply {
         let mut body = vec![format!(" Connected to {}", self.peer).into_bytes()];
         if let Some(user) = self.user() {
             let mut line = b" Logged in as ".to_vec();
@@ -103,14 +110,11 @@ impl Session {
         body.push(format!(" TYPE: {ty}; STRUcture: File; transfer MODE: Stream").into_bytes());
         body.push(b" No data connection".to_vec());
         body.push(format!(" ringftpd {}", env!("CARGO_PKG_VERSION")).into_bytes());
-        Step {
-            replies: vec![Reply::multi(
-                ReplyCode::SystemStatus,
-                "FTP server status:",
-                body,
-                "End of status",
-            )],
-            effect: None,
-        }
+        Reply::multi(
+            ReplyCode::SystemStatus,
+            "FTP server status:",
+            body,
+            "End of status",
+        )
     }
 }

@@ -1,9 +1,10 @@
-//! Transfers over the data connection: REST, RETR, STOR/APPE/STOU, LIST/NLST/MLSD and ABOR, and
-//! the 150/226/426 replies that frame them.
+//! Transfers over the data connection: REST, RETR, STOR/APPE/STOU, LIST/NLST/MLSD and ABOR, the
+//! 150/226/426 replies that frame them, and the 213 a STAT gets while one runs.
 
 use super::replies::transfer_error_reply;
 use super::{
-    Action, DataPlan, Effect, ListTarget, Pending, Session, Step, StoreMode, TransferError,
+    Action, DataPlan, Effect, ListTarget, Pending, Progress, Session, Step, StoreMode,
+    TransferError,
 };
 use crate::proto::command::{Command, ListFormat, TransferType};
 use crate::proto::path::VirtualPath;
@@ -17,17 +18,78 @@ const UNIQUE_BASE: &[u8] = b"ftp-upload";
 pub(super) enum TransferKind {
     Retr,
     List(ListFormat),
+    /// STOR, and REST + STOR.
     Store,
+    Append,
     Unique,
 }
 
+impl TransferKind {
+    /// The command that started the transfer, as a STAT reply names it.
+    fn verb(self) -> &'static str {
+        match self {
+            TransferKind::Retr => "RETR",
+            TransferKind::List(ListFormat::List) => "LIST",
+            TransferKind::List(ListFormat::Nlst) => "NLST",
+            TransferKind::List(ListFormat::Mlsd) => "MLSD",
+            TransferKind::Store => "STOR",
+            TransferKind::Append => "APPE",
+            TransferKind::Unique => "STOU",
+        }
+    }
+
+    /// The name the 150 and 226 replies give (the root, which has none, is "/" for RETR).
+    fn name(self, path: &VirtualPath) -> &[u8] {
+        match self {
+            TransferKind::Retr => path.file_name().unwrap_or(b"/"),
+            _ => path.file_name().unwrap_or_default(),
+        }
+    }
+}
+
 impl Session {
-    /// While a transfer runs only ABOR acts; anything else let in (STAT) is told to wait.
+    /// While a transfer runs only ABOR and STAT act (RFC 959 section 4.1.3); STAT asks the server
+    /// for the transfer's progress, and the transfer goes on.
     pub(super) fn during_transfer(&mut self, cmd: Command) -> Step {
         match cmd {
             Command::Abor => self.abor(),
+            Command::Stat { path: None } => Step::effect(Effect::TransferStatus),
             _ => Step::reply(ReplyCode::SystemStatus, "Transfer in progress."),
         }
+    }
+
+    /// The answer to STAT during a transfer (RFC 959 section 4.1.3: "the status of the operation
+    /// being in progress is returned"): 213, as the BSD ftpd and wu-ftpd have it, with their
+    /// "Status: N of M bytes transferred" line, plus the command, the percentage and the rate.
+    pub fn transfer_status(&self, p: Progress) -> Reply {
+        let Some(Pending::Transfer { path, kind, .. }) = &self.pending else {
+            return self.status_reply();
+        };
+        let mut what = format!(" {} ", kind.verb()).into_bytes();
+        what.extend_from_slice(path.as_bytes());
+        let count = match p.total {
+            Some(total) => format!(
+                " Status: {} of {total} bytes transferred ({}%)",
+                p.bytes,
+                percent(p.bytes, total)
+            ),
+            None => format!(" Status: {} bytes transferred", p.bytes),
+        };
+        let nanos = p.elapsed.as_nanos();
+        let rate = match nanos {
+            0 => 0,
+            n => u64::try_from(u128::from(p.bytes) * 1_000_000_000 / n).unwrap_or(u64::MAX),
+        };
+        let rate = format!(
+            " Average rate: {rate} bytes/s over {:.3} s",
+            p.elapsed.as_secs_f64()
+        );
+        Reply::multi(
+            ReplyCode::FileStatus,
+            "Status of transfer:",
+            vec![what, count.into_bytes(), rate.into_bytes()],
+            "End of status",
+        )
     }
 
     pub(super) fn rest(&mut self, offset: u64) -> Step {
@@ -51,9 +113,8 @@ impl Session {
         if let Some(step) = self.needs_data() {
             return step;
         }
-        let name = path.file_name().unwrap_or(b"/").to_vec();
         self.pending = Some(Pending::Transfer {
-            name,
+            path: path.clone(),
             kind: TransferKind::Retr,
             started: false,
         });
@@ -116,14 +177,13 @@ impl Session {
         if let Some(step) = self.needs_data() {
             return step;
         }
-        let kind = if matches!(mode, StoreMode::Unique { .. }) {
-            TransferKind::Unique
-        } else {
-            TransferKind::Store
+        let kind = match mode {
+            StoreMode::Unique { .. } => TransferKind::Unique,
+            StoreMode::Append => TransferKind::Append,
+            StoreMode::Atomic { .. } | StoreMode::At(_) => TransferKind::Store,
         };
-        let name = path.file_name().unwrap_or_default().to_vec();
         self.pending = Some(Pending::Transfer {
-            name,
+            path: path.clone(),
             kind,
             started: false,
         });
@@ -144,7 +204,7 @@ impl Session {
             return step;
         }
         self.pending = Some(Pending::Transfer {
-            name: Vec::new(),
+            path: path.clone(),
             kind: TransferKind::List(format),
             started: false,
         });
@@ -160,14 +220,14 @@ impl Session {
     /// The data connection is up: 150, naming the file (and for STOU the name the server picked).
     pub(super) fn transfer_starting(
         &mut self,
-        mut name: Vec<u8>,
+        mut path: VirtualPath,
         kind: TransferKind,
         size: Option<u64>,
         unique: Option<VirtualPath>,
     ) -> Step {
         let mut text = match (kind, self.ty) {
             (TransferKind::List(_), _) => b"Here comes the directory listing".to_vec(),
-            (TransferKind::Store, _) => b"Ok to send data".to_vec(),
+            (TransferKind::Store | TransferKind::Append, _) => b"Ok to send data".to_vec(),
             // RFC 1123 section 4.1.2.9: "150 FILE: pppp" names the file STOU created.
             (TransferKind::Unique, _) => b"FILE: ".to_vec(),
             (TransferKind::Retr, TransferType::Ascii) => {
@@ -178,11 +238,11 @@ impl Session {
             }
         };
         if let Some(unique) = unique {
-            name = unique.file_name().unwrap_or_default().to_vec();
+            path = unique;
         }
         match kind {
-            TransferKind::Retr | TransferKind::Unique => text.extend_from_slice(&name),
-            TransferKind::List(_) | TransferKind::Store => {}
+            TransferKind::Retr | TransferKind::Unique => text.extend_from_slice(kind.name(&path)),
+            TransferKind::List(_) | TransferKind::Store | TransferKind::Append => {}
         }
         if let Some(size) = size {
             text.extend_from_slice(format!(" ({size} bytes)").as_bytes());
@@ -191,7 +251,7 @@ impl Session {
             text.push(b'.');
         }
         self.pending = Some(Pending::Transfer {
-            name,
+            path,
             kind,
             started: true,
         });
@@ -199,17 +259,19 @@ impl Session {
     }
 
     /// The data connection closed after a complete transfer: 226.
-    pub(super) fn transfer_done(&mut self, kind: TransferKind, name: &[u8]) -> Step {
+    pub(super) fn transfer_done(&mut self, kind: TransferKind, path: &VirtualPath) -> Step {
         self.data = DataPlan::None;
         let text = match kind {
             TransferKind::List(_) => b"Directory send OK.".to_vec(),
             TransferKind::Unique => {
                 let mut t = b"Transfer complete (unique file name: ".to_vec();
-                t.extend_from_slice(name);
+                t.extend_from_slice(kind.name(path));
                 t.extend_from_slice(b").");
                 t
             }
-            TransferKind::Retr | TransferKind::Store => b"Transfer complete.".to_vec(),
+            TransferKind::Retr | TransferKind::Store | TransferKind::Append => {
+                b"Transfer complete.".to_vec()
+            }
         };
         Step::reply(ReplyCode::ClosingDataConnection, text)
     }
@@ -244,5 +306,13 @@ impl Session {
             replies,
             effect: None,
         }
+    }
+}
+
+/// How much of `total` `bytes` is, in whole percent (an empty file is done at once).
+fn percent(bytes: u64, total: u64) -> u64 {
+    match total {
+        0 => 100,
+        t => (u128::from(bytes.min(t)) * 100 / u128::from(t)) as u64,
     }
 }
