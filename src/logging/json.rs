@@ -218,25 +218,13 @@ mod tests {
 
     use super::*;
 
-    /// 2026-12-01 21:14:14 UTC.
-    const DEC_1: u64 = 1_796_159_654;
+    use crate::logging::record::fixtures::DEC_1;
 
+    /// The shared download, with a byte count that makes an even rate over its 3.4 s.
     fn download() -> TransferRecord {
         TransferRecord {
-            session: 7,
-            start: SystemTime::UNIX_EPOCH + Duration::from_secs(DEC_1 - 3),
-            duration: Duration::from_millis(3_400),
-            client: "192.0.2.7:50123".parse().unwrap(),
-            user: b"anonymous".to_vec(),
-            anonymous: true,
-            anonymous_password: b"guest@example.org".to_vec(),
-            command: "RETR",
-            path: b"/pub/file.iso".to_vec(),
             bytes: 1_700_000,
-            direction: Direction::Outgoing,
-            ascii: false,
-            complete: true,
-            reply_code: 226,
+            ..crate::logging::record::fixtures::download()
         }
     }
 

@@ -119,6 +119,37 @@ pub(crate) fn client_ip(addr: &SocketAddr) -> IpAddr {
     addr.ip().to_canonical()
 }
 
+/// One record both formatters' tests start from.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::time::{Duration, SystemTime};
+
+    use super::{Direction, TransferRecord};
+
+    /// 2026-12-01 21:14:14 UTC, a Tuesday.
+    pub const DEC_1: u64 = 1_796_159_654;
+
+    /// An anonymous 1 MiB download that ended at `DEC_1` + 0.4 s.
+    pub fn download() -> TransferRecord {
+        TransferRecord {
+            session: 7,
+            start: SystemTime::UNIX_EPOCH + Duration::from_secs(DEC_1 - 3),
+            duration: Duration::from_millis(3_400),
+            client: "192.0.2.7:50123".parse().unwrap(),
+            user: b"anonymous".to_vec(),
+            anonymous: true,
+            anonymous_password: b"guest@example.org".to_vec(),
+            command: "RETR",
+            path: b"/pub/file.iso".to_vec(),
+            bytes: 1_048_576,
+            direction: Direction::Outgoing,
+            ascii: false,
+            complete: true,
+            reply_code: 226,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,33 +102,13 @@ fn is_bidi_control(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     use chrono::{FixedOffset, Utc};
 
     use super::*;
 
-    /// 2026-12-01 21:14:14 UTC, a Tuesday.
-    const DEC_1: u64 = 1_796_159_654;
-
-    fn download() -> TransferRecord {
-        TransferRecord {
-            session: 7,
-            start: SystemTime::UNIX_EPOCH + Duration::from_secs(DEC_1 - 3),
-            duration: Duration::from_millis(3_400),
-            client: "192.0.2.7:50123".parse().unwrap(),
-            user: b"anonymous".to_vec(),
-            anonymous: true,
-            anonymous_password: b"guest@example.org".to_vec(),
-            command: "RETR",
-            path: b"/pub/file.iso".to_vec(),
-            bytes: 1_048_576,
-            direction: Direction::Outgoing,
-            ascii: false,
-            complete: true,
-            reply_code: 226,
-        }
-    }
+    use crate::logging::record::fixtures::download;
 
     fn upload() -> TransferRecord {
         TransferRecord {
