@@ -83,21 +83,6 @@ fn load(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-/// Log lines to stderr: one per transfer and per notable event, never per chunk.
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::max_level()
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("ringftpd {} {}", r.level(), r.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
     if let Some(Cmd::HashPassword) = cli.command {
@@ -126,8 +111,18 @@ fn main() -> ExitCode {
         println!("ringftpd: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    log::set_logger(&StderrLogger).expect("logger set once");
-    log::set_max_level(config.log_level);
+    let logs = match ringftpd::logging::start(ringftpd::logging::LogSettings {
+        level: config.log_level,
+        xferlog: config.xferlog.clone(),
+        json_log: config.json_log.clone(),
+        ..ringftpd::logging::LogSettings::default()
+    }) {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("ringftpd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let shards = config.shards;
     let root = config.root.clone();
     match ringftpd::server::start(config) {
@@ -139,6 +134,7 @@ fn main() -> ExitCode {
                 );
             }
             server.wait();
+            logs.stop();
             ExitCode::SUCCESS
         }
         Err(e) => {
