@@ -7,10 +7,12 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::conns::{ConnRef, Kind, token};
 use super::data::Data;
 use super::limits::Refusal;
+use super::records::{EndReason, Totals, session_id};
 use super::{Arrival, Conn, Shard};
 use crate::proto::command::{self, Command, ParseError};
 use crate::proto::line::{Frame, LineFramer};
@@ -86,8 +88,10 @@ impl Shard {
             peer,
             local,
         } = arrival;
+        self.sessions = self.sessions.wrapping_add(1);
         let conn = Box::new(Conn {
             config: Arc::clone(&self.shared.config),
+            id: session_id(self.index, self.sessions),
             ctrl: stream,
             peer,
             local,
@@ -96,7 +100,7 @@ impl Shard {
             queued: VecDeque::new(),
             out: Vec::new(),
             out_armed: false,
-            closing: false,
+            closing: None,
             eof: false,
             last_active: self.now,
             data: Data::None,
@@ -106,6 +110,10 @@ impl Shard {
             root: Arc::clone(&self.shared.root),
             delayed: None,
             opening: None,
+            started_at: SystemTime::now(),
+            started: self.now,
+            totals: Totals::default(),
+            last_reply: None,
         });
         let r = self.insert(conn);
         let mut conn = self.take(r).expect("just inserted");
@@ -116,7 +124,8 @@ impl Shard {
             true,
             token(Kind::CtrlIn, r, 0),
         );
-        Reply::new(ReplyCode::ServiceReady, conn.config.banner.as_bytes()).encode(&mut conn.out);
+        let banner = Reply::new(ReplyCode::ServiceReady, conn.config.banner.as_bytes());
+        conn.send(&banner);
         self.flush(r, &mut conn);
         self.settle(r, conn);
     }
@@ -129,7 +138,7 @@ impl Shard {
         more: bool,
     ) {
         if result < 0 {
-            conn.closing = true;
+            conn.close_for(EndReason::Error);
             return;
         }
         if !more {
@@ -167,7 +176,7 @@ impl Shard {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
-                    conn.closing = true;
+                    conn.close_for(EndReason::Error);
                     break;
                 }
             }
@@ -177,7 +186,7 @@ impl Shard {
             conn.last_active = self.now;
         }
         for frame in frames {
-            if conn.closing {
+            if conn.closing.is_some() {
                 break;
             }
             match frame {
@@ -201,9 +210,11 @@ impl Shard {
         let cuts_in = conn.session.in_transfer() && conn.session.accepts_now(&cmd);
         if !cuts_in && (!conn.queued.is_empty() || !conn.session.accepts_now(&cmd)) {
             if conn.queued.len() >= MAX_QUEUED_LINES {
-                Reply::new(ReplyCode::ServiceNotAvailable, "Too many queued commands.")
-                    .encode(&mut conn.out);
-                conn.closing = true;
+                conn.send(&Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Too many queued commands.",
+                ));
+                conn.close_for(EndReason::Error);
             } else {
                 conn.queued.push_back(line);
             }
@@ -220,22 +231,36 @@ impl Shard {
     /// Write a step's replies and run its effect.
     fn apply(&mut self, r: ConnRef, conn: &mut Conn, step: Step) {
         for reply in &step.replies {
-            reply.encode(&mut conn.out);
+            conn.send(reply);
         }
         if let Some(effect) = step.effect {
             self.run_effect(r, conn, effect);
         }
     }
 
+    /// Tell the session how an effect went, write its answer, then run the commands that waited.
     pub(super) fn outcome(&mut self, r: ConnRef, conn: &mut Conn, outcome: Outcome) {
-        let step = conn.session.on_outcome(outcome);
-        self.apply(r, conn, step);
+        self.answer(r, conn, outcome);
         self.drain_queued(r, conn);
     }
 
-    fn drain_queued(&mut self, r: ConnRef, conn: &mut Conn) {
+    /// `outcome` without running the waiting commands; returns the code of the first reply
+    /// written (for a transfer, its final reply), so the caller can log it before they run.
+    pub(super) fn answer(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        outcome: Outcome,
+    ) -> Option<ReplyCode> {
+        let step = conn.session.on_outcome(outcome);
+        let code = step.replies.first().map(|reply| reply.code);
+        self.apply(r, conn, step);
+        code
+    }
+
+    pub(super) fn drain_queued(&mut self, r: ConnRef, conn: &mut Conn) {
         while let Some(line) = conn.queued.front() {
-            if conn.closing {
+            if conn.closing.is_some() {
                 return;
             }
             let cmd = command::parse(line);
@@ -257,7 +282,7 @@ impl Shard {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if conn.out.len() > MAX_PENDING_REPLY_BYTES {
-                        conn.closing = true;
+                        conn.close_for(EndReason::Error);
                         conn.out.clear();
                     } else if !conn.out_armed {
                         conn.out_armed = true;
@@ -268,7 +293,7 @@ impl Shard {
                     return;
                 }
                 Err(_) => {
-                    conn.closing = true;
+                    conn.close_for(EndReason::Error);
                     conn.out.clear();
                     return;
                 }
@@ -282,24 +307,28 @@ impl Shard {
     /// Flush, then either put the session back or close it.
     pub(super) fn settle(&mut self, r: ConnRef, mut conn: Box<Conn>) {
         let idle = conn.job.is_none() && conn.transfer.is_none() && conn.queued.is_empty();
-        if self.draining.is_some() && idle && conn.opening.is_none() && !conn.closing {
+        if self.draining.is_some() && idle && conn.opening.is_none() && conn.closing.is_none() {
             // A graceful stop: nothing running here (any more), so the session ends now.
-            Reply::new(
+            conn.send(&Reply::new(
                 ReplyCode::ServiceNotAvailable,
                 "Server shutting down; closing control connection.",
-            )
-            .encode(&mut conn.out);
-            conn.closing = true;
+            ));
+            conn.close_for(EndReason::Shutdown);
         }
         self.flush(r, &mut conn);
-        if conn.closing || (conn.eof && idle) {
+        if conn.closing.is_some() || (conn.eof && idle) {
             self.close_conn(r, conn);
         } else {
             self.put(r, conn);
         }
     }
 
+    /// End the session: a transfer still running is cut off (and logged as such), the session
+    /// record is queued, the sockets are closed and the slot freed.
     pub(super) fn close_conn(&mut self, r: ConnRef, mut conn: Box<Conn>) {
+        // Closing without a reason decided means the client closed its side and the work it
+        // queued is done.
+        let reason = conn.closing.unwrap_or(EndReason::Closed);
         if let Some(t) = self.drop_transfer(&mut conn) {
             log::info!(
                 "{} transfer of {:?} cut off after {} bytes: session closed",
@@ -307,7 +336,11 @@ impl Shard {
                 String::from_utf8_lossy(t.what()),
                 t.bytes()
             );
+            // The client gets no reply for it; 426 is what such an end means (RFC 959: "Connection
+            // closed; transfer aborted").
+            self.log_transfer(&mut conn, &t, ReplyCode::TransferAborted);
         }
+        self.log_session(&conn, reason);
         self.close_data(&mut conn);
         let Conn { ctrl, peer, .. } = *conn;
         self.ring.close(OwnedFd::from(ctrl));

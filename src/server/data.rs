@@ -236,7 +236,7 @@ impl Shard {
         t.last_progress = self.now;
         let size = t.size;
         let name = match &t.source {
-            Source::Upload(u) if t.unique => Some(u.upload.path.clone()),
+            Source::Upload(u) if t.is_unique() => Some(u.upload.path.clone()),
             _ => None,
         };
         let upload = t.is_upload();

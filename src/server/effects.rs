@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use super::conns::{ConnRef, Kind, token};
 use super::data::Data;
 use super::fsworker::{Done, Job, ListRequest};
+use super::records::{EndReason, FileVerb};
 use super::transfer::{Ending, Transfer};
 use super::{Conn, Shard};
 use crate::proto::path::VirtualPath;
@@ -18,7 +19,7 @@ use crate::vfs::FileError;
 impl Shard {
     pub(super) fn run_effect(&mut self, r: ConnRef, conn: &mut Conn, effect: Effect) {
         match effect {
-            Effect::Close => conn.closing = true,
+            Effect::Close => conn.close_for(EndReason::Quit),
             Effect::Passive => {
                 let outcome = self.open_passive(r, conn);
                 self.outcome(r, conn, outcome);
@@ -84,11 +85,15 @@ impl Shard {
                 ascii,
                 umask,
             } => {
-                let unique = matches!(mode, StoreMode::Unique { .. });
+                let verb = match mode {
+                    StoreMode::Atomic { .. } | StoreMode::At(_) => FileVerb::Stor,
+                    StoreMode::Append => FileVerb::Appe,
+                    StoreMode::Unique { .. } => FileVerb::Stou,
+                };
                 conn.transfer = Some(Transfer::pending_upload(
                     path.as_bytes().to_vec(),
                     ascii,
-                    unique,
+                    verb,
                     self.now,
                 ));
                 self.submit_job(r, conn, Job::Create { path, mode, umask });
@@ -116,14 +121,7 @@ impl Shard {
                     // The 426 + 226 go out once the write in flight has landed.
                     return;
                 }
-                self.drop_transfer(conn);
-                self.outcome(
-                    r,
-                    conn,
-                    Outcome::Aborted {
-                        transfer_was_active,
-                    },
-                );
+                self.abort_transfer(r, conn, transfer_was_active);
             }
         }
     }

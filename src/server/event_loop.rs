@@ -14,6 +14,7 @@ use nix::sys::eventfd::EventFd;
 
 use super::conns::{ConnRef, Kind, token, untoken};
 use super::control::CONTROL_READ_BYTES;
+use super::records::EndReason;
 use super::{Control, Inbox, Shard, Shared};
 use crate::proto::reply::{Reply, ReplyCode};
 use crate::shard::{Completion, Ring};
@@ -60,6 +61,7 @@ impl Shard {
             scratch: vec![0; CONTROL_READ_BYTES],
             pasv_next,
             next_job: 0,
+            sessions: 0,
             now: Instant::now(),
         })
     }
@@ -107,7 +109,8 @@ impl Shard {
         }
         let open: Vec<ConnRef> = self.live_conns();
         for r in open {
-            if let Some(conn) = self.take(r) {
+            if let Some(mut conn) = self.take(r) {
+                conn.close_for(EndReason::Shutdown);
                 self.close_conn(r, conn);
             }
         }
@@ -235,12 +238,11 @@ impl Shard {
             }
             let busy = conn.transfer.is_some() || conn.job.is_some();
             if !busy && self.now.duration_since(conn.last_active) > idle {
-                Reply::new(
+                conn.send(&Reply::new(
                     ReplyCode::ServiceNotAvailable,
                     "Timeout; closing control connection.",
-                )
-                .encode(&mut conn.out);
-                conn.closing = true;
+                ));
+                conn.close_for(EndReason::IdleTimeout);
             } else {
                 self.check_data_deadlines(r, &mut conn, data_timeout);
             }

@@ -12,6 +12,7 @@
 //! - `pump`: sending a file or listing over the chosen data path
 //! - `cold`: reading cold windows without blocking the shard; the splice pipe pool
 //! - `upload`: receiving a file (STOR, APPE, STOU)
+//! - `records`: the transfer and session records handed to the log thread
 //! - `fsworker`, `limits`: the blocking helper pool; limits shared across shards
 //!
 //! The control side is the only writer of replies; 226/426/451 go out only after the data socket
@@ -26,6 +27,7 @@ mod event_loop;
 pub mod fsworker;
 mod limits;
 mod pump;
+mod records;
 mod startup;
 mod transfer;
 mod upload;
@@ -36,7 +38,7 @@ use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
 use nix::sys::eventfd::EventFd;
@@ -44,6 +46,7 @@ use nix::sys::eventfd::EventFd;
 use crate::config::Config;
 use crate::proto::line::LineFramer;
 use crate::proto::path::VirtualPath;
+use crate::proto::reply::{Reply, ReplyCode};
 use crate::proto::session::{Outcome, Policy, Session};
 use crate::shard::Ring;
 use crate::vfs::Root;
@@ -51,6 +54,7 @@ use conns::{ConnRef, Slot};
 use data::Data;
 use fsworker::{Done, Mailbox, Pool};
 use limits::Limits;
+use records::{EndReason, Totals};
 use transfer::{Pipe, Transfer};
 
 /// What every shard shares (read-only, or atomics off the per-byte path).
@@ -100,6 +104,8 @@ struct Arrival {
 struct Conn {
     /// The settings in force when the session started (a reload does not change them).
     config: Arc<Config>,
+    /// Names the session in the logs; unique across shards (`records::session_id`).
+    id: u64,
     ctrl: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
@@ -110,8 +116,9 @@ struct Conn {
     /// Reply bytes the socket did not take yet.
     out: Vec<u8>,
     out_armed: bool,
-    /// QUIT, a fatal error or a timeout: close once the replies are written.
-    closing: bool,
+    /// QUIT, a fatal error, a timeout or the server stopping, decided: close once the replies
+    /// are written. The first reason set is the one logged.
+    closing: Option<EndReason>,
     /// The client shut down its sending side: close once the queued work is done.
     eof: bool,
     last_active: Instant,
@@ -127,6 +134,27 @@ struct Conn {
     delayed: Option<(Instant, Outcome)>,
     /// RETR's file is being opened on the ring.
     opening: Option<VirtualPath>,
+    /// When the control connection was accepted: by the wall clock for the session record, and
+    /// by the shard's monotonic clock for its duration.
+    started_at: SystemTime,
+    started: Instant,
+    /// Bytes and file transfers so far, for the session record.
+    totals: Totals,
+    /// The last reply queued for the client (221 after QUIT, 421 on a timeout), for the record.
+    last_reply: Option<ReplyCode>,
+}
+
+impl Conn {
+    /// Queue `reply` for the client.
+    fn send(&mut self, reply: &Reply) {
+        reply.encode(&mut self.out);
+        self.last_reply = Some(reply.code);
+    }
+
+    /// Close the session once its replies are written; the first reason decided is kept.
+    fn close_for(&mut self, reason: EndReason) {
+        self.closing.get_or_insert(reason);
+    }
 }
 
 /// One shard thread: its ring, listeners, sessions, pipe pool and per-turn work lists.
@@ -155,5 +183,7 @@ pub(crate) struct Shard {
     scratch: Vec<u8>,
     pasv_next: u16,
     next_job: u32,
+    /// Sessions this shard has started, the sequence in their ids.
+    sessions: u64,
     now: Instant,
 }

@@ -7,12 +7,14 @@ use std::fs::File;
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::conns::ConnRef;
 use super::fsworker::{ListRequest, Upload};
+use super::records::FileVerb;
 use super::{Conn, Shard};
 use crate::config::DataPath;
+use crate::proto::reply::ReplyCode;
 use crate::proto::session::{Outcome, Progress, TransferError};
 use crate::shard::SendMap;
 use crate::vfs::DirCursor;
@@ -67,11 +69,13 @@ pub(super) enum Source {
 /// A RETR, listing or upload in progress on the session's data connection.
 pub(super) struct Transfer {
     pub(super) source: Source,
-    /// STOU: report the name the server picked in the 150 reply.
-    pub(super) unique: bool,
+    /// The file command (for the transfer log; STOU also names its file in the 150 reply);
+    /// `None` for a listing.
+    verb: Option<FileVerb>,
     /// Listings: the request, to ask for the next piece.
     pub(super) listing: Option<ListRequest>,
-    /// What is sent (for the log line).
+    /// The virtual path, as the client sees it: the file sent or received (for STOU the name
+    /// the server picked, once the file is created), or the directory listed.
     what: Vec<u8>,
     start_offset: u64,
     ascii: bool,
@@ -82,12 +86,17 @@ pub(super) struct Transfer {
     pub(super) bytes: u64,
     /// When the command that started the transfer ran (the log line's and STAT's elapsed time).
     started: Instant,
+    /// `started` by the wall clock, for the log record (read once per transfer).
+    started_at: SystemTime,
     pub(super) last_progress: Instant,
 }
 
 impl Transfer {
     pub(super) fn pending_file(what: Vec<u8>, offset: u64, ascii: bool, now: Instant) -> Transfer {
-        Transfer::new(what, offset, ascii, now)
+        Transfer {
+            verb: Some(FileVerb::Retr),
+            ..Transfer::new(what, offset, ascii, now)
+        }
     }
 
     pub(super) fn pending_listing(what: Vec<u8>, request: ListRequest, now: Instant) -> Transfer {
@@ -102,14 +111,15 @@ impl Transfer {
         self.sock.is_some()
     }
 
+    /// `verb` is STOR, APPE or STOU.
     pub(super) fn pending_upload(
         what: Vec<u8>,
         ascii: bool,
-        unique: bool,
+        verb: FileVerb,
         now: Instant,
     ) -> Transfer {
         Transfer {
-            unique,
+            verb: Some(verb),
             ..Transfer::new(what, 0, ascii, now)
         }
     }
@@ -123,10 +133,37 @@ impl Transfer {
         matches!(self.source, Source::Upload(_))
     }
 
+    /// STOU: the 150 reply names the file the server picked.
+    pub(super) fn is_unique(&self) -> bool {
+        self.verb == Some(FileVerb::Stou)
+    }
+
+    pub(super) fn verb(&self) -> Option<FileVerb> {
+        self.verb
+    }
+
+    /// The file is open (a download) or created (an upload): the transfer got past its 550s.
+    pub(super) fn has_file(&self) -> bool {
+        matches!(self.source, Source::File { .. } | Source::Upload(_))
+    }
+
+    pub(super) fn ascii(&self) -> bool {
+        self.ascii
+    }
+
+    /// How long the transfer has run by the shard's monotonic clock `now`.
+    pub(super) fn duration(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
+
+    pub(super) fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
     fn new(what: Vec<u8>, start_offset: u64, ascii: bool, now: Instant) -> Transfer {
         Transfer {
             source: Source::Pending,
-            unique: false,
+            verb: None,
             listing: None,
             what,
             start_offset,
@@ -136,6 +173,7 @@ impl Transfer {
             armed: false,
             bytes: 0,
             started: now,
+            started_at: SystemTime::now(),
             last_progress: now,
         }
     }
@@ -319,7 +357,7 @@ impl Shard {
             }
         }
         conn.data_epoch = conn.data_epoch.wrapping_add(1);
-        let secs = t.started.elapsed().as_secs_f64();
+        let secs = t.duration(self.now).as_secs_f64();
         let status = match error {
             None => "ok".to_string(),
             Some(e) => format!("{e:?}"),
@@ -335,7 +373,33 @@ impl Shard {
             None => Outcome::TransferDone,
             Some(e) => Outcome::TransferFailed(e),
         };
-        self.outcome(r, conn, outcome);
+        let reply = self.answer(r, conn, outcome);
+        // No reply only if the session was no longer waiting for this transfer (an ABOR on its
+        // way answers it): the transfer still ended cut short.
+        self.log_transfer(conn, &t, reply.unwrap_or(ReplyCode::TransferAborted));
+        self.drain_queued(r, conn);
+    }
+
+    /// ABOR has closed the data connection (and waited for an upload's write in flight): drop the
+    /// transfer, reply 426 + 226 (or 225 when nothing ran), and log the transfer with its 426.
+    pub(super) fn abort_transfer(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        transfer_was_active: bool,
+    ) {
+        let dropped = self.drop_transfer(conn);
+        let reply = self.answer(
+            r,
+            conn,
+            Outcome::Aborted {
+                transfer_was_active,
+            },
+        );
+        if let Some(t) = dropped {
+            self.log_transfer(conn, &t, reply.unwrap_or(ReplyCode::TransferAborted));
+        }
+        self.drain_queued(r, conn);
     }
 
     /// The client reset the data connection. Clients abort by sending ABOR and closing the data

@@ -12,7 +12,7 @@ use super::fsworker::{Job, Upload};
 use super::transfer::{Ending, Source, Transfer, UPLOAD_BUF_BYTES};
 use super::{Conn, Shard};
 use crate::proto::error::FileError;
-use crate::proto::session::{Outcome, TransferError};
+use crate::proto::session::TransferError;
 
 /// Bytes per file write: a buffer goes to the file in pieces of this size. The page cache sizes
 /// its folios to the write, and on the VM the benchmarks run on larger writes cost more to copy
@@ -165,16 +165,7 @@ impl Shard {
         u.writing = false;
         if let Some(ending) = u.ending.take() {
             return match ending {
-                Ending::Abort => {
-                    self.drop_transfer(conn);
-                    self.outcome(
-                        r,
-                        conn,
-                        Outcome::Aborted {
-                            transfer_was_active: true,
-                        },
-                    );
-                }
+                Ending::Abort => self.abort_transfer(r, conn, true),
                 Ending::Fail(e) => self.fail_upload(r, conn, e),
             };
         }

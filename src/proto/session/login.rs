@@ -7,6 +7,10 @@ use crate::proto::reply::ReplyCode;
 /// Names that log in anonymously (RFC 1635).
 const ANONYMOUS_NAMES: [&[u8]; 2] = [b"anonymous", b"ftp"];
 
+/// Longest anonymous password kept for the logs: RFC 1635 asks for an e-mail address (RFC 5321
+/// caps a path at 256 octets); the command line itself may be up to `MAX_LINE_BYTES`.
+pub const MAX_ANONYMOUS_PASSWORD_BYTES: usize = 256;
+
 /// Who may log in, as far as the protocol core needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -34,6 +38,10 @@ pub(super) enum Login {
     LoggedIn {
         user: Vec<u8>,
         anonymous: bool,
+        /// What an anonymous user gave as password (their e-mail address, by convention), at
+        /// most [`MAX_ANONYMOUS_PASSWORD_BYTES`]; empty for named users, whose password is
+        /// never kept.
+        identity: Vec<u8>,
         rights: Rights,
     },
 }
@@ -88,6 +96,7 @@ impl Session {
                 self.login = Login::LoggedIn {
                     user,
                     anonymous: true,
+                    identity: bounded_identity(password),
                     rights,
                 };
                 Step::reply(ReplyCode::UserLoggedIn, "Login successful.")
@@ -124,6 +133,7 @@ impl Session {
                 self.login = Login::LoggedIn {
                     user: user.clone(),
                     anonymous: false,
+                    identity: Vec::new(),
                     rights,
                 };
                 Step::reply(ReplyCode::UserLoggedIn, "Login successful.")
@@ -134,4 +144,22 @@ impl Session {
             }
         }
     }
+}
+
+/// An anonymous password cut to [`MAX_ANONYMOUS_PASSWORD_BYTES`]; a cut that would split a UTF-8
+/// sequence backs off to its start, so valid UTF-8 stays valid in the logs.
+fn bounded_identity(mut password: Vec<u8>) -> Vec<u8> {
+    if password.len() > MAX_ANONYMOUS_PASSWORD_BYTES {
+        let mut end = MAX_ANONYMOUS_PASSWORD_BYTES;
+        // At most 3 continuation bytes precede the byte that would start the next character.
+        for _ in 0..3 {
+            if password[end] & 0xc0 != 0x80 {
+                break;
+            }
+            end -= 1;
+        }
+        password.truncate(end);
+        password.shrink_to_fit();
+    }
+    password
 }

@@ -36,7 +36,7 @@ use fs::FsReply;
 use gate::Action;
 pub use gate::Rights;
 use login::Login;
-pub use login::Policy;
+pub use login::{MAX_ANONYMOUS_PASSWORD_BYTES, Policy};
 pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
 use transfer::TransferKind;
 
@@ -111,6 +111,31 @@ impl Session {
     pub fn user(&self) -> Option<&[u8]> {
         match &self.login {
             Login::LoggedIn { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// Logged in as the anonymous principal (USER anonymous or ftp, RFC 1635).
+    pub fn is_anonymous(&self) -> bool {
+        matches!(
+            self.login,
+            Login::LoggedIn {
+                anonymous: true,
+                ..
+            }
+        )
+    }
+
+    /// The password an anonymous user gave (by convention their e-mail address), cut to
+    /// [`MAX_ANONYMOUS_PASSWORD_BYTES`]; `None` unless logged in anonymously. The transfer log
+    /// names anonymous users by it.
+    pub fn anonymous_password(&self) -> Option<&[u8]> {
+        match &self.login {
+            Login::LoggedIn {
+                anonymous: true,
+                identity,
+                ..
+            } => Some(identity),
             _ => None,
         }
     }

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{
-    Effect, FsOp, Outcome, Policy, Progress, Rights, Session, Step, StoreMode, TransferError,
+    Effect, FsOp, MAX_ANONYMOUS_PASSWORD_BYTES, Outcome, Policy, Progress, Rights, Session, Step,
+    StoreMode, TransferError,
 };
 use crate::proto::command::parse;
 use crate::proto::entry::{Entry, FileKind};
@@ -68,6 +69,54 @@ fn login_sequence() {
     assert_eq!(codes(&run(&mut s, "PASS ")), [230]);
     assert_eq!(codes(&run(&mut s, "USER other")), [503]);
     assert_eq!(codes(&run(&mut s, "ACCT x")), [202]);
+}
+
+#[test]
+fn anonymous_password_is_kept_for_the_logs_and_bounded() {
+    let mut s = Session::new(peer(), Policy::default());
+    assert!(!s.is_anonymous());
+    assert_eq!(s.anonymous_password(), None);
+    run(&mut s, "USER anonymous");
+    // Not logged in yet: the password is known only once it has been accepted.
+    assert_eq!(s.anonymous_password(), None);
+    assert_eq!(codes(&run(&mut s, "PASS guest@example.org")), [230]);
+    assert!(s.is_anonymous());
+    assert_eq!(s.anonymous_password(), Some(&b"guest@example.org"[..]));
+    assert_eq!(s.user(), Some(&b"anonymous"[..]));
+
+    // An empty password is kept as given (the log shows it as `*`).
+    let mut s = Session::new(peer(), Policy::default());
+    run(&mut s, "USER ftp");
+    run(&mut s, "PASS ");
+    assert_eq!(s.anonymous_password(), Some(&b""[..]));
+
+    // A long one is cut to the cap; a cut inside a UTF-8 character backs off to its start.
+    let mut s = Session::new(peer(), Policy::default());
+    run(&mut s, "USER anonymous");
+    let long = format!(
+        "{}é{}",
+        "a".repeat(MAX_ANONYMOUS_PASSWORD_BYTES - 1),
+        "b".repeat(3000)
+    );
+    assert_eq!(codes(&run(&mut s, &format!("PASS {long}"))), [230]);
+    let kept = s.anonymous_password().unwrap();
+    assert_eq!(kept.len(), MAX_ANONYMOUS_PASSWORD_BYTES - 1);
+    assert!(kept.iter().all(|&b| b == b'a'));
+    let mut s = Session::new(peer(), Policy::default());
+    run(&mut s, "USER anonymous");
+    run(&mut s, &format!("PASS {}", "x".repeat(4000)));
+    assert_eq!(
+        s.anonymous_password().map(<[u8]>::len),
+        Some(MAX_ANONYMOUS_PASSWORD_BYTES)
+    );
+}
+
+#[test]
+fn named_users_passwords_are_not_kept() {
+    let s = user_with(Rights::read_only());
+    assert!(!s.is_anonymous());
+    assert_eq!(s.anonymous_password(), None);
+    assert_eq!(s.user(), Some(&b"alice"[..]));
 }
 
 fn user_with(rights: Rights) -> Session {
