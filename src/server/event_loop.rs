@@ -218,11 +218,13 @@ impl Shard {
                 continue;
             };
             if cut_off {
-                Reply::new(
+                // The grace is over: whatever the session is doing ends now (a cut-off upload
+                // is discarded by close_conn, so the old file stays).
+                conn.send(&Reply::new(
                     ReplyCode::ServiceNotAvailable,
                     "Server shutting down; closing control connection.",
-                )
-                .encode(&mut conn.out);
+                ));
+                conn.close_for(EndReason::Shutdown);
                 self.flush(r, &mut conn);
                 self.close_conn(r, conn);
                 continue;
