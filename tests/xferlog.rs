@@ -51,10 +51,6 @@ impl Logged {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        // As the in-process suites do: RINGFTPD_TEST_IO=epoll runs this on the fallback too.
-        if let Ok(io) = std::env::var("RINGFTPD_TEST_IO") {
-            args.extend(["--io".to_string(), io]);
-        }
         args.extend(extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let daemon = Daemon::spawn(&args, &[]);

@@ -23,10 +23,14 @@ pub struct Daemon {
 
 impl Daemon {
     /// Start the binary with `args` (and `env`), and wait until it reports a listening address.
+    /// As the in-process suites do, `RINGFTPD_TEST_IO=epoll` runs it on the fallback backend.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.args(args);
+        if let Ok(io) = std::env::var("RINGFTPD_TEST_IO") {
+            cmd.args(["--io", &io]);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
