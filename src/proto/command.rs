@@ -148,8 +148,6 @@ pub enum ParseError {
     Nul,
     #[error("bare CR in command line")]
     BareCr,
-    #[error("command line is not valid UTF-8")]
-    InvalidUtf8,
     #[error("unknown SITE command")]
     UnknownSite,
 }
@@ -181,9 +179,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     if verb.is_empty() || verb.len() > 4 || !verb.iter().all(u8::is_ascii_alphabetic) {
         return Err(ParseError::Unknown);
     }
-    if std::str::from_utf8(arg).is_err() {
-        return Err(ParseError::InvalidUtf8);
-    }
+    // Arguments are bytes: Unix names need not be UTF-8 (RFC 2640 asks clients for UTF-8, but a
+    // name already on disk must still be usable), so only NUL and CR are refused, above.
     let mut upper = [0u8; 4];
     upper[..verb.len()].copy_from_slice(verb);
     upper.make_ascii_uppercase();
@@ -398,6 +395,60 @@ mod tests {
     }
 
     #[test]
+    fn path_arguments_are_bytes_not_utf8() {
+        let name = b"d\xfe/caf\xe9 \xff\x80.txt";
+        let p = || name.to_vec();
+        let with = |verb: &str| {
+            let mut line = verb.as_bytes().to_vec();
+            line.push(b' ');
+            line.extend_from_slice(name);
+            parse(&line)
+        };
+        assert_eq!(with("RETR"), Ok(Command::Retr { path: p() }));
+        assert_eq!(with("STOR"), Ok(Command::Stor { path: p() }));
+        assert_eq!(with("APPE"), Ok(Command::Appe { path: p() }));
+        assert_eq!(with("STOU"), Ok(Command::Stou { base: Some(p()) }));
+        assert_eq!(with("SIZE"), Ok(Command::Size { path: p() }));
+        assert_eq!(with("MDTM"), Ok(Command::Mdtm { path: p() }));
+        assert_eq!(with("MLST"), Ok(Command::Mlst { path: Some(p()) }));
+        assert_eq!(with("CWD"), Ok(Command::Cwd { path: p() }));
+        assert_eq!(with("XMKD"), Ok(Command::Mkd { path: p() }));
+        assert_eq!(with("RMD"), Ok(Command::Rmd { path: p() }));
+        assert_eq!(with("DELE"), Ok(Command::Dele { path: p() }));
+        assert_eq!(with("RNFR"), Ok(Command::Rnfr { path: p() }));
+        assert_eq!(with("RNTO"), Ok(Command::Rnto { path: p() }));
+        assert_eq!(
+            with("SITE CHMOD 644"),
+            Ok(Command::Site(Site::Chmod {
+                mode: 0o644,
+                path: p()
+            }))
+        );
+        assert_eq!(
+            with("MFMT 20200102030405"),
+            Ok(Command::Mfmt {
+                secs: 1577934245,
+                path: p()
+            })
+        );
+        // Not paths, but bytes too: a non-UTF-8 user name or password is simply wrong later.
+        assert_eq!(
+            parse(b"USER \xe9t\xe9"),
+            Ok(Command::User {
+                name: b"\xe9t\xe9".to_vec()
+            })
+        );
+        assert_eq!(
+            parse(b"PASS \xff"),
+            Ok(Command::Pass {
+                password: b"\xff".to_vec()
+            })
+        );
+        assert_eq!(parse(b"SITE \xe9"), Err(ParseError::UnknownSite));
+        assert_eq!(parse(b"REST \xe9"), Err(ParseError::Syntax));
+    }
+
+    #[test]
     fn typed_arguments() {
         assert_eq!(parse(b"REST 100"), Ok(Command::Rest { offset: 100 }));
         assert_eq!(parse(b"REST -1"), Err(ParseError::Syntax));
@@ -530,7 +581,6 @@ mod tests {
         assert_eq!(parse(b"FOOBAR"), Err(ParseError::Unknown));
         assert_eq!(parse(b"RETR a\0b"), Err(ParseError::Nul));
         assert_eq!(parse(b"RETR a\rb"), Err(ParseError::BareCr));
-        assert_eq!(parse(b"RETR \xc3\x28"), Err(ParseError::InvalidUtf8));
         assert_eq!(parse(b"RETR"), Err(ParseError::Syntax));
         assert_eq!(parse(b"REIN"), Err(ParseError::NotImplemented));
     }

@@ -51,9 +51,11 @@ enum Pending {
     Passive {
         extended: bool,
     },
-    /// `path` is what the transfer names (for STOU the directory until the server picks the name).
+    /// `path` is what the transfer names (for STOU the directory until the server picks the name);
+    /// `named` is RETR's argument as the client sent it, which its 150 reply echoes.
     Transfer {
         path: VirtualPath,
+        named: Vec<u8>,
         kind: TransferKind,
         started: bool,
     },
@@ -186,7 +188,7 @@ impl Session {
             Command::Eprt { addr } => self.active(addr),
             // transfer.rs
             Command::Rest { offset } => self.rest(offset),
-            Command::Retr { path } => self.with_path(&path, Session::retr),
+            Command::Retr { path: arg } => self.with_path(&arg, |s, p| s.retr(p, &arg)),
             Command::List { format, path } => {
                 self.with_path(&path.unwrap_or_default(), |s, p| s.list(format, p))
             }
@@ -220,11 +222,12 @@ impl Session {
             (
                 Some(Pending::Transfer {
                     path,
+                    named,
                     kind,
                     started: false,
                 }),
                 Outcome::TransferStarting { size, name: unique },
-            ) => self.transfer_starting(path, kind, size, unique),
+            ) => self.transfer_starting(path, named, kind, size, unique),
             (Some(Pending::Transfer { kind, path, .. }), Outcome::TransferDone) => {
                 self.transfer_done(kind, &path)
             }

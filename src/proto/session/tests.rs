@@ -353,9 +353,10 @@ fn retr_needs_a_data_channel_then_runs() {
         size: Some(5),
         name: None,
     });
+    // The 150 names the file as the client sent it, as vsftpd and ProFTPD do.
     assert_eq!(
         step.replies[0].to_bytes(),
-        b"150 Opening BINARY mode data connection for f (5 bytes).\r\n"
+        b"150 Opening BINARY mode data connection for /d/f (5 bytes).\r\n"
     );
     assert_eq!(codes(&s.on_outcome(Outcome::TransferDone)), [226]);
     // The passive channel is used up and REST applies to one transfer only.

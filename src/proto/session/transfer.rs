@@ -38,12 +38,9 @@ impl TransferKind {
         }
     }
 
-    /// The name the 150 and 226 replies give (the root, which has none, is "/" for RETR).
+    /// The name STOU's 150 and 226 replies give: the last component the server picked.
     fn name(self, path: &VirtualPath) -> &[u8] {
-        match self {
-            TransferKind::Retr => path.file_name().unwrap_or(b"/"),
-            _ => path.file_name().unwrap_or_default(),
-        }
+        path.file_name().unwrap_or_default()
     }
 }
 
@@ -105,7 +102,9 @@ impl Session {
         Step::effect(Effect::Abort)
     }
 
-    pub(super) fn retr(&mut self, path: VirtualPath) -> Step {
+    /// RETR `path`; `named` is the argument as the client sent it, for the 150 reply (vsftpd and
+    /// ProFTPD echo it too, so a client matching replies to requests sees its own words).
+    pub(super) fn retr(&mut self, path: VirtualPath, named: &[u8]) -> Step {
         let offset = std::mem::take(&mut self.rest);
         if let Err(denied) = self.allowed(Action::Download, &path) {
             return denied;
@@ -115,6 +114,7 @@ impl Session {
         }
         self.pending = Some(Pending::Transfer {
             path: path.clone(),
+            named: named.to_vec(),
             kind: TransferKind::Retr,
             started: false,
         });
@@ -184,6 +184,7 @@ impl Session {
         };
         self.pending = Some(Pending::Transfer {
             path: path.clone(),
+            named: Vec::new(),
             kind,
             started: false,
         });
@@ -205,6 +206,7 @@ impl Session {
         }
         self.pending = Some(Pending::Transfer {
             path: path.clone(),
+            named: Vec::new(),
             kind: TransferKind::List(format),
             started: false,
         });
@@ -221,6 +223,7 @@ impl Session {
     pub(super) fn transfer_starting(
         &mut self,
         mut path: VirtualPath,
+        named: Vec<u8>,
         kind: TransferKind,
         size: Option<u64>,
         unique: Option<VirtualPath>,
@@ -241,7 +244,8 @@ impl Session {
             path = unique;
         }
         match kind {
-            TransferKind::Retr | TransferKind::Unique => text.extend_from_slice(kind.name(&path)),
+            TransferKind::Retr => text.extend_from_slice(&named),
+            TransferKind::Unique => text.extend_from_slice(kind.name(&path)),
             TransferKind::List(_) | TransferKind::Store | TransferKind::Append => {}
         }
         if let Some(size) = size {
@@ -252,6 +256,7 @@ impl Session {
         }
         self.pending = Some(Pending::Transfer {
             path,
+            named,
             kind,
             started: true,
         });
