@@ -693,8 +693,17 @@ fn list_is_ls_l_with_crlf() {
         !entries.iter().any(|e| e.2 == "." || e.2 == ".."),
         "{text:?}"
     );
-    // ls options that clients send are ignored; a path argument lists that directory.
-    assert_eq!(c.listing("LIST -la"), text);
+    // -l changes nothing (LIST is long already), -a adds "." and ".." first (tests/names.rs has
+    // the rest of the options); a path argument lists that directory.
+    assert_eq!(c.listing("LIST -l"), text);
+    let all = c.listing("LIST -la");
+    let names: Vec<String> = common::crlf_lines(&all)
+        .into_iter()
+        .filter_map(common::parse_list_line)
+        .map(|e| e.2)
+        .collect();
+    assert_eq!(names[..2], [".", ".."], "{all:?}");
+    assert_eq!(names.len(), entries.len() + 2, "{all:?}");
     let sub = c.listing("LIST sub");
     let sub_entries: Vec<_> = common::crlf_lines(&sub)
         .into_iter()

@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 
 use super::addr::{self, AddrError, EpsvArg};
-use super::listing;
+use super::listing::{self, ListOptions};
 
 /// Representation type (RFC 959 section 3.1.1). EBCDIC and non-8-bit local types are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +49,9 @@ pub enum Command {
     Help {
         topic: Option<Vec<u8>>,
     },
+    /// Without an argument: the server's status; with one, a LIST of it on the control connection.
     Stat {
-        path: Option<Vec<u8>>,
+        args: Option<ListArgs>,
     },
     Quit,
     Pasv,
@@ -75,8 +76,10 @@ pub enum Command {
     Mdtm {
         path: Vec<u8>,
     },
+    /// LIST, NLST (with `ls` options) and MLSD (none, RFC 3659 section 7.1).
     List {
         format: ListFormat,
+        options: ListOptions,
         path: Option<Vec<u8>>,
     },
     Mlst {
@@ -115,6 +118,13 @@ pub enum Command {
         secs: i64,
         path: Vec<u8>,
     },
+}
+
+/// A LIST-style argument: `ls` options, then the path (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListArgs {
+    pub options: ListOptions,
+    pub path: Option<Vec<u8>>,
 }
 
 /// SITE subcommands (site-specific, RFC 959 section 4.1.3).
@@ -216,7 +226,9 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"STRU" => one_letter(arg, b'F').map(|()| Command::Stru)?,
         b"NOOP" => Command::Noop,
         b"HELP" => Command::Help { topic: optional() },
-        b"STAT" => Command::Stat { path: optional() },
+        b"STAT" => Command::Stat {
+            args: (!arg.is_empty()).then(|| list_args(arg)),
+        },
         b"QUIT" => Command::Quit,
         b"PASV" => Command::Pasv,
         b"EPSV" => Command::Epsv {
@@ -234,16 +246,21 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         },
         b"SIZE" => Command::Size { path: path()? },
         b"MDTM" => Command::Mdtm { path: path()? },
-        b"LIST" => Command::List {
-            format: ListFormat::List,
-            path: list_path(arg),
-        },
-        b"NLST" => Command::List {
-            format: ListFormat::Nlst,
-            path: list_path(arg),
-        },
+        b"LIST" | b"NLST" => {
+            let ListArgs { options, path } = list_args(arg);
+            let format = match verb {
+                b"LIST" => ListFormat::List,
+                _ => ListFormat::Nlst,
+            };
+            Command::List {
+                format,
+                options,
+                path,
+            }
+        }
         b"MLSD" => Command::List {
             format: ListFormat::Mlsd,
+            options: ListOptions::default(),
             path: optional(),
         },
         b"MLST" => Command::Mlst { path: optional() },
@@ -354,16 +371,29 @@ fn one_letter(arg: &[u8], supported: u8) -> Result<(), ParseError> {
     }
 }
 
-/// LIST/NLST arguments: clients (lftp, FileZilla) send `ls` options such as "-la"; they are dropped.
-fn list_path(arg: &[u8]) -> Option<Vec<u8>> {
+/// LIST/NLST/STAT arguments: clients (lftp, FileZilla, ftputil) send `ls` options such as "-la"
+/// before the path. Every leading word that starts with '-' is options (letters we do not know
+/// are ignored); a word "--" ends them, so "LIST -- -x" lists "-x". The path is everything after
+/// the single space that follows the last option word, spaces included. As with vsftpd, a path
+/// that itself starts with '-' needs "--" or "./".
+fn list_args(arg: &[u8]) -> ListArgs {
+    let mut options = ListOptions::default();
     let mut rest = arg;
     while rest.first() == Some(&b'-') {
-        match rest.iter().position(|&b| b == b' ') {
-            Some(i) => rest = &rest[i + 1..],
-            None => rest = &[],
+        let (word, after) = match rest.iter().position(|&b| b == b' ') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &[][..]),
+        };
+        rest = after;
+        if word == b"--" {
+            break;
         }
+        options.add_word(word);
     }
-    (!rest.is_empty()).then(|| rest.to_vec())
+    ListArgs {
+        options,
+        path: (!rest.is_empty()).then(|| rest.to_vec()),
+    }
 }
 
 #[cfg(test)]
@@ -551,26 +581,54 @@ mod tests {
     }
 
     #[test]
-    fn list_options_are_dropped() {
-        assert_eq!(
-            parse(b"LIST -la"),
+    fn list_options_are_parsed() {
+        let list = |format, options: &[u8], path: Option<&[u8]>| {
+            let mut o = ListOptions::default();
+            o.add_word(options);
             Ok(Command::List {
-                format: ListFormat::List,
-                path: None
+                format,
+                options: o,
+                path: path.map(<[u8]>::to_vec),
+            })
+        };
+        use ListFormat::{List, Mlsd, Nlst};
+        assert_eq!(parse(b"LIST"), list(List, b"", None));
+        assert_eq!(parse(b"LIST -la"), list(List, b"-la", None));
+        assert_eq!(parse(b"LIST -a pub"), list(List, b"-a", Some(b"pub")));
+        assert_eq!(parse(b"LIST -l -A pub"), list(List, b"-lA", Some(b"pub")));
+        assert_eq!(parse(b"NLST -d"), list(Nlst, b"-d", None));
+        assert_eq!(parse(b"NLST"), list(Nlst, b"", None));
+        // Unknown letters (and -R, which is not done) are ignored.
+        assert_eq!(parse(b"LIST -alRtF x"), list(List, b"-al", Some(b"x")));
+        // "--" ends the options; the path keeps its spaces and bytes.
+        assert_eq!(parse(b"LIST -a -- -x"), list(List, b"-a", Some(b"-x")));
+        assert_eq!(parse(b"LIST --"), list(List, b"", None));
+        assert_eq!(
+            parse(b"LIST -a  two \xff"),
+            list(List, b"-a", Some(b" two \xff"))
+        );
+        assert_eq!(parse(b"LIST dir -a"), list(List, b"", Some(b"dir -a")));
+        // MLSD takes no options: "-a" would be a name.
+        assert_eq!(parse(b"MLSD -a"), list(Mlsd, b"", Some(b"-a")));
+        assert_eq!(parse(b"STAT"), Ok(Command::Stat { args: None }));
+        let mut la = ListOptions::default();
+        la.add_word(b"-la");
+        assert_eq!(
+            parse(b"STAT -la"),
+            Ok(Command::Stat {
+                args: Some(ListArgs {
+                    options: la,
+                    path: None
+                })
             })
         );
         assert_eq!(
-            parse(b"LIST -a pub"),
-            Ok(Command::List {
-                format: ListFormat::List,
-                path: Some(b"pub".to_vec())
-            })
-        );
-        assert_eq!(
-            parse(b"NLST"),
-            Ok(Command::List {
-                format: ListFormat::Nlst,
-                path: None
+            parse(b"STAT sub"),
+            Ok(Command::Stat {
+                args: Some(ListArgs {
+                    options: ListOptions::default(),
+                    path: Some(b"sub".to_vec())
+                })
             })
         );
     }

@@ -47,6 +47,8 @@ impl Shard {
                 facts,
                 target,
                 writable,
+                show,
+                itself,
             } => {
                 let now = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
@@ -58,6 +60,8 @@ impl Shard {
                     facts,
                     now,
                     writable,
+                    show,
+                    itself,
                 };
                 if target == ListTarget::Data {
                     conn.transfer =

@@ -167,6 +167,13 @@ impl DirCursor {
         self.names.len() - self.next
     }
 
+    /// Keep only the names not yet visited that `keep` accepts (a hidden entry costs no `lstat`).
+    pub fn retain(&mut self, keep: impl Fn(&[u8]) -> bool) {
+        let mut rest = self.names.split_off(self.next);
+        rest.retain(|n| keep(n));
+        self.names.extend(rest);
+    }
+
     /// Split off a cursor over the next `n` names (fewer at the end), for another thread to
     /// visit; this cursor goes on after them.
     pub fn take(&mut self, n: usize) -> DirCursor {

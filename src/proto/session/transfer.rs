@@ -7,6 +7,7 @@ use super::{
     TransferError,
 };
 use crate::proto::command::{Command, ListFormat, TransferType};
+use crate::proto::listing::{ListOptions, Visibility};
 use crate::proto::path::VirtualPath;
 use crate::proto::reply::{Reply, ReplyCode};
 
@@ -50,7 +51,7 @@ impl Session {
     pub(super) fn during_transfer(&mut self, cmd: Command) -> Step {
         match cmd {
             Command::Abor => self.abor(),
-            Command::Stat { path: None } => Step::effect(Effect::TransferStatus),
+            Command::Stat { args: None } => Step::effect(Effect::TransferStatus),
             _ => Step::reply(ReplyCode::SystemStatus, "Transfer in progress."),
         }
     }
@@ -197,13 +198,25 @@ impl Session {
         })
     }
 
-    pub(super) fn list(&mut self, format: ListFormat, path: VirtualPath) -> Step {
+    /// LIST/NLST/MLSD `path`; `arg` is the path as the client sent it (for `-d`).
+    pub(super) fn list(
+        &mut self,
+        format: ListFormat,
+        options: ListOptions,
+        path: VirtualPath,
+        arg: &[u8],
+    ) -> Step {
         if let Err(denied) = self.allowed(Action::List, &path) {
             return denied;
         }
         if let Some(step) = self.needs_data() {
             return step;
         }
+        let format = match format {
+            ListFormat::Nlst if options.long => ListFormat::List,
+            f => f,
+        };
+        let (show, itself) = self.list_view(format, options, arg);
         self.pending = Some(Pending::Transfer {
             path: path.clone(),
             named: Vec::new(),
@@ -216,7 +229,30 @@ impl Session {
             facts: self.facts,
             target: ListTarget::Data,
             writable: self.writable(),
+            show,
+            itself,
         })
+    }
+
+    /// Which entries a listing shows, and for `-d` the name the directory itself is listed under
+    /// (the argument as sent, "." without one, as `ls -d` prints it). MLSD shows every entry
+    /// (RFC 3659 section 7.2); LIST and NLST hide dot files unless `-a`/`-A` or `force_dot_files`.
+    pub(super) fn list_view(
+        &self,
+        format: ListFormat,
+        options: ListOptions,
+        arg: &[u8],
+    ) -> (Visibility, Option<Vec<u8>>) {
+        match format {
+            ListFormat::Mlsd => (Visibility::EVERY_ENTRY, None),
+            ListFormat::List | ListFormat::Nlst => {
+                let itself = options.directory.then(|| match arg {
+                    b"" => b".".to_vec(),
+                    a => a.to_vec(),
+                });
+                (options.visibility(self.policy.force_dot_files), itself)
+            }
+        }
     }
 
     /// The data connection is up: 150, naming the file (and for STOU the name the server picked).
