@@ -196,9 +196,10 @@ fn push_perms(out: &mut Vec<u8>, mode: u32) {
 /// space and may itself contain spaces.
 ///
 /// `FileKind::Other` is shown as `-`: `Entry` does not say whether it is a FIFO, socket or
-/// device, and a wrong `p`/`s`/`c`/`b` letter would be worse than none. Symlinks get `l` but no
-/// ` -> target` suffix: the target is not resolved here, and printing it could reveal paths
-/// outside the served root; clients then see a plain name they can `CWD`/`RETR`.
+/// device, and a wrong `p`/`s`/`c`/`b` letter would be worse than none. Symlinks get `l` and,
+/// like `ls -l`, ` -> target` when `Entry::link` has one; `vfs` fills it in only for targets
+/// that stay inside the served root, so a link leading out is a plain `l` name (ftputil and
+/// FileZilla then treat it as a link they cannot follow, which is what it is to them).
 ///
 /// The name is written as raw bytes (UTF-8 by convention, RFC 2640). A name containing CR/LF
 /// cannot be framed on a data connection; RFC 3659 2.2 says such entries must be converted or
@@ -241,6 +242,10 @@ pub fn list_line(out: &mut Vec<u8>, e: &Entry, now: i64) {
     }
     out.push(b' ');
     out.extend_from_slice(&e.name);
+    if let (FileKind::Symlink, Some(target)) = (e.kind, &e.link) {
+        out.extend_from_slice(b" -> ");
+        out.extend_from_slice(target);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -511,6 +516,7 @@ mod tests {
             gid: 100,
             dev: 0x801,
             ino: 0x1a2b,
+            link: None,
         }
     }
 
@@ -619,6 +625,40 @@ mod tests {
         );
         let o = entry(b"fifo", FileKind::Other, 0o600, recent);
         assert!(list(&o, NOW).starts_with("-rw------- "));
+    }
+
+    #[test]
+    fn list_link_targets() {
+        let recent = 1_699_000_000;
+        let mut l = entry(b"dir32", FileKind::Symlink, 0o777, recent);
+        l.link = Some(b"../dir1/dir12/dir123".to_vec());
+        assert_eq!(
+            list(&l, NOW),
+            "lrwxrwxrwx    1 1000     100              1234 Nov  3 08:26 dir32 -> ../dir1/dir12/dir123\r\n"
+        );
+        // Raw bytes both sides of the arrow.
+        let mut l = entry(b"caf\xe9", FileKind::Symlink, 0o777, recent);
+        l.link = Some(b"x \xff".to_vec());
+        let mut out = Vec::new();
+        list_line(&mut out, &l, NOW);
+        assert!(out.ends_with(b" caf\xe9 -> x \xff\r\n"));
+        // Only links get an arrow, and NLST/MLSD never do.
+        let mut f = entry(b"f", FileKind::File, 0o644, recent);
+        f.link = Some(b"g".to_vec());
+        assert!(list(&f, NOW).ends_with(" f\r\n"));
+        let mut out = Vec::new();
+        nlst_line(&mut out, &l);
+        assert_eq!(out, b"caf\xe9\r\n");
+        let mut out = Vec::new();
+        mlsx_line(
+            &mut out,
+            &l,
+            &l.name,
+            MlsdRole::Entry,
+            Facts::default(),
+            false,
+        );
+        assert!(out.ends_with(b"; caf\xe9\r\n"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::proto::entry::{Entry, FileKind};
 use crate::proto::path::VirtualPath;
 use crate::sys::fs;
 
+pub mod link;
 mod write;
 pub use write::{CreateMode, is_temp_name};
 
@@ -69,7 +70,8 @@ impl From<Errno> for FileError {
 /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, never with string-prefix checks.
 #[derive(Debug)]
 pub struct Root {
-    fd: OwnedFd,
+    /// Shared with listings in progress, which resolve link targets beneath it.
+    fd: Arc<OwnedFd>,
 }
 
 impl Root {
@@ -79,7 +81,9 @@ impl Root {
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
             .open(dir)?;
-        Ok(Root { fd: file.into() })
+        Ok(Root {
+            fd: Arc::new(file.into()),
+        })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -138,6 +142,9 @@ impl Root {
         names.sort_unstable();
         Ok(DirCursor {
             dir: Arc::new(dir),
+            root: Arc::clone(&self.fd),
+            path: path.clone(),
+            links: false,
             names,
             next: 0,
             this,
@@ -149,6 +156,11 @@ impl Root {
 pub struct DirCursor {
     /// Shared with the cursors `take` splits off, so parts can be `lstat`ed on several threads.
     dir: Arc<OwnedFd>,
+    /// The served root and the directory's path in it, for checking where link targets lead.
+    root: Arc<OwnedFd>,
+    path: VirtualPath,
+    /// Read the targets of symbolic links (LIST shows them).
+    links: bool,
     names: Vec<Vec<u8>>,
     next: usize,
     /// The directory itself (for MLSD `cdir`).
@@ -165,6 +177,11 @@ impl DirCursor {
     /// Names not yet visited.
     pub fn remaining(&self) -> usize {
         self.names.len() - self.next
+    }
+
+    /// Fill in `Entry::link` for symbolic links whose target stays inside the root (LIST).
+    pub fn read_link_targets(&mut self) {
+        self.links = true;
     }
 
     /// Keep only the names not yet visited that `keep` accepts (a hidden entry costs no `lstat`).
@@ -185,6 +202,9 @@ impl DirCursor {
         self.next = end;
         DirCursor {
             dir: Arc::clone(&self.dir),
+            root: Arc::clone(&self.root),
+            path: self.path.clone(),
+            links: self.links,
             names,
             next: 0,
             this: self.this.clone(),
@@ -203,7 +223,14 @@ impl DirCursor {
             self.next += 1;
             // Relative to the directory fd: no path re-resolution, so no escape or rename race.
             match fstatat(&*self.dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => visit(entry_from_stat(name, &st)),
+                Ok(st) => {
+                    let mut e = entry_from_stat(name, &st);
+                    if self.links && e.kind == FileKind::Symlink {
+                        e.link =
+                            link::target(self.root.as_fd(), &self.path, self.dir.as_fd(), &e.name);
+                    }
+                    visit(e)
+                }
                 Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -261,6 +288,7 @@ pub fn entry_from_stat(name: Vec<u8>, st: &libc::stat) -> Entry {
         gid: st.st_gid,
         dev: st.st_dev as u64,
         ino: st.st_ino as u64,
+        link: None,
     }
 }
 

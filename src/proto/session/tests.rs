@@ -44,6 +44,7 @@ fn file(size: u64) -> Entry {
         gid: 0,
         dev: 1,
         ino: 2,
+        link: None,
     }
 }
 
