@@ -176,6 +176,16 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     // ABOR is sent after Telnet IP and Synch (RFC 959 section 4.1.3): IAC IP IAC DM precede the verb.
     let start = line.iter().position(|&b| b < 0xf0).unwrap_or(line.len());
     let line = &line[start..];
+    // RFC 854: a data byte 0xFF (Telnet IAC) is sent doubled, as suppaftp and ProFTPD do; a name
+    // with a 0xFF in it (Latin-1 "ÿ") arrives as 0xFF 0xFF. A lone 0xFF, from clients that send
+    // names raw, is taken as it is: we run no other Telnet commands.
+    let undoubled;
+    let line = if line.windows(2).any(|w| w == [0xff, 0xff]) {
+        undoubled = undouble_iac(line);
+        &undoubled[..]
+    } else {
+        line
+    };
     if line.contains(&0) {
         return Err(ParseError::Nul);
     }
@@ -288,6 +298,23 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         | b"ADAT" | b"MIC" | b"CONF" | b"ENC" | b"HOST" => return Err(ParseError::NotImplemented),
         _ => return Err(ParseError::Unknown),
     })
+}
+
+/// `line` with every IAC IAC pair (0xFF 0xFF) made one 0xFF.
+fn undouble_iac(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut bytes = line.iter().copied();
+    while let Some(b) = bytes.next() {
+        out.push(b);
+        if b == 0xff {
+            // The second of a pair is dropped; a lone 0xFF before anything else is kept.
+            match bytes.next() {
+                Some(0xff) | None => {}
+                Some(other) => out.push(other),
+            }
+        }
+    }
+    out
 }
 
 /// "WORD rest": the first word and everything after the single separating space (rest non-empty).
@@ -475,6 +502,13 @@ mod tests {
             })
         );
         assert_eq!(parse(b"SITE \xe9"), Err(ParseError::UnknownSite));
+        // Telnet: a doubled 0xFF is one data byte; a lone one is kept as sent.
+        assert_eq!(
+            parse(b"RETR \xff\xff\xff\xffa\xffb\xff\xff\xff"),
+            Ok(Command::Retr {
+                path: b"\xff\xffa\xffb\xff\xff".to_vec()
+            })
+        );
         assert_eq!(parse(b"REST \xe9"), Err(ParseError::Syntax));
     }
 
