@@ -492,15 +492,12 @@ fn list(
     }
     let mut cursor = match cursor {
         Some(c) => c,
-        None => match root.open_listing(path) {
+        None => match root.open_listing(path, format == ListFormat::List) {
             Ok(mut c) => {
                 // Hidden names are dropped before they cost an lstat; uploads in progress are
                 // nobody's business, whatever the options.
                 let show = request.show;
                 c.retain(|n| show.shows(n) && !crate::vfs::is_temp_name(n));
-                if format == ListFormat::List {
-                    c.read_link_targets();
-                }
                 if format == ListFormat::Mlsd && facts.type_ {
                     // RFC 3659 section 7.5.1.2: describe the listed directory itself as "cdir".
                     listing::mlsx_line(&mut out, &c.this, b".", MlsdRole::Cdir, facts, writable);
