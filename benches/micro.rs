@@ -82,6 +82,7 @@ fn entry(name: &str, kind: FileKind, size: u64, mtime: i64) -> Entry {
         gid: 1000,
         dev: 0xfe00,
         ino: 0x9_9021d,
+        link: None,
     }
 }
 

@@ -98,6 +98,9 @@ pub struct Config {
     pub users_file: Option<PathBuf>,
     /// A directory inside the root where anonymous users may upload new files (write-only).
     pub anonymous_upload: Option<String>,
+    /// LIST and NLST show dot files without `-a` (vsftpd's `force_dot_files`); `.` and `..`
+    /// still only with `-a`, upload temporary files never.
+    pub force_dot_files: bool,
     /// The text of the 220 greeting.
     pub banner: String,
     /// Messages at this level and above go to stderr.
@@ -136,6 +139,7 @@ impl Default for Config {
             pin_shards: true,
             users_file: None,
             anonymous_upload: None,
+            force_dot_files: false,
             banner: "ringftpd ready.".to_string(),
             log_level: log::LevelFilter::Info,
             xferlog: None,

@@ -123,6 +123,10 @@ pub struct Options {
     #[arg(long)]
     #[serde(default)]
     pub no_anonymous: bool,
+    /// Show dot files in LIST and NLST without `-a` (as vsftpd's option of that name does).
+    #[arg(long)]
+    #[serde(default)]
+    pub force_dot_files: bool,
     /// Sessions allowed at once, across all shards.
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,6 +231,7 @@ impl Options {
             users: self.users.or(file.users),
             anonymous_upload: self.anonymous_upload.or(file.anonymous_upload),
             no_anonymous: self.no_anonymous || file.no_anonymous,
+            force_dot_files: self.force_dot_files || file.force_dot_files,
             max_sessions: self.max_sessions.or(file.max_sessions),
             max_per_ip: self.max_per_ip.or(file.max_per_ip),
             idle_timeout_secs: self.idle_timeout_secs.or(file.idle_timeout_secs),
@@ -261,6 +266,7 @@ impl Options {
             users_file: self.users.clone().or(d.users_file),
             anonymous_upload: self.anonymous_upload.clone().or(d.anonymous_upload),
             allow_anonymous: d.allow_anonymous && !self.no_anonymous,
+            force_dot_files: d.force_dot_files || self.force_dot_files,
             max_sessions: self.max_sessions.unwrap_or(d.max_sessions),
             max_sessions_per_ip: self.max_per_ip.unwrap_or(d.max_sessions_per_ip),
             idle_timeout: self
@@ -303,6 +309,7 @@ impl Options {
             users: c.users_file.clone(),
             anonymous_upload: c.anonymous_upload.clone(),
             no_anonymous: !c.allow_anonymous,
+            force_dot_files: c.force_dot_files,
             max_sessions: Some(c.max_sessions),
             max_per_ip: Some(c.max_sessions_per_ip),
             idle_timeout_secs: Some(c.idle_timeout.as_secs()),
@@ -385,6 +392,7 @@ pub const KEYS: &[&str] = &[
     "users",
     "anonymous_upload",
     "no_anonymous",
+    "force_dot_files",
     "max_sessions",
     "max_per_ip",
     "idle_timeout_secs",
@@ -422,6 +430,7 @@ mod tests {
             xferlog: Some("x".into()),
             json_log: Some("j".into()),
             allow_anonymous: false,
+            force_dot_files: true,
             pin_shards: false,
             ..Config::default()
         });
@@ -470,6 +479,7 @@ io = "epoll"
 users = {users:?}
 anonymous_upload = "incoming"
 no_anonymous = true
+force_dot_files = true
 max_sessions = 99
 max_per_ip = 7
 idle_timeout_secs = 40
@@ -494,7 +504,7 @@ shutdown_grace_secs = 5
         assert_eq!(c.listen.len(), 2);
         assert_eq!(c.data_path, DataPath::Splice);
         assert_eq!(c.io_backend, Backend::Epoll);
-        assert!(!c.allow_anonymous && !c.pin_shards);
+        assert!(!c.allow_anonymous && !c.pin_shards && c.force_dot_files);
         assert_eq!(c.send_budget_bytes, 512 << 10);
         assert_eq!(c.upload_grace, Duration::from_millis(250));
         assert_eq!(c.log_level, log::LevelFilter::Debug);

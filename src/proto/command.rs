@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 
 use super::addr::{self, AddrError, EpsvArg};
-use super::listing;
+use super::listing::{self, ListOptions};
 
 /// Representation type (RFC 959 section 3.1.1). EBCDIC and non-8-bit local types are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +49,9 @@ pub enum Command {
     Help {
         topic: Option<Vec<u8>>,
     },
+    /// Without an argument: the server's status; with one, a LIST of it on the control connection.
     Stat {
-        path: Option<Vec<u8>>,
+        args: Option<ListArgs>,
     },
     Quit,
     Pasv,
@@ -75,8 +76,10 @@ pub enum Command {
     Mdtm {
         path: Vec<u8>,
     },
+    /// LIST, NLST (with `ls` options) and MLSD (none, RFC 3659 section 7.1).
     List {
         format: ListFormat,
+        options: ListOptions,
         path: Option<Vec<u8>>,
     },
     Mlst {
@@ -117,6 +120,13 @@ pub enum Command {
     },
 }
 
+/// A LIST-style argument: `ls` options, then the path (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListArgs {
+    pub options: ListOptions,
+    pub path: Option<Vec<u8>>,
+}
+
 /// SITE subcommands (site-specific, RFC 959 section 4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Site {
@@ -148,8 +158,6 @@ pub enum ParseError {
     Nul,
     #[error("bare CR in command line")]
     BareCr,
-    #[error("command line is not valid UTF-8")]
-    InvalidUtf8,
     #[error("unknown SITE command")]
     UnknownSite,
 }
@@ -168,6 +176,16 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     // ABOR is sent after Telnet IP and Synch (RFC 959 section 4.1.3): IAC IP IAC DM precede the verb.
     let start = line.iter().position(|&b| b < 0xf0).unwrap_or(line.len());
     let line = &line[start..];
+    // RFC 854: a data byte 0xFF (Telnet IAC) is sent doubled, as suppaftp and ProFTPD do; a name
+    // with a 0xFF in it (Latin-1 "ÿ") arrives as 0xFF 0xFF. A lone 0xFF, from clients that send
+    // names raw, is taken as it is: we run no other Telnet commands.
+    let undoubled;
+    let line = if line.windows(2).any(|w| w == [0xff, 0xff]) {
+        undoubled = undouble_iac(line);
+        &undoubled[..]
+    } else {
+        line
+    };
     if line.contains(&0) {
         return Err(ParseError::Nul);
     }
@@ -181,9 +199,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     if verb.is_empty() || verb.len() > 4 || !verb.iter().all(u8::is_ascii_alphabetic) {
         return Err(ParseError::Unknown);
     }
-    if std::str::from_utf8(arg).is_err() {
-        return Err(ParseError::InvalidUtf8);
-    }
+    // Arguments are bytes: Unix names need not be UTF-8 (RFC 2640 asks clients for UTF-8, but a
+    // name already on disk must still be usable), so only NUL and CR are refused, above.
     let mut upper = [0u8; 4];
     upper[..verb.len()].copy_from_slice(verb);
     upper.make_ascii_uppercase();
@@ -219,7 +236,9 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"STRU" => one_letter(arg, b'F').map(|()| Command::Stru)?,
         b"NOOP" => Command::Noop,
         b"HELP" => Command::Help { topic: optional() },
-        b"STAT" => Command::Stat { path: optional() },
+        b"STAT" => Command::Stat {
+            args: (!arg.is_empty()).then(|| list_args(arg)),
+        },
         b"QUIT" => Command::Quit,
         b"PASV" => Command::Pasv,
         b"EPSV" => Command::Epsv {
@@ -237,16 +256,21 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         },
         b"SIZE" => Command::Size { path: path()? },
         b"MDTM" => Command::Mdtm { path: path()? },
-        b"LIST" => Command::List {
-            format: ListFormat::List,
-            path: list_path(arg),
-        },
-        b"NLST" => Command::List {
-            format: ListFormat::Nlst,
-            path: list_path(arg),
-        },
+        b"LIST" | b"NLST" => {
+            let ListArgs { options, path } = list_args(arg);
+            let format = match verb {
+                b"LIST" => ListFormat::List,
+                _ => ListFormat::Nlst,
+            };
+            Command::List {
+                format,
+                options,
+                path,
+            }
+        }
         b"MLSD" => Command::List {
             format: ListFormat::Mlsd,
+            options: ListOptions::default(),
             path: optional(),
         },
         b"MLST" => Command::Mlst { path: optional() },
@@ -274,6 +298,23 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         | b"ADAT" | b"MIC" | b"CONF" | b"ENC" | b"HOST" => return Err(ParseError::NotImplemented),
         _ => return Err(ParseError::Unknown),
     })
+}
+
+/// `line` with every IAC IAC pair (0xFF 0xFF) made one 0xFF.
+fn undouble_iac(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut bytes = line.iter().copied();
+    while let Some(b) = bytes.next() {
+        out.push(b);
+        if b == 0xff {
+            // The second of a pair is dropped; a lone 0xFF before anything else is kept.
+            match bytes.next() {
+                Some(0xff) | None => {}
+                Some(other) => out.push(other),
+            }
+        }
+    }
+    out
 }
 
 /// "WORD rest": the first word and everything after the single separating space (rest non-empty).
@@ -357,16 +398,29 @@ fn one_letter(arg: &[u8], supported: u8) -> Result<(), ParseError> {
     }
 }
 
-/// LIST/NLST arguments: clients (lftp, FileZilla) send `ls` options such as "-la"; they are dropped.
-fn list_path(arg: &[u8]) -> Option<Vec<u8>> {
+/// LIST/NLST/STAT arguments: clients (lftp, FileZilla, ftputil) send `ls` options such as "-la"
+/// before the path. Every leading word that starts with '-' is options (letters we do not know
+/// are ignored); a word "--" ends them, so "LIST -- -x" lists "-x". The path is everything after
+/// the single space that follows the last option word, spaces included. As with vsftpd, a path
+/// that itself starts with '-' needs "--" or "./".
+fn list_args(arg: &[u8]) -> ListArgs {
+    let mut options = ListOptions::default();
     let mut rest = arg;
     while rest.first() == Some(&b'-') {
-        match rest.iter().position(|&b| b == b' ') {
-            Some(i) => rest = &rest[i + 1..],
-            None => rest = &[],
+        let (word, after) = match rest.iter().position(|&b| b == b' ') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &[][..]),
+        };
+        rest = after;
+        if word == b"--" {
+            break;
         }
+        options.add_word(word);
     }
-    (!rest.is_empty()).then(|| rest.to_vec())
+    ListArgs {
+        options,
+        path: (!rest.is_empty()).then(|| rest.to_vec()),
+    }
 }
 
 #[cfg(test)]
@@ -395,6 +449,67 @@ mod tests {
                 path: " lead é".as_bytes().to_vec()
             })
         );
+    }
+
+    #[test]
+    fn path_arguments_are_bytes_not_utf8() {
+        let name = b"d\xfe/caf\xe9 \xff\x80.txt";
+        let p = || name.to_vec();
+        let with = |verb: &str| {
+            let mut line = verb.as_bytes().to_vec();
+            line.push(b' ');
+            line.extend_from_slice(name);
+            parse(&line)
+        };
+        assert_eq!(with("RETR"), Ok(Command::Retr { path: p() }));
+        assert_eq!(with("STOR"), Ok(Command::Stor { path: p() }));
+        assert_eq!(with("APPE"), Ok(Command::Appe { path: p() }));
+        assert_eq!(with("STOU"), Ok(Command::Stou { base: Some(p()) }));
+        assert_eq!(with("SIZE"), Ok(Command::Size { path: p() }));
+        assert_eq!(with("MDTM"), Ok(Command::Mdtm { path: p() }));
+        assert_eq!(with("MLST"), Ok(Command::Mlst { path: Some(p()) }));
+        assert_eq!(with("CWD"), Ok(Command::Cwd { path: p() }));
+        assert_eq!(with("XMKD"), Ok(Command::Mkd { path: p() }));
+        assert_eq!(with("RMD"), Ok(Command::Rmd { path: p() }));
+        assert_eq!(with("DELE"), Ok(Command::Dele { path: p() }));
+        assert_eq!(with("RNFR"), Ok(Command::Rnfr { path: p() }));
+        assert_eq!(with("RNTO"), Ok(Command::Rnto { path: p() }));
+        assert_eq!(
+            with("SITE CHMOD 644"),
+            Ok(Command::Site(Site::Chmod {
+                mode: 0o644,
+                path: p()
+            }))
+        );
+        assert_eq!(
+            with("MFMT 20200102030405"),
+            Ok(Command::Mfmt {
+                secs: 1577934245,
+                path: p()
+            })
+        );
+        // Not paths, but bytes too: a non-UTF-8 user name or password is simply wrong later.
+        assert_eq!(
+            parse(b"USER \xe9t\xe9"),
+            Ok(Command::User {
+                name: b"\xe9t\xe9".to_vec()
+            })
+        );
+        assert_eq!(
+            parse(b"PASS \xff"),
+            Ok(Command::Pass {
+                password: b"\xff".to_vec()
+            })
+        );
+        assert_eq!(parse(b"SITE \xe9"), Err(ParseError::UnknownSite));
+        // Telnet: a doubled 0xFF is one data byte; a lone one is kept as sent.
+        assert_eq!(
+            parse(b"RETR \xff\xff\xff\xffa\xffb\xff\xff\xff"),
+            Ok(Command::Retr {
+                path: b"\xff\xffa\xffb\xff\xff".to_vec()
+            })
+        );
+        assert_eq!(parse(b"REST \xe9"), Err(ParseError::Syntax));
     }
 
     #[test]
@@ -500,26 +615,54 @@ mod tests {
     }
 
     #[test]
-    fn list_options_are_dropped() {
-        assert_eq!(
-            parse(b"LIST -la"),
+    fn list_options_are_parsed() {
+        let list = |format, options: &[u8], path: Option<&[u8]>| {
+            let mut o = ListOptions::default();
+            o.add_word(options);
             Ok(Command::List {
-                format: ListFormat::List,
-                path: None
+                format,
+                options: o,
+                path: path.map(<[u8]>::to_vec),
+            })
+        };
+        use ListFormat::{List, Mlsd, Nlst};
+        assert_eq!(parse(b"LIST"), list(List, b"", None));
+        assert_eq!(parse(b"LIST -la"), list(List, b"-la", None));
+        assert_eq!(parse(b"LIST -a pub"), list(List, b"-a", Some(b"pub")));
+        assert_eq!(parse(b"LIST -l -A pub"), list(List, b"-lA", Some(b"pub")));
+        assert_eq!(parse(b"NLST -d"), list(Nlst, b"-d", None));
+        assert_eq!(parse(b"NLST"), list(Nlst, b"", None));
+        // Unknown letters (and -R, which is not done) are ignored.
+        assert_eq!(parse(b"LIST -alRtF x"), list(List, b"-al", Some(b"x")));
+        // "--" ends the options; the path keeps its spaces and bytes.
+        assert_eq!(parse(b"LIST -a -- -x"), list(List, b"-a", Some(b"-x")));
+        assert_eq!(parse(b"LIST --"), list(List, b"", None));
+        assert_eq!(
+            parse(b"LIST -a  two \xff"),
+            list(List, b"-a", Some(b" two \xff"))
+        );
+        assert_eq!(parse(b"LIST dir -a"), list(List, b"", Some(b"dir -a")));
+        // MLSD takes no options: "-a" would be a name.
+        assert_eq!(parse(b"MLSD -a"), list(Mlsd, b"", Some(b"-a")));
+        assert_eq!(parse(b"STAT"), Ok(Command::Stat { args: None }));
+        let mut la = ListOptions::default();
+        la.add_word(b"-la");
+        assert_eq!(
+            parse(b"STAT -la"),
+            Ok(Command::Stat {
+                args: Some(ListArgs {
+                    options: la,
+                    path: None
+                })
             })
         );
         assert_eq!(
-            parse(b"LIST -a pub"),
-            Ok(Command::List {
-                format: ListFormat::List,
-                path: Some(b"pub".to_vec())
-            })
-        );
-        assert_eq!(
-            parse(b"NLST"),
-            Ok(Command::List {
-                format: ListFormat::Nlst,
-                path: None
+            parse(b"STAT sub"),
+            Ok(Command::Stat {
+                args: Some(ListArgs {
+                    options: ListOptions::default(),
+                    path: Some(b"sub".to_vec())
+                })
             })
         );
     }
@@ -530,7 +673,6 @@ mod tests {
         assert_eq!(parse(b"FOOBAR"), Err(ParseError::Unknown));
         assert_eq!(parse(b"RETR a\0b"), Err(ParseError::Nul));
         assert_eq!(parse(b"RETR a\rb"), Err(ParseError::BareCr));
-        assert_eq!(parse(b"RETR \xc3\x28"), Err(ParseError::InvalidUtf8));
         assert_eq!(parse(b"RETR"), Err(ParseError::Syntax));
         assert_eq!(parse(b"REIN"), Err(ParseError::NotImplemented));
     }

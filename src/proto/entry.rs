@@ -24,4 +24,7 @@ pub struct Entry {
     pub gid: u32,
     pub dev: u64,
     pub ino: u64,
+    /// A symbolic link's target, for LIST's `name -> target`: filled in by `vfs` only where it
+    /// stays inside the served root (see `vfs::link`), else `None`.
+    pub link: Option<Vec<u8>>,
 }

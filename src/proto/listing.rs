@@ -196,9 +196,10 @@ fn push_perms(out: &mut Vec<u8>, mode: u32) {
 /// space and may itself contain spaces.
 ///
 /// `FileKind::Other` is shown as `-`: `Entry` does not say whether it is a FIFO, socket or
-/// device, and a wrong `p`/`s`/`c`/`b` letter would be worse than none. Symlinks get `l` but no
-/// ` -> target` suffix: the target is not resolved here, and printing it could reveal paths
-/// outside the served root; clients then see a plain name they can `CWD`/`RETR`.
+/// device, and a wrong `p`/`s`/`c`/`b` letter would be worse than none. Symlinks get `l` and,
+/// like `ls -l`, ` -> target` when `Entry::link` has one; `vfs` fills it in only for targets
+/// that stay inside the served root, so a link leading out is a plain `l` name (ftputil and
+/// FileZilla then treat it as a link they cannot follow, which is what it is to them).
 ///
 /// The name is written as raw bytes (UTF-8 by convention, RFC 2640). A name containing CR/LF
 /// cannot be framed on a data connection; RFC 3659 2.2 says such entries must be converted or
@@ -241,7 +242,74 @@ pub fn list_line(out: &mut Vec<u8>, e: &Entry, now: i64) {
     }
     out.push(b' ');
     out.extend_from_slice(&e.name);
+    if let (FileKind::Symlink, Some(target)) = (e.kind, &e.link) {
+        out.extend_from_slice(b" -> ");
+        out.extend_from_slice(target);
+    }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The `ls` switches LIST, NLST and STAT <path> honour; clients send them as in `LIST -la`.
+///
+/// Anything else (`-R`, `-t`, `-F`, ...) is accepted and ignored, as vsftpd ignores what it does
+/// not implement. `-R` in particular is not done: a recursive listing has no bound on its size or
+/// on the helper time it takes, and clients that want a tree walk it with MLSD/LIST per directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// `-a`: dot files, and the `.` and `..` entries (as `ls -a` and vsftpd show them).
+    pub all: bool,
+    /// `-A`: dot files without `.` and `..`.
+    pub almost_all: bool,
+    /// `-d`: the directory itself, not what it holds.
+    pub directory: bool,
+    /// `-l`: the long format; `NLST -l` is a LIST (vsftpd, pure-ftpd).
+    pub long: bool,
+}
+
+impl ListOptions {
+    /// Add the letters of one option word such as `-la` (the leading `-` included).
+    pub fn add_word(&mut self, word: &[u8]) {
+        for &b in word.iter().skip(1) {
+            match b {
+                b'a' => self.all = true,
+                b'A' => self.almost_all = true,
+                b'd' => self.directory = true,
+                b'l' => self.long = true,
+                _ => {}
+            }
+        }
+    }
+
+    /// Which entries a listing with these options shows. `force_dot_files` (vsftpd's setting of
+    /// that name) shows dot files without any option, but not `.` and `..`, which only `-a` asks for.
+    pub fn visibility(self, force_dot_files: bool) -> Visibility {
+        Visibility {
+            dot_files: self.all || self.almost_all || force_dot_files,
+            dot_dirs: self.all,
+        }
+    }
+}
+
+/// Which directory entries a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visibility {
+    /// Names starting with `.` (hidden from `ls` without `-a`/`-A`).
+    pub dot_files: bool,
+    /// The `.` and `..` entries.
+    pub dot_dirs: bool,
+}
+
+impl Visibility {
+    /// MLSD: RFC 3659 section 7.2 lists every entry (`.` itself only as the `cdir` fact line).
+    pub const EVERY_ENTRY: Visibility = Visibility {
+        dot_files: true,
+        dot_dirs: false,
+    };
+
+    /// Whether the entry called `name` is listed (`.` and `..` are added separately).
+    pub fn shows(self, name: &[u8]) -> bool {
+        self.dot_files || name.first() != Some(&b'.')
+    }
 }
 
 /// Append one NLST line: the name then "\r\n".
@@ -448,6 +516,7 @@ mod tests {
             gid: 100,
             dev: 0x801,
             ino: 0x1a2b,
+            link: None,
         }
     }
 
@@ -559,6 +628,40 @@ mod tests {
     }
 
     #[test]
+    fn list_link_targets() {
+        let recent = 1_699_000_000;
+        let mut l = entry(b"dir32", FileKind::Symlink, 0o777, recent);
+        l.link = Some(b"../dir1/dir12/dir123".to_vec());
+        assert_eq!(
+            list(&l, NOW),
+            "lrwxrwxrwx    1 1000     100              1234 Nov  3 08:26 dir32 -> ../dir1/dir12/dir123\r\n"
+        );
+        // Raw bytes both sides of the arrow.
+        let mut l = entry(b"caf\xe9", FileKind::Symlink, 0o777, recent);
+        l.link = Some(b"x \xff".to_vec());
+        let mut out = Vec::new();
+        list_line(&mut out, &l, NOW);
+        assert!(out.ends_with(b" caf\xe9 -> x \xff\r\n"));
+        // Only links get an arrow, and NLST/MLSD never do.
+        let mut f = entry(b"f", FileKind::File, 0o644, recent);
+        f.link = Some(b"g".to_vec());
+        assert!(list(&f, NOW).ends_with(" f\r\n"));
+        let mut out = Vec::new();
+        nlst_line(&mut out, &l);
+        assert_eq!(out, b"caf\xe9\r\n");
+        let mut out = Vec::new();
+        mlsx_line(
+            &mut out,
+            &l,
+            &l.name,
+            MlsdRole::Entry,
+            Facts::default(),
+            false,
+        );
+        assert!(out.ends_with(b"; caf\xe9\r\n"));
+    }
+
+    #[test]
     fn list_special_bits() {
         let perms = |mode| list(&entry(b"x", FileKind::File, mode, NOW), NOW)[1..10].to_string();
         assert_eq!(perms(0o4755), "rwsr-xr-x");
@@ -599,6 +702,46 @@ mod tests {
         let mut want = b"caf\xe9\r\n".to_vec();
         want.extend_from_slice("Grüße 日本.txt\r\n".as_bytes());
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn list_options_and_visibility() {
+        let opts = |words: &[&[u8]]| {
+            let mut o = ListOptions::default();
+            for w in words {
+                o.add_word(w);
+            }
+            o
+        };
+        let hidden = Visibility {
+            dot_files: false,
+            dot_dirs: false,
+        };
+        let dot_files = Visibility {
+            dot_files: true,
+            dot_dirs: false,
+        };
+        let everything = Visibility {
+            dot_files: true,
+            dot_dirs: true,
+        };
+        assert_eq!(opts(&[]).visibility(false), hidden);
+        assert_eq!(opts(&[b"-l"]).visibility(false), hidden);
+        assert_eq!(opts(&[b"-a"]).visibility(false), everything);
+        assert_eq!(opts(&[b"-la"]).visibility(false), everything);
+        assert_eq!(opts(&[b"-l", b"-a"]).visibility(false), everything);
+        assert_eq!(opts(&[b"-A"]).visibility(false), dot_files);
+        assert_eq!(opts(&[b"-lA"]).visibility(false), dot_files);
+        assert_eq!(opts(&[b"-aA"]).visibility(false), everything);
+        // force_dot_files shows dot files, never "." and ".." unless asked.
+        assert_eq!(opts(&[]).visibility(true), dot_files);
+        assert_eq!(opts(&[b"-a"]).visibility(true), everything);
+        let o = opts(&[b"-ldRtx"]);
+        assert!(o.long && o.directory && !o.all && !o.almost_all);
+        assert_eq!(opts(&[b"-"]), ListOptions::default());
+        assert!(!hidden.shows(b".profile") && hidden.shows(b"a.txt") && hidden.shows(b"x."));
+        assert!(dot_files.shows(b".profile") && dot_files.shows(b"a"));
+        assert!(Visibility::EVERY_ENTRY.shows(b".x") && !Visibility::EVERY_ENTRY.dot_dirs);
     }
 
     #[test]

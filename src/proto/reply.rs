@@ -108,10 +108,15 @@ impl Reply {
             } else if line.len() >= 3 && line[..3] == digits {
                 out.push(b' ');
             }
-            out.extend(
-                line.iter()
-                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
+            for &b in line {
+                match b {
+                    b'\r' | b'\n' => out.push(b' '),
+                    // RFC 854: the control connection is Telnet (RFC 959 section 4), where a data
+                    // byte 0xFF (IAC) travels doubled; a name echoed in a reply may hold one.
+                    0xff => out.extend_from_slice(&[0xff, 0xff]),
+                    b => out.push(b),
+                }
+            }
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -126,6 +131,15 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn telnet_iac_is_doubled_and_other_bytes_pass() {
+        let r = Reply::new(
+            ReplyCode::PathCreated,
+            b"\"/caf\xe9 \xff\x80\" created.".to_vec(),
+        );
+        assert_eq!(r.to_bytes(), b"257 \"/caf\xe9 \xff\xff\x80\" created.\r\n");
+    }
 
     #[test]
     fn single_line() {

@@ -48,6 +48,8 @@ impl Shard {
                 facts,
                 target,
                 writable,
+                show,
+                itself,
             } => {
                 let now = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
@@ -59,6 +61,8 @@ impl Shard {
                     facts,
                     now,
                     writable,
+                    show,
+                    itself,
                 };
                 if target == ListTarget::Data {
                     conn.transfer =

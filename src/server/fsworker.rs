@@ -15,7 +15,7 @@ use crate::auth::{Access, Users};
 use crate::proto::command::ListFormat;
 use crate::proto::entry::{Entry, FileKind};
 use crate::proto::error::FileError;
-use crate::proto::listing::{self, Facts, MlsdRole};
+use crate::proto::listing::{self, Facts, MlsdRole, Visibility};
 use crate::proto::path::VirtualPath;
 use crate::proto::session::{FsOp, Rights, StoreMode};
 use crate::vfs::{CreateMode, DirCursor, Root};
@@ -162,6 +162,10 @@ pub struct ListRequest {
     pub now: i64,
     /// MLSD `perm` facts offer write operations.
     pub writable: bool,
+    /// Which entries appear (dot files, `.` and `..`); upload temporary files never do.
+    pub show: Visibility,
+    /// `ls -d`: list `path` itself, under this name.
+    pub itself: Option<Vec<u8>>,
 }
 
 /// A way into a shard from another thread: a channel plus the eventfd that wakes the shard's
@@ -479,13 +483,35 @@ fn list(
     } = request;
     let (format, facts, writable) = (*format, *facts, *writable);
     let mut out = Vec::new();
+    if let Some(name) = &request.itself {
+        // `ls -d`: the directory (or file) itself, one line.
+        let mut e = root.stat(path)?;
+        e.name.clone_from(name);
+        list_line(&mut out, request, &e);
+        return Ok((out, None));
+    }
     let mut cursor = match cursor {
         Some(c) => c,
-        None => match root.open_listing(path) {
-            Ok(c) => {
+        None => match root.open_listing(path, format == ListFormat::List) {
+            Ok(mut c) => {
+                // Hidden names are dropped before they cost an lstat; uploads in progress are
+                // nobody's business, whatever the options.
+                let show = request.show;
+                c.retain(|n| show.shows(n) && !crate::vfs::is_temp_name(n));
                 if format == ListFormat::Mlsd && facts.type_ {
                     // RFC 3659 section 7.5.1.2: describe the listed directory itself as "cdir".
                     listing::mlsx_line(&mut out, &c.this, b".", MlsdRole::Cdir, facts, writable);
+                }
+                if show.dot_dirs && format != ListFormat::Mlsd {
+                    // `ls -a`: "." is the directory, ".." its parent (the root's parent is the
+                    // root itself, as a chroot'ed ls shows it).
+                    let mut dot = c.this.clone();
+                    dot.name = b".".to_vec();
+                    list_line(&mut out, request, &dot);
+                    if let Ok(mut up) = root.stat(&path.parent()) {
+                        up.name = b"..".to_vec();
+                        list_line(&mut out, request, &up);
+                    }
                 }
                 c
             }
@@ -559,11 +585,7 @@ fn format_into(
     request: &ListRequest,
     mut part: DirCursor,
 ) -> Result<(), FileError> {
-    // Temporary files of uploads in progress are nobody's business.
-    part.next_batch(usize::MAX, &mut |e: Entry| {
-        if !crate::vfs::is_temp_name(&e.name) {
-            list_line(out, request, &e)
-        }
-    })?;
+    // Hidden names and upload temporary files were dropped when the listing was opened.
+    part.next_batch(usize::MAX, &mut |e: Entry| list_line(out, request, &e))?;
     Ok(())
 }

@@ -178,6 +178,7 @@ fn prepare(config: &Config) -> io::Result<Prepared> {
     let policy = Policy {
         allow_anonymous: config.allow_anonymous,
         anonymous_upload,
+        force_dot_files: config.force_dot_files,
     };
     Ok(Prepared {
         root,

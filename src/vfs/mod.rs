@@ -16,6 +16,7 @@ use crate::proto::entry::{Entry, FileKind};
 use crate::proto::path::VirtualPath;
 use crate::sys::fs;
 
+pub mod link;
 mod write;
 pub use write::{CreateMode, is_temp_name};
 
@@ -69,7 +70,8 @@ impl From<Errno> for FileError {
 /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, never with string-prefix checks.
 #[derive(Debug)]
 pub struct Root {
-    fd: OwnedFd,
+    /// Shared with listings in progress, which resolve link targets beneath it.
+    fd: Arc<OwnedFd>,
 }
 
 impl Root {
@@ -79,7 +81,9 @@ impl Root {
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
             .open(dir)?;
-        Ok(Root { fd: file.into() })
+        Ok(Root {
+            fd: Arc::new(file.into()),
+        })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -123,21 +127,32 @@ impl Root {
         path: &VirtualPath,
         visit: &mut dyn FnMut(Entry),
     ) -> Result<Entry, FileError> {
-        let mut cursor = self.open_listing(path)?;
+        let mut cursor = self.open_listing(path, false)?;
         while cursor.next_batch(usize::MAX, visit)? {}
-        Ok(cursor.this)
+        Ok(*cursor.this)
     }
 
     /// Start listing a directory in batches (a huge directory is formatted and sent a piece at
     /// a time, so neither a helper thread nor memory is held for the whole of it).
-    pub fn open_listing(&self, path: &VirtualPath) -> Result<DirCursor, FileError> {
+    /// With `link_targets`, symbolic links get `Entry::link` where their target stays inside the
+    /// root (LIST shows them).
+    pub fn open_listing(
+        &self,
+        path: &VirtualPath,
+        link_targets: bool,
+    ) -> Result<DirCursor, FileError> {
         let dir = self.open_at(path, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let this = entry_from_stat(display_name(path), &fstat(&dir)?);
+        let this = Box::new(entry_from_stat(display_name(path), &fstat(&dir)?));
         let mut names = fs::dir_names(dir.as_fd()).map_err(|e| FileError::from_io(&e))?;
         names.retain(|n| !n.contains(&b'\r') && !n.contains(&b'\n'));
         names.sort_unstable();
         Ok(DirCursor {
-            dir: Arc::new(dir),
+            dir: Arc::new(Dir {
+                fd: dir,
+                root: Arc::clone(&self.fd),
+                path: path.clone(),
+                link_targets,
+            }),
             names,
             next: 0,
             this,
@@ -145,14 +160,24 @@ impl Root {
     }
 }
 
+/// The directory a cursor lists, shared by the cursors split off it.
+struct Dir {
+    fd: OwnedFd,
+    /// The served root and the directory's path in it, for checking where link targets lead.
+    root: Arc<OwnedFd>,
+    path: VirtualPath,
+    link_targets: bool,
+}
+
 /// A directory being listed: its fd, its sorted names, and how far the listing has got.
 pub struct DirCursor {
     /// Shared with the cursors `take` splits off, so parts can be `lstat`ed on several threads.
-    dir: Arc<OwnedFd>,
+    dir: Arc<Dir>,
     names: Vec<Vec<u8>>,
     next: usize,
-    /// The directory itself (for MLSD `cdir`).
-    pub this: Entry,
+    /// The directory itself (for MLSD `cdir`); boxed so a cursor stays small in the messages
+    /// that carry it between pieces of a listing.
+    pub this: Box<Entry>,
 }
 
 impl std::fmt::Debug for DirCursor {
@@ -165,6 +190,13 @@ impl DirCursor {
     /// Names not yet visited.
     pub fn remaining(&self) -> usize {
         self.names.len() - self.next
+    }
+
+    /// Keep only the names not yet visited that `keep` accepts (a hidden entry costs no `lstat`).
+    pub fn retain(&mut self, keep: impl Fn(&[u8]) -> bool) {
+        let mut rest = self.names.split_off(self.next);
+        rest.retain(|n| keep(n));
+        self.names.extend(rest);
     }
 
     /// Split off a cursor over the next `n` names (fewer at the end), for another thread to
@@ -195,8 +227,15 @@ impl DirCursor {
             let name = std::mem::take(&mut self.names[self.next]);
             self.next += 1;
             // Relative to the directory fd: no path re-resolution, so no escape or rename race.
-            match fstatat(&*self.dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => visit(entry_from_stat(name, &st)),
+            let dir = &*self.dir;
+            match fstatat(&dir.fd, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => {
+                    let mut e = entry_from_stat(name, &st);
+                    if dir.link_targets && e.kind == FileKind::Symlink {
+                        e.link = link::target(dir.root.as_fd(), &dir.path, dir.fd.as_fd(), &e.name);
+                    }
+                    visit(e)
+                }
                 Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -254,6 +293,7 @@ pub fn entry_from_stat(name: Vec<u8>, st: &libc::stat) -> Entry {
         gid: st.st_gid,
         dev: st.st_dev as u64,
         ino: st.st_ino as u64,
+        link: None,
     }
 }
 
@@ -401,7 +441,7 @@ mod tests {
         for i in 0..10 {
             std::fs::write(dir.path().join(format!("p{i}")), b"").unwrap();
         }
-        let mut cursor = root.open_listing(&vp("/")).unwrap();
+        let mut cursor = root.open_listing(&vp("/"), false).unwrap();
         let total = cursor.remaining();
         let mut parts = vec![cursor.take(3), cursor.take(4)];
         assert_eq!(cursor.remaining(), total - 7);

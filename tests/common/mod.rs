@@ -335,6 +335,18 @@ impl Ctrl {
     }
 
     pub fn try_read_reply(&mut self) -> Result<(u16, String), ReplyError> {
+        let (code, text) = self.try_read_reply_bytes()?;
+        Ok((code, String::from_utf8_lossy(&text).into_owned()))
+    }
+
+    /// Like [`Ctrl::read_reply`], with the text as the bytes sent (names need not be UTF-8;
+    /// Telnet's doubled 0xFF is left as it came).
+    pub fn read_reply_bytes(&mut self) -> (u16, Vec<u8>) {
+        self.try_read_reply_bytes()
+            .unwrap_or_else(|e| panic!("reading a reply: {e:?}"))
+    }
+
+    pub fn try_read_reply_bytes(&mut self) -> Result<(u16, Vec<u8>), ReplyError> {
         let first = self.read_line()?;
         let code = reply_code(&first).ok_or_else(|| ReplyError::Malformed(first.clone()))?;
         let mut text = first[4..].to_vec();
@@ -353,7 +365,7 @@ impl Ctrl {
                 }
             }
         }
-        Ok((code, String::from_utf8_lossy(&text).into_owned()))
+        Ok((code, text))
     }
 
     /// One reply line without its CRLF; a line ending in a bare LF is malformed (RFC 959 uses CRLF).

@@ -8,7 +8,7 @@ use super::Rights;
 use crate::proto::command::ListFormat;
 use crate::proto::entry::Entry;
 use crate::proto::error::FileError;
-use crate::proto::listing::Facts;
+use crate::proto::listing::{Facts, Visibility};
 use crate::proto::path::VirtualPath;
 use crate::proto::reply::{Reply, ReplyCode};
 
@@ -62,13 +62,16 @@ pub enum Effect {
         ascii: bool,
     },
     /// Produce a listing of `path` and send it (Data) or report `Outcome::Listing` (Control).
-    /// `writable`: the MLSD `perm` facts offer write operations.
+    /// `writable`: the MLSD `perm` facts offer write operations. `show`: which entries appear
+    /// (upload temporary files never do). `itself` (`ls -d`): list `path` itself, under this name.
     List {
         path: VirtualPath,
         format: ListFormat,
         facts: Facts,
         target: ListTarget,
         writable: bool,
+        show: Visibility,
+        itself: Option<Vec<u8>>,
     },
     /// Abort the transfer in progress (if any) and close the data channel; report `Outcome::Aborted`.
     Abort,

@@ -17,6 +17,8 @@ pub struct Policy {
     pub allow_anonymous: bool,
     /// Write-only upload directory for anonymous users.
     pub anonymous_upload: Option<VirtualPath>,
+    /// LIST and NLST show dot files without `-a` (vsftpd's `force_dot_files`).
+    pub force_dot_files: bool,
 }
 
 impl Default for Policy {
@@ -24,6 +26,7 @@ impl Default for Policy {
         Policy {
             allow_anonymous: true,
             anonymous_upload: None,
+            force_dot_files: false,
         }
     }
 }

@@ -5,7 +5,7 @@ use super::{Action, Effect, ListTarget, Pending, Session, Step, file_error_reply
 use crate::proto::command::ListFormat;
 use crate::proto::entry::{Entry, FileKind};
 use crate::proto::error::FileError;
-use crate::proto::listing::{self, MlsdRole};
+use crate::proto::listing::{self, ListOptions, MlsdRole};
 use crate::proto::path::VirtualPath;
 use crate::proto::reply::{Reply, ReplyCode};
 
@@ -33,11 +33,18 @@ impl Session {
         self.look_up(Pending::Mlst(path.clone()), path)
     }
 
-    /// STAT <path>: a LIST-style listing sent inline on the control connection.
-    pub(super) fn stat_path(&mut self, path: VirtualPath) -> Step {
+    /// STAT <path>: a LIST-style listing sent inline on the control connection, with the same
+    /// `ls` options as LIST (`arg` is the path as sent, for `-d`).
+    pub(super) fn stat_path(
+        &mut self,
+        path: VirtualPath,
+        options: ListOptions,
+        arg: &[u8],
+    ) -> Step {
         if let Err(denied) = self.allowed(Action::List, &path) {
             return denied;
         }
+        let (show, itself) = self.list_view(ListFormat::List, options, arg);
         self.pending = Some(Pending::StatPath(path.clone()));
         Step::effect(Effect::List {
             path,
@@ -45,6 +52,8 @@ impl Session {
             facts: self.facts,
             target: ListTarget::Control,
             writable: self.writable(),
+            show,
+            itself,
         })
     }
 

@@ -51,9 +51,11 @@ enum Pending {
     Passive {
         extended: bool,
     },
-    /// `path` is what the transfer names (for STOU the directory until the server picks the name).
+    /// `path` is what the transfer names (for STOU the directory until the server picks the name);
+    /// `named` is RETR's argument as the client sent it, which its 150 reply echoes.
     Transfer {
         path: VirtualPath,
+        named: Vec<u8>,
         kind: TransferKind,
         started: bool,
     },
@@ -150,7 +152,7 @@ impl Session {
         match &self.pending {
             None => true,
             Some(Pending::Transfer { .. }) => {
-                matches!(cmd, Ok(Command::Abor | Command::Stat { path: None }))
+                matches!(cmd, Ok(Command::Abor | Command::Stat { args: None }))
             }
             Some(_) => false,
         }
@@ -183,7 +185,7 @@ impl Session {
             Command::Feat => self.feat(),
             Command::Opts { option, value } => self.opts(&option, &value),
             Command::Help { topic } => self.help(topic),
-            Command::Stat { path: None } => self.status(),
+            Command::Stat { args: None } => self.status(),
             // Fixed answers that change nothing (MODE S and STRU F are all the parser accepts).
             Command::Syst => Step::reply(ReplyCode::SystemType, "UNIX Type: L8"),
             Command::Noop => Step::reply(ReplyCode::CommandOkay, "NOOP ok."),
@@ -201,7 +203,10 @@ impl Session {
             Command::Size { path } => self.with_path(&path, Session::size),
             Command::Mdtm { path } => self.with_path(&path, Session::mdtm),
             Command::Mlst { path } => self.with_path(&path.unwrap_or_default(), Session::mlst),
-            Command::Stat { path: Some(p) } => self.with_path(&p, Session::stat_path),
+            Command::Stat { args: Some(args) } => {
+                let arg = args.path.unwrap_or_default();
+                self.with_path(&arg, |s, p| s.stat_path(p, args.options, &arg))
+            }
             // data.rs
             Command::Type { ty } => self.set_type(ty),
             Command::Pasv => self.pasv(),
@@ -211,9 +216,14 @@ impl Session {
             Command::Eprt { addr } => self.active(addr),
             // transfer.rs
             Command::Rest { offset } => self.rest(offset),
-            Command::Retr { path } => self.with_path(&path, Session::retr),
-            Command::List { format, path } => {
-                self.with_path(&path.unwrap_or_default(), |s, p| s.list(format, p))
+            Command::Retr { path: arg } => self.with_path(&arg, |s, p| s.retr(p, &arg)),
+            Command::List {
+                format,
+                options,
+                path,
+            } => {
+                let arg = path.unwrap_or_default();
+                self.with_path(&arg, |s, p| s.list(format, options, p, &arg))
             }
             Command::Stor { path } => self.with_path(&path, Session::stor),
             Command::Appe { path } => self.with_path(&path, |s, p| s.store(p, StoreMode::Append)),
@@ -245,11 +255,12 @@ impl Session {
             (
                 Some(Pending::Transfer {
                     path,
+                    named,
                     kind,
                     started: false,
                 }),
                 Outcome::TransferStarting { size, name: unique },
-            ) => self.transfer_starting(path, kind, size, unique),
+            ) => self.transfer_starting(path, named, kind, size, unique),
             (Some(Pending::Transfer { kind, path, .. }), Outcome::TransferDone) => {
                 self.transfer_done(kind, &path)
             }

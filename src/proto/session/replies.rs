@@ -45,10 +45,6 @@ pub fn parse_error_reply(e: ParseError) -> Reply {
         ParseError::Nul => (ReplyCode::ParameterSyntaxError, "NUL byte in command line."),
         ParseError::BareCr => (ReplyCode::ParameterSyntaxError, "Bare CR in command line."),
         ParseError::UnknownSite => (ReplyCode::SyntaxError, "Unknown SITE command."),
-        ParseError::InvalidUtf8 => (
-            ReplyCode::ParameterSyntaxError,
-            "Invalid UTF-8 in command line.",
-        ),
     };
     Reply::new(code, text)
 }

@@ -4,12 +4,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{
-    Effect, FsOp, MAX_ANONYMOUS_PASSWORD_BYTES, Outcome, Policy, Progress, Rights, Session, Step,
-    StoreMode, TransferError,
+    Effect, FsOp, ListTarget, MAX_ANONYMOUS_PASSWORD_BYTES, Outcome, Policy, Progress, Rights,
+    Session, Step, StoreMode, TransferError,
 };
-use crate::proto::command::parse;
+use crate::proto::command::{ListFormat, parse};
 use crate::proto::entry::{Entry, FileKind};
 use crate::proto::error::FileError;
+use crate::proto::listing::Visibility;
 use crate::proto::path::VirtualPath;
 
 fn peer() -> IpAddr {
@@ -43,6 +44,7 @@ fn file(size: u64) -> Entry {
         gid: 0,
         dev: 1,
         ino: 2,
+        link: None,
     }
 }
 
@@ -335,6 +337,7 @@ fn anonymous_drop_box_is_write_only() {
     let policy = Policy {
         allow_anonymous: true,
         anonymous_upload: Some(VirtualPath::root().join(b"incoming").unwrap()),
+        ..Policy::default()
     };
     let mut s = Session::new(peer(), policy);
     run(&mut s, "USER anonymous");
@@ -368,7 +371,7 @@ fn anonymous_can_be_disabled() {
         peer(),
         Policy {
             allow_anonymous: false,
-            anonymous_upload: None,
+            ..Policy::default()
         },
     );
     run(&mut s, "USER anonymous");
@@ -402,9 +405,10 @@ fn retr_needs_a_data_channel_then_runs() {
         size: Some(5),
         name: None,
     });
+    // The 150 names the file as the client sent it, as vsftpd and ProFTPD do.
     assert_eq!(
         step.replies[0].to_bytes(),
-        b"150 Opening BINARY mode data connection for f (5 bytes).\r\n"
+        b"150 Opening BINARY mode data connection for /d/f (5 bytes).\r\n"
     );
     assert_eq!(codes(&s.on_outcome(Outcome::TransferDone)), [226]);
     // The passive channel is used up and REST applies to one transfer only.
@@ -744,4 +748,95 @@ fn feat_lists_extensions() {
         assert!(text.contains(&format!(" {ext}")), "{ext} missing in {text}");
     }
     assert!(text.starts_with("211-") && text.ends_with("211 End\r\n"));
+}
+
+/// The `ls` options of LIST/NLST/STAT decide which entries the server lists; MLSD lists all.
+#[test]
+fn list_options_choose_what_is_shown() {
+    let hidden = Visibility {
+        dot_files: false,
+        dot_dirs: false,
+    };
+    let dot_files = Visibility {
+        dot_files: true,
+        dot_dirs: false,
+    };
+    let everything = Visibility {
+        dot_files: true,
+        dot_dirs: true,
+    };
+    let list = |force: bool, line: &str| {
+        let mut s = Session::new(
+            peer(),
+            Policy {
+                force_dot_files: force,
+                ..Policy::default()
+            },
+        );
+        run(&mut s, "USER anonymous");
+        run(&mut s, "PASS x");
+        with_pasv(&mut s);
+        match run(&mut s, line).effect {
+            Some(Effect::List {
+                path,
+                format,
+                show,
+                itself,
+                ..
+            }) => (path.as_bytes().to_vec(), format, show, itself),
+            other => panic!("{line}: {other:?}"),
+        }
+    };
+    use ListFormat::{List, Mlsd, Nlst};
+    assert_eq!(list(false, "LIST"), (b"/".to_vec(), List, hidden, None));
+    assert_eq!(
+        list(false, "LIST -la"),
+        (b"/".to_vec(), List, everything, None)
+    );
+    assert_eq!(
+        list(false, "LIST -A d"),
+        (b"/d".to_vec(), List, dot_files, None)
+    );
+    assert_eq!(
+        list(false, "NLST -a"),
+        (b"/".to_vec(), Nlst, everything, None)
+    );
+    // NLST -l is a long listing, as vsftpd and pure-ftpd make it.
+    assert_eq!(list(false, "NLST -l"), (b"/".to_vec(), List, hidden, None));
+    assert_eq!(
+        list(false, "LIST -ld"),
+        (b"/".to_vec(), List, hidden, Some(b".".to_vec()))
+    );
+    assert_eq!(
+        list(false, "LIST -d d/"),
+        (b"/d".to_vec(), List, hidden, Some(b"d/".to_vec()))
+    );
+    assert_eq!(
+        list(false, "MLSD"),
+        (b"/".to_vec(), Mlsd, Visibility::EVERY_ENTRY, None)
+    );
+    assert_eq!(list(true, "LIST"), (b"/".to_vec(), List, dot_files, None));
+    assert_eq!(
+        list(true, "NLST -a"),
+        (b"/".to_vec(), Nlst, everything, None)
+    );
+    assert_eq!(
+        list(true, "MLSD"),
+        (b"/".to_vec(), Mlsd, Visibility::EVERY_ENTRY, None)
+    );
+
+    // STAT <path> takes the same options; STAT alone is the server status.
+    let mut s = logged_in();
+    assert!(matches!(
+        run(&mut s, "STAT -a").effect,
+        Some(Effect::List { show, target: ListTarget::Control, .. }) if show == everything
+    ));
+    let mut s = logged_in();
+    assert!(matches!(
+        run(&mut s, "STAT d").effect,
+        Some(Effect::List { show, target: ListTarget::Control, .. }) if show == hidden
+    ));
+    let mut s = logged_in();
+    let step = run(&mut s, "STAT");
+    assert_eq!((codes(&step), step.effect), (vec![211], None));
 }

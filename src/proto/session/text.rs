@@ -37,11 +37,15 @@ impl Session {
 
     pub(super) fn opts(&mut self, option: &[u8], value: &[u8]) -> Step {
         match option {
-            // RFC 2640: names are always UTF-8 here, so both ON and OFF are accepted and change nothing.
+            // RFC 2640: names go out as they are stored (UTF-8 where they are UTF-8 on disk, raw
+            // bytes otherwise) and arguments are taken as bytes, so ON and OFF both change nothing.
             b"UTF8" | b"UTF-8"
                 if value.eq_ignore_ascii_case(b"ON") || value.eq_ignore_ascii_case(b"OFF") =>
             {
-                Step::reply(ReplyCode::CommandOkay, "Always in UTF8 mode.")
+                Step::reply(
+                    ReplyCode::CommandOkay,
+                    "UTF8 mode: names are sent as stored.",
+                )
             }
             b"MLST" => {
                 self.facts = Facts::from_opts(value);

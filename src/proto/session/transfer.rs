@@ -7,6 +7,7 @@ use super::{
     TransferError,
 };
 use crate::proto::command::{Command, ListFormat, TransferType};
+use crate::proto::listing::{ListOptions, Visibility};
 use crate::proto::path::VirtualPath;
 use crate::proto::reply::{Reply, ReplyCode};
 
@@ -38,12 +39,9 @@ impl TransferKind {
         }
     }
 
-    /// The name the 150 and 226 replies give (the root, which has none, is "/" for RETR).
+    /// The name STOU's 150 and 226 replies give: the last component the server picked.
     fn name(self, path: &VirtualPath) -> &[u8] {
-        match self {
-            TransferKind::Retr => path.file_name().unwrap_or(b"/"),
-            _ => path.file_name().unwrap_or_default(),
-        }
+        path.file_name().unwrap_or_default()
     }
 }
 
@@ -53,7 +51,7 @@ impl Session {
     pub(super) fn during_transfer(&mut self, cmd: Command) -> Step {
         match cmd {
             Command::Abor => self.abor(),
-            Command::Stat { path: None } => Step::effect(Effect::TransferStatus),
+            Command::Stat { args: None } => Step::effect(Effect::TransferStatus),
             _ => Step::reply(ReplyCode::SystemStatus, "Transfer in progress."),
         }
     }
@@ -105,7 +103,9 @@ impl Session {
         Step::effect(Effect::Abort)
     }
 
-    pub(super) fn retr(&mut self, path: VirtualPath) -> Step {
+    /// RETR `path`; `named` is the argument as the client sent it, for the 150 reply (vsftpd and
+    /// ProFTPD echo it too, so a client matching replies to requests sees its own words).
+    pub(super) fn retr(&mut self, path: VirtualPath, named: &[u8]) -> Step {
         let offset = std::mem::take(&mut self.rest);
         if let Err(denied) = self.allowed(Action::Download, &path) {
             return denied;
@@ -115,6 +115,7 @@ impl Session {
         }
         self.pending = Some(Pending::Transfer {
             path: path.clone(),
+            named: named.to_vec(),
             kind: TransferKind::Retr,
             started: false,
         });
@@ -184,6 +185,7 @@ impl Session {
         };
         self.pending = Some(Pending::Transfer {
             path: path.clone(),
+            named: Vec::new(),
             kind,
             started: false,
         });
@@ -196,15 +198,28 @@ impl Session {
         })
     }
 
-    pub(super) fn list(&mut self, format: ListFormat, path: VirtualPath) -> Step {
+    /// LIST/NLST/MLSD `path`; `arg` is the path as the client sent it (for `-d`).
+    pub(super) fn list(
+        &mut self,
+        format: ListFormat,
+        options: ListOptions,
+        path: VirtualPath,
+        arg: &[u8],
+    ) -> Step {
         if let Err(denied) = self.allowed(Action::List, &path) {
             return denied;
         }
         if let Some(step) = self.needs_data() {
             return step;
         }
+        let format = match format {
+            ListFormat::Nlst if options.long => ListFormat::List,
+            f => f,
+        };
+        let (show, itself) = self.list_view(format, options, arg);
         self.pending = Some(Pending::Transfer {
             path: path.clone(),
+            named: Vec::new(),
             kind: TransferKind::List(format),
             started: false,
         });
@@ -214,13 +229,37 @@ impl Session {
             facts: self.facts,
             target: ListTarget::Data,
             writable: self.writable(),
+            show,
+            itself,
         })
+    }
+
+    /// Which entries a listing shows, and for `-d` the name the directory itself is listed under
+    /// (the argument as sent, "." without one, as `ls -d` prints it). MLSD shows every entry
+    /// (RFC 3659 section 7.2); LIST and NLST hide dot files unless `-a`/`-A` or `force_dot_files`.
+    pub(super) fn list_view(
+        &self,
+        format: ListFormat,
+        options: ListOptions,
+        arg: &[u8],
+    ) -> (Visibility, Option<Vec<u8>>) {
+        match format {
+            ListFormat::Mlsd => (Visibility::EVERY_ENTRY, None),
+            ListFormat::List | ListFormat::Nlst => {
+                let itself = options.directory.then(|| match arg {
+                    b"" => b".".to_vec(),
+                    a => a.to_vec(),
+                });
+                (options.visibility(self.policy.force_dot_files), itself)
+            }
+        }
     }
 
     /// The data connection is up: 150, naming the file (and for STOU the name the server picked).
     pub(super) fn transfer_starting(
         &mut self,
         mut path: VirtualPath,
+        named: Vec<u8>,
         kind: TransferKind,
         size: Option<u64>,
         unique: Option<VirtualPath>,
@@ -241,7 +280,8 @@ impl Session {
             path = unique;
         }
         match kind {
-            TransferKind::Retr | TransferKind::Unique => text.extend_from_slice(kind.name(&path)),
+            TransferKind::Retr => text.extend_from_slice(&named),
+            TransferKind::Unique => text.extend_from_slice(kind.name(&path)),
             TransferKind::List(_) | TransferKind::Store | TransferKind::Append => {}
         }
         if let Some(size) = size {
@@ -252,6 +292,7 @@ impl Session {
         }
         self.pending = Some(Pending::Transfer {
             path,
+            named,
             kind,
             started: true,
         });
