@@ -310,6 +310,11 @@ start_server() { # name
                 extra+=(--anonymous-upload upload)
             fi
             if [[ -n ${RING_IO:-} ]]; then extra+=(--io "$RING_IO"); fi
+            # Every load comes from 127.0.0.1: the per-address caps (on by default in newer
+            # builds) would measure themselves, as vsftpd's max_per_ip=0 above says for it.
+            if "$RINGFTPD_BIN" --help 2>/dev/null | grep -q -- '--max-connects-per-ip-per-sec'; then
+                extra+=(--max-per-ip 0 --max-connects-per-ip-per-sec 0)
+            fi
             # RING_EXTRA: more ringftpd flags, e.g. RING_EXTRA="--send-budget-kib 1024".
             if [[ -n ${RING_EXTRA:-} ]]; then read -r -a more <<<"$RING_EXTRA"; extra+=("${more[@]}"); fi
             setsid "$RINGFTPD_BIN" --root "$DATA" --listen "127.0.0.1:$RING_PORT" --shards "$SHARDS" \

@@ -51,7 +51,9 @@ for p in $RING_PORT $VS_PORT; do
     if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "port $p is already in use" >&2; exit 1; fi
 done
 mkdir -p "$DATA/upload"
+# All load comes from 127.0.0.1: the per-address caps are lifted (vsftpd's max_per_ip=0 too).
 setsid target/release/ringftpd --root "$DATA" --listen 127.0.0.1:$RING_PORT --shards 2 \
+    --max-per-ip 0 --max-connects-per-ip-per-sec 0 \
     --anonymous-upload upload --log-level warn >>"$WORK/cpu-ringftpd.log" 2>&1 &
 RING=$!; PIDS+=("$RING")
 LD_LIBRARY_PATH=/tmp/refservers/root/usr/lib/x86_64-linux-gnu setsid "$VSFTPD" "$WORK/vsftpd.conf" \

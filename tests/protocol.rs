@@ -1881,7 +1881,12 @@ fn large_directory_listings() {
 
 #[test]
 fn hundreds_of_idle_sessions() {
-    let s = fixture();
+    // All from 127.0.0.1: the per-address caps are tested in tests/limits.rs.
+    let s = common::start(|c| {
+        c.max_sessions_per_ip = 0;
+        c.max_connects_per_ip_per_sec = 0;
+    });
+    s.write_file("hello.txt", b"Hello, world!\n");
     let mut sessions: Vec<Ctrl> = (0..200).map(|_| s.login()).collect();
     for c in sessions.iter_mut() {
         c.expect("NOOP", 200);

@@ -78,7 +78,8 @@ pub struct Config {
     pub data_timeout: Duration,
     /// Sessions across all shards; more are turned away with 421.
     pub max_sessions: usize,
-    /// Sessions from one client IP (0 = no limit); more are turned away with 421.
+    /// Sessions from one client (an IPv4 address, or an IPv6 network of `ipv6_prefix_len`
+    /// bits; 0 = no limit); more are turned away with 421.
     pub max_sessions_per_ip: u32,
     pub allow_anonymous: bool,
     /// Helper threads for directory listings and path lookups (io_uring has no getdents).
@@ -111,6 +112,29 @@ pub struct Config {
     pub json_log: Option<PathBuf>,
     /// On SIGTERM, how long running transfers may go on before the rest is closed.
     pub shutdown_grace: Duration,
+    /// A session not logged in this long after it connected is closed with 421, whatever it
+    /// sends meanwhile.
+    pub login_timeout: Duration,
+    /// Sessions logged in as one named user at once (0 = no limit); more get 421 at PASS.
+    /// Anonymous sessions are limited per client only.
+    pub max_sessions_per_user: u32,
+    /// Connection attempts per second from one client (0 = no limit), with bursts of twice as
+    /// many; more are turned away with 421 before the greeting.
+    pub max_connects_per_ip_per_sec: u32,
+    /// IPv6 clients are counted (sessions, connection rate, failed logins) per network of this
+    /// many bits: a site usually gets a /64 and may use any address in it.
+    pub ipv6_prefix_len: u8,
+    /// Failed logins from one client within `login_failure_window` that ban it for
+    /// `ban_duration` (0 = never ban); a banned client gets 421 at connect.
+    pub max_login_failures_per_ip: u32,
+    pub login_failure_window: Duration,
+    pub ban_duration: Duration,
+    /// Once an account (named or unknown) has failed a login, its password checks run one at a
+    /// time and at least this far apart, from whatever addresses they come (0 = no throttle).
+    pub account_failure_delay: Duration,
+    /// Threads checking passwords (argon2), fed by their own bounded queue so hashing never
+    /// delays a stat, a listing or an upload commit.
+    pub login_workers: usize,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -130,7 +154,10 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(60),
             max_sessions: 20_000,
-            max_sessions_per_ip: 0,
+            // One address may be a NAT in front of a campus: a dozen people, a few of them with
+            // FileZilla's up to 10 parallel connections. 625 addresses are needed to take all
+            // 20,000 session slots.
+            max_sessions_per_ip: 32,
             allow_anonymous: true,
             fs_workers: 2,
             send_budget_bytes: 1 << 20,
@@ -145,6 +172,19 @@ impl Default for Config {
             xferlog: None,
             json_log: None,
             shutdown_grace: Duration::from_secs(30),
+            login_timeout: Duration::from_secs(60),
+            max_sessions_per_user: 32,
+            // A NAT's worth of people starting sessions, or a script fetching files one
+            // connection each; a scanner's reconnect loop is held to this.
+            max_connects_per_ip_per_sec: 10,
+            ipv6_prefix_len: 64,
+            // fail2ban's habit (5 in 10 minutes) would lock out a NATed campus for one student's
+            // typos; 20 failures from one client already take minutes with the doubling delay.
+            max_login_failures_per_ip: 20,
+            login_failure_window: Duration::from_secs(600),
+            ban_duration: Duration::from_secs(600),
+            account_failure_delay: Duration::from_secs(1),
+            login_workers: 1,
         }
     }
 }
@@ -198,6 +238,31 @@ impl Config {
             if zero {
                 return Err(ConfigError::new(key, "must be greater than zero"));
             }
+        }
+        for (key, zero) in [
+            ("login_timeout_secs", self.login_timeout.is_zero()),
+            ("login_workers", self.login_workers == 0),
+            (
+                "login_failure_window_secs",
+                self.max_login_failures_per_ip > 0 && self.login_failure_window.is_zero(),
+            ),
+            (
+                "ban_secs",
+                self.max_login_failures_per_ip > 0 && self.ban_duration.is_zero(),
+            ),
+        ] {
+            if zero {
+                return Err(ConfigError::new(key, "must be greater than zero"));
+            }
+        }
+        if self.login_workers > 64 {
+            return Err(ConfigError::new("login_workers", "at most 64"));
+        }
+        if !(16..=128).contains(&self.ipv6_prefix_len) {
+            return Err(ConfigError::new(
+                "ipv6_prefix_len",
+                "must be between 16 and 128",
+            ));
         }
         if self.fs_workers > 256 {
             return Err(ConfigError::new("fs_workers", "at most 256"));

@@ -131,7 +131,8 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<usize>,
-    /// Sessions allowed at once from one client IP (0 = no limit).
+    /// Sessions allowed at once from one client IP, or IPv6 network of --ipv6-prefix-len bits
+    /// (0 = no limit).
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_ip: Option<u32>,
@@ -153,7 +154,7 @@ pub struct Options {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=10_000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_grace_ms: Option<u64>,
-    /// Helper threads for path lookups, listings, password checks and upload commits.
+    /// Helper threads for path lookups, listings and upload commits.
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fs_workers: Option<usize>,
@@ -182,6 +183,46 @@ pub struct Options {
     #[arg(long, value_name = "SECS")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds a session may take to log in, whatever it sends meanwhile; then 421.
+    #[arg(long, value_name = "SECS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_timeout_secs: Option<u64>,
+    /// Sessions allowed at once per named user (0 = no limit); anonymous sessions count per
+    /// client IP only.
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_user: Option<u32>,
+    /// Connection attempts per second from one client IP, in bursts of up to twice as many
+    /// (0 = no limit).
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connects_per_ip_per_sec: Option<u32>,
+    /// IPv6 clients count as one per network of this many bits (16-128).
+    #[arg(long, value_name = "BITS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefix_len: Option<u8>,
+    /// Failed logins from one client IP within --login-failure-window-secs that ban it for
+    /// --ban-secs (0 = never ban).
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_login_failures_per_ip: Option<u32>,
+    /// The window in which failed logins towards a ban are counted.
+    #[arg(long, value_name = "SECS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_failure_window_secs: Option<u64>,
+    /// How long a banned client IP is refused (421 at connect).
+    #[arg(long, value_name = "SECS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ban_secs: Option<u64>,
+    /// Once an account has failed a login, its password checks run one at a time, this many
+    /// seconds apart, from any address (0 = no throttle).
+    #[arg(long, value_name = "SECS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_failure_delay_secs: Option<u64>,
+    /// Threads checking passwords, with their own bounded queue.
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_workers: Option<usize>,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -245,6 +286,23 @@ impl Options {
             xferlog: self.xferlog.or(file.xferlog),
             json_log: self.json_log.or(file.json_log),
             shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs),
+            login_timeout_secs: self.login_timeout_secs.or(file.login_timeout_secs),
+            max_per_user: self.max_per_user.or(file.max_per_user),
+            max_connects_per_ip_per_sec: self
+                .max_connects_per_ip_per_sec
+                .or(file.max_connects_per_ip_per_sec),
+            ipv6_prefix_len: self.ipv6_prefix_len.or(file.ipv6_prefix_len),
+            max_login_failures_per_ip: self
+                .max_login_failures_per_ip
+                .or(file.max_login_failures_per_ip),
+            login_failure_window_secs: self
+                .login_failure_window_secs
+                .or(file.login_failure_window_secs),
+            ban_secs: self.ban_secs.or(file.ban_secs),
+            account_failure_delay_secs: self
+                .account_failure_delay_secs
+                .or(file.account_failure_delay_secs),
+            login_workers: self.login_workers.or(file.login_workers),
         }
     }
 
@@ -291,6 +349,25 @@ impl Options {
             shutdown_grace: self
                 .shutdown_grace_secs
                 .map_or(d.shutdown_grace, Duration::from_secs),
+            login_timeout: self
+                .login_timeout_secs
+                .map_or(d.login_timeout, Duration::from_secs),
+            max_sessions_per_user: self.max_per_user.unwrap_or(d.max_sessions_per_user),
+            max_connects_per_ip_per_sec: self
+                .max_connects_per_ip_per_sec
+                .unwrap_or(d.max_connects_per_ip_per_sec),
+            ipv6_prefix_len: self.ipv6_prefix_len.unwrap_or(d.ipv6_prefix_len),
+            max_login_failures_per_ip: self
+                .max_login_failures_per_ip
+                .unwrap_or(d.max_login_failures_per_ip),
+            login_failure_window: self
+                .login_failure_window_secs
+                .map_or(d.login_failure_window, Duration::from_secs),
+            ban_duration: self.ban_secs.map_or(d.ban_duration, Duration::from_secs),
+            account_failure_delay: self
+                .account_failure_delay_secs
+                .map_or(d.account_failure_delay, Duration::from_secs),
+            login_workers: self.login_workers.unwrap_or(d.login_workers),
         };
         config.validate()?;
         Ok(config)
@@ -323,6 +400,15 @@ impl Options {
             xferlog: c.xferlog.clone(),
             json_log: c.json_log.clone(),
             shutdown_grace_secs: Some(c.shutdown_grace.as_secs()),
+            login_timeout_secs: Some(c.login_timeout.as_secs()),
+            max_per_user: Some(c.max_sessions_per_user),
+            max_connects_per_ip_per_sec: Some(c.max_connects_per_ip_per_sec),
+            ipv6_prefix_len: Some(c.ipv6_prefix_len),
+            max_login_failures_per_ip: Some(c.max_login_failures_per_ip),
+            login_failure_window_secs: Some(c.login_failure_window.as_secs()),
+            ban_secs: Some(c.ban_duration.as_secs()),
+            account_failure_delay_secs: Some(c.account_failure_delay.as_secs()),
+            login_workers: Some(c.login_workers),
         }
     }
 
@@ -406,6 +492,15 @@ pub const KEYS: &[&str] = &[
     "xferlog",
     "json_log",
     "shutdown_grace_secs",
+    "login_timeout_secs",
+    "max_per_user",
+    "max_connects_per_ip_per_sec",
+    "ipv6_prefix_len",
+    "max_login_failures_per_ip",
+    "login_failure_window_secs",
+    "ban_secs",
+    "account_failure_delay_secs",
+    "login_workers",
 ];
 
 #[cfg(test)]
@@ -493,6 +588,15 @@ log_level = "debug"
 xferlog = {xfer:?}
 json_log = {json:?}
 shutdown_grace_secs = 5
+login_timeout_secs = 30
+max_per_user = 4
+max_connects_per_ip_per_sec = 3
+ipv6_prefix_len = 56
+max_login_failures_per_ip = 7
+login_failure_window_secs = 120
+ban_secs = 900
+account_failure_delay_secs = 2
+login_workers = 2
 "#,
                 xfer = d.path().join("xferlog"),
                 json = d.path().join("json.log"),
@@ -510,6 +614,16 @@ shutdown_grace_secs = 5
         assert_eq!(c.log_level, log::LevelFilter::Debug);
         assert_eq!(c.banner, "Welcome to the mirror.");
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(c.login_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (c.max_sessions_per_user, c.max_connects_per_ip_per_sec),
+            (4, 3)
+        );
+        assert_eq!((c.ipv6_prefix_len, c.max_login_failures_per_ip), (56, 7));
+        assert_eq!(c.login_failure_window, Duration::from_secs(120));
+        assert_eq!(c.ban_duration, Duration::from_secs(900));
+        assert_eq!(c.account_failure_delay, Duration::from_secs(2));
+        assert_eq!(c.login_workers, 2);
         let again = Options::parse_toml(&Options::of(&c).to_toml().unwrap())
             .unwrap()
             .resolve()
@@ -554,6 +668,10 @@ shutdown_grace_secs = 5
             ("users = \"/definitely/missing/users.toml\"", "users"),
             ("xferlog = \"/definitely/missing/xferlog\"", "xferlog"),
             ("send_budget_kib = 18446744073709551615", "send_budget_kib"),
+            ("login_timeout_secs = 0", "login_timeout_secs"),
+            ("login_workers = 0", "login_workers"),
+            ("ipv6_prefix_len = 8", "ipv6_prefix_len"),
+            ("ban_secs = 0", "ban_secs"),
         ] {
             let err = file_with(d.path(), text).resolve().unwrap_err();
             assert_eq!(err.key, key, "{text}: {err}");

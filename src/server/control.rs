@@ -51,10 +51,16 @@ impl Shard {
         let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             return;
         };
-        if let Err(refusal) = self.shared.limits.admit(peer.ip()) {
+        if let Err(refusal) = self.shared.limits.admit(peer.ip(), self.now) {
             let text: &[u8] = match refusal {
                 Refusal::TooManySessions => b"421 Too many users, try again later.\r\n",
                 Refusal::TooManyFromIp => b"421 Too many connections from your address.\r\n",
+                Refusal::TooFast => {
+                    b"421 Too many connection attempts from your address; slow down.\r\n"
+                }
+                Refusal::Banned => {
+                    b"421 Too many failed logins from your address; try again later.\r\n"
+                }
             };
             let _ = (&stream).write(text);
             return;
@@ -76,7 +82,7 @@ impl Shard {
         if let Err(a) = self.shared.doors[to].post(arrival) {
             // That shard has stopped (the server is shutting down).
             self.shared.limits.left(to);
-            self.shared.limits.release(a.peer.ip());
+            self.shared.limits.release(a.peer.ip(), self.now);
         }
     }
 
@@ -109,6 +115,9 @@ impl Shard {
             job: None,
             root: Arc::clone(&self.shared.root),
             delayed: None,
+            banned: false,
+            login_wait: None,
+            counted_user: None,
             opening: None,
             started_at: SystemTime::now(),
             started: self.now,
@@ -342,9 +351,17 @@ impl Shard {
         }
         self.log_session(&conn, reason);
         self.close_data(&mut conn);
-        let Conn { ctrl, peer, .. } = *conn;
+        let Conn {
+            ctrl,
+            peer,
+            counted_user,
+            ..
+        } = *conn;
         self.ring.close(OwnedFd::from(ctrl));
-        self.shared.limits.release(peer.ip());
+        if let Some(user) = counted_user {
+            self.shared.limits.user_left(&user);
+        }
+        self.shared.limits.release(peer.ip(), self.now);
         self.shared.limits.left(self.index);
         // The slot's generation moves on, so late completions for this session find nothing.
         let slot = &mut self.slots[r.index as usize];

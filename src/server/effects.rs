@@ -9,10 +9,12 @@ use std::time::SystemTime;
 use super::conns::{ConnRef, Kind, token};
 use super::data::Data;
 use super::fsworker::{Done, Job, ListRequest};
+use super::limits::Checked;
 use super::records::{EndReason, FileVerb};
 use super::transfer::{Ending, Transfer};
 use super::{Conn, Shard};
 use crate::proto::path::VirtualPath;
+use crate::proto::reply::{Reply, ReplyCode};
 use crate::proto::session::{Effect, ListTarget, Outcome, Progress, StoreMode, TransferError};
 use crate::vfs::FileError;
 
@@ -79,9 +81,7 @@ impl Shard {
                     },
                 );
             }
-            Effect::Authenticate { user, password } => {
-                self.submit_job(r, conn, Job::Login { user, password })
-            }
+            Effect::Authenticate { user, password } => self.authenticate(r, conn, user, password),
             Effect::Fs(op) => self.submit_job(r, conn, Job::Fs(op)),
             Effect::Store {
                 path,
@@ -185,13 +185,50 @@ impl Shard {
     }
 
     pub(super) fn submit_job(&mut self, r: ConnRef, conn: &mut Conn, job: Job) {
+        let t = self.job_token(r, conn);
+        self.shared.pool.submit(self.index, &conn.root, t, job);
+    }
+
+    /// A new job number for `conn`, which now waits for it, as a token for the result.
+    fn job_token(&mut self, r: ConnRef, conn: &mut Conn) -> u64 {
         self.next_job = self.next_job.wrapping_add(1);
+        if self.next_job == 0 {
+            // 0 marks a session waiting on the shard itself (a delayed answer, a throttled login).
+            self.next_job = 1;
+        }
         conn.job = Some(self.next_job);
         // The job token carries the job number where other tokens carry the generation; the
         // session checks it against `conn.job` when the result comes back.
-        let t =
-            u64::from(r.index & 0xff_ffff) << 40 | u64::from(self.next_job) << 8 | Kind::Job as u64;
-        self.shared.pool.submit(self.index, &conn.root, t, job);
+        u64::from(r.index & 0xff_ffff) << 40 | u64::from(self.next_job) << 8 | Kind::Job as u64
+    }
+
+    /// A named user's password check: on the login pool once the account's throttle lets it
+    /// start (until then it waits here, tried again each tick), refused at once with 421 when
+    /// the pool's queue is full, so a flood of guesses never builds a backlog.
+    pub(super) fn authenticate(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        user: Vec<u8>,
+        password: Vec<u8>,
+    ) {
+        if !self.shared.limits.begin_check(&user, self.now) {
+            conn.login_wait = Some((user, password));
+            conn.job = Some(0);
+            return;
+        }
+        let t = self.job_token(r, conn);
+        if let Err(user) = self.shared.logins.submit(self.index, t, user, password) {
+            self.shared
+                .limits
+                .end_check(&user, Checked::Skipped, self.now);
+            conn.job = None;
+            conn.send(&Reply::new(
+                ReplyCode::ServiceNotAvailable,
+                "Too many login attempts; try again later.",
+            ));
+            conn.close_for(EndReason::Limit);
+        }
     }
 
     pub(super) fn on_job_done(&mut self, t: u64, done: Done) {
@@ -256,6 +293,17 @@ impl Shard {
                 }
             }
             Done::Login(Some((rights, root))) => {
+                if let Some(user) = conn.session.pending_user() {
+                    if !self.shared.limits.user_joined(user) {
+                        conn.send(&Reply::new(
+                            ReplyCode::ServiceNotAvailable,
+                            "Too many sessions for this user; try again later.",
+                        ));
+                        conn.close_for(EndReason::Limit);
+                        return;
+                    }
+                    conn.counted_user = Some(user.to_vec());
+                }
                 self.shared.limits.login_succeeded(conn.peer.ip());
                 conn.root = root;
                 self.outcome(r, conn, Outcome::Login(Some(rights)));
@@ -263,13 +311,19 @@ impl Shard {
             Done::Login(None) => {
                 // RFC 2577 section 5: slow down password guessing; unknown users and wrong
                 // passwords get the same reply after the same delay.
-                let delay = self.shared.limits.login_failed(conn.peer.ip(), self.now);
+                let failure = self.shared.limits.login_failed(conn.peer.ip(), self.now);
                 log::warn!(
-                    "{} failed login; answering in {}s",
+                    "{} failed login; answering in {}s{}",
                     conn.peer,
-                    delay.as_secs()
+                    failure.delay.as_secs(),
+                    if failure.banned {
+                        "; too many failures: address banned"
+                    } else {
+                        ""
+                    }
                 );
-                conn.delayed = Some((self.now + delay, Outcome::Login(None)));
+                conn.banned = failure.banned;
+                conn.delayed = Some((self.now + failure.delay, Outcome::Login(None)));
                 conn.job = Some(0);
             }
             Done::Fs(result) => self.outcome(r, conn, Outcome::Fs(result)),

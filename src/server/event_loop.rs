@@ -1,7 +1,8 @@
 //! A shard's loop: building the shard (its ring, its slice of the passive ports), arming its
 //! listeners, wake-up eventfd and tick, then each turn routing every completion by its token's kind,
 //! giving budgeted transfers and chatty control connections their next go, and on each tick
-//! re-arming failed accepts and enforcing login delays, idle and data timeouts.
+//! re-arming failed accepts and enforcing login delays and throttles, login, idle and data
+//! timeouts.
 
 use std::io;
 use std::net::TcpListener;
@@ -232,14 +233,35 @@ impl Shard {
             transfers += usize::from(conn.transfer.is_some());
             let idle = conn.config.idle_timeout;
             let data_timeout = conn.config.data_timeout;
+            if let Some((user, password)) = conn.login_wait.take() {
+                conn.job = None;
+                self.authenticate(r, &mut conn, user, password);
+            }
             if conn.delayed.as_ref().is_some_and(|(at, _)| self.now >= *at) {
                 if let Some((_, outcome)) = conn.delayed.take() {
                     conn.job = None;
                     self.outcome(r, &mut conn, outcome);
+                    if std::mem::take(&mut conn.banned) {
+                        conn.send(&Reply::new(
+                            ReplyCode::ServiceNotAvailable,
+                            "Too many failed logins from your address; closing control connection.",
+                        ));
+                        conn.close_for(EndReason::Limit);
+                    }
                 }
             }
             let busy = conn.transfer.is_some() || conn.job.is_some();
-            if !busy && self.now.duration_since(conn.last_active) > idle {
+            // Counted from the connect, not from the last command: before login, anything a
+            // client sends (even a line answered 530) would otherwise hold the session forever.
+            if !conn.session.logged_in()
+                && self.now.duration_since(conn.started) > conn.config.login_timeout
+            {
+                conn.send(&Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Login timeout; closing control connection.",
+                ));
+                conn.close_for(EndReason::LoginTimeout);
+            } else if !busy && self.now.duration_since(conn.last_active) > idle {
                 conn.send(&Reply::new(
                     ReplyCode::ServiceNotAvailable,
                     "Timeout; closing control connection.",

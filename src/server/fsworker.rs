@@ -1,17 +1,15 @@
-//! The blocking helper pool: path lookups, opens and directory listings run here so a shard never
-//! waits on the disk (io_uring has no getdents). Results go back to the asking shard through its
-//! mailbox, whose eventfd wakes the shard's ring.
+//! The blocking helper pool: path lookups, opens, directory listings and upload commits run here
+//! so a shard never waits on the disk (io_uring has no getdents); password checks have a pool of
+//! their own (`logins`). Results go back to the asking shard through its mailbox, whose eventfd
+//! wakes the shard's ring.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::eventfd::EventFd;
 
-use crate::auth::{Access, Users};
 use crate::proto::command::ListFormat;
 use crate::proto::entry::{Entry, FileKind};
 use crate::proto::error::FileError;
@@ -30,10 +28,6 @@ const MIN_SHARE: usize = 500;
 pub enum Job {
     Stat(VirtualPath),
     Open(VirtualPath),
-    Login {
-        user: Vec<u8>,
-        password: Vec<u8>,
-    },
     Fs(FsOp),
     /// Open the target of an upload (a temporary file for atomic STOR).
     Create {
@@ -65,6 +59,7 @@ pub enum Done {
     Open(Result<(File, Entry), FileError>),
     /// A piece of a listing, and the cursor for the next piece if there is more.
     Listing(Result<(Vec<u8>, Option<DirCursor>), FileError>),
+    /// A password check (from the login pool, `logins`).
     Login(Option<(Rights, Arc<Root>)>),
     Fs(Result<(), FileError>),
     Created(Result<(File, Upload), FileError>),
@@ -91,67 +86,6 @@ pub struct Upload {
     pub file: Option<Arc<File>>,
 }
 
-/// Named users and the roots opened for them (one directory fd per distinct root, shared).
-pub struct Accounts {
-    /// Swapped whole by a reload; a check in progress keeps the table it started with.
-    users: Mutex<Option<Arc<Users>>>,
-    roots: Mutex<HashMap<PathBuf, Arc<Root>>>,
-}
-
-impl Accounts {
-    pub fn new(users: Option<Users>) -> Accounts {
-        Accounts {
-            users: Mutex::new(users.map(Arc::new)),
-            roots: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A reloaded users file: logins checked from now on use it. Roots opened for users that
-    /// are gone are closed once no session holds them.
-    pub fn replace(&self, users: Option<Users>) {
-        *self.users.lock().unwrap_or_else(|e| e.into_inner()) = users.map(Arc::new);
-        self.roots.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-
-    /// Verify a login (argon2: tens of milliseconds, so only ever on a helper thread).
-    fn login(&self, user: &[u8], password: &[u8]) -> Option<(Rights, Arc<Root>)> {
-        // Hash outside the lock: a reload never waits for a password check.
-        let users = self.users.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let user = users.as_ref()?.verify(user, password)?;
-        let root = {
-            let mut roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
-            match roots.get(&user.root) {
-                Some(r) => Arc::clone(r),
-                None => {
-                    let r = match Root::open(&user.root) {
-                        Ok(r) => Arc::new(r),
-                        Err(e) => {
-                            log::error!(
-                                "root {} of user {:?}: {e}",
-                                user.root.display(),
-                                user.name
-                            );
-                            return None;
-                        }
-                    };
-                    roots.insert(user.root.clone(), Arc::clone(&r));
-                    r
-                }
-            }
-        };
-        let modify = user.access == Access::ReadWrite;
-        Some((
-            Rights {
-                modify,
-                upload: user.upload,
-                download: user.download,
-                drop_box: None,
-            },
-            root,
-        ))
-    }
-}
-
 /// What to list and how.
 #[derive(Clone)]
 pub struct ListRequest {
@@ -173,6 +107,15 @@ pub struct ListRequest {
 pub struct Mailbox<T> {
     pub tx: Sender<T>,
     pub wake: Arc<EventFd>,
+}
+
+impl<T> Clone for Mailbox<T> {
+    fn clone(&self) -> Mailbox<T> {
+        Mailbox {
+            tx: self.tx.clone(),
+            wake: Arc::clone(&self.wake),
+        }
+    }
 }
 
 impl<T> Mailbox<T> {
@@ -269,6 +212,10 @@ pub struct Pool {
 pub struct Workers(Vec<thread::JoinHandle<()>>);
 
 impl Workers {
+    pub(super) fn new(threads: Vec<thread::JoinHandle<()>>) -> Workers {
+        Workers(threads)
+    }
+
     pub fn join(self) {
         for t in self.0 {
             let _ = t.join();
@@ -287,7 +234,6 @@ impl Pool {
     pub fn start(
         workers: usize,
         mailboxes: Vec<Mailbox<(u64, Done)>>,
-        accounts: Arc<Accounts>,
     ) -> std::io::Result<(Pool, Workers)> {
         let (tx, rx) = crossbeam_channel::unbounded::<Request>();
         let mut threads = Vec::new();
@@ -301,7 +247,6 @@ impl Pool {
                 others: workers - 1,
             };
             let mailboxes = Arc::clone(&mailboxes);
-            let accounts = Arc::clone(&accounts);
             let t = thread::Builder::new()
                 .name(format!("ringftpd-fs{i}"))
                 .spawn(move || {
@@ -324,7 +269,7 @@ impl Pool {
                                 Err(_) => break,
                             },
                         };
-                        let done = run(&req.root, &accounts, &helpers, req.job);
+                        let done = run(&req.root, &helpers, req.job);
                         if let Done::Nothing = done {
                             continue;
                         }
@@ -333,7 +278,7 @@ impl Pool {
                 })?;
             threads.push(t);
         }
-        Ok((Pool { tx }, Workers(threads)))
+        Ok((Pool { tx }, Workers::new(threads)))
     }
 
     pub fn submit(&self, shard: usize, root: &Arc<Root>, token: u64, job: Job) {
@@ -361,7 +306,7 @@ fn hidden(path: &VirtualPath) -> bool {
     path.file_name().is_some_and(crate::vfs::is_temp_name)
 }
 
-fn run(root: &Arc<Root>, accounts: &Accounts, helpers: &Helpers, job: Job) -> Done {
+fn run(root: &Arc<Root>, helpers: &Helpers, job: Job) -> Done {
     match job {
         Job::Stat(path) if hidden(&path) => Done::Stat(Err(FileError::NotFound)),
         Job::Open(path) if hidden(&path) => Done::Open(Err(FileError::NotFound)),
@@ -370,7 +315,6 @@ fn run(root: &Arc<Root>, accounts: &Accounts, helpers: &Helpers, job: Job) -> Do
         }
         Job::Stat(path) => Done::Stat(root.stat(&path)),
         Job::Open(path) => Done::Open(root.open_file(&path)),
-        Job::Login { user, password } => Done::Login(accounts.login(&user, &password)),
         // Another session's upload in progress cannot be deleted, renamed or changed by name.
         Job::Fs(op) if fs_op_paths(&op).into_iter().any(hidden) => {
             Done::Fs(Err(FileError::NotFound))

@@ -13,7 +13,8 @@
 //! - `cold`: reading cold windows without blocking the shard; the splice pipe pool
 //! - `upload`: receiving a file (STOR, APPE, STOU)
 //! - `records`: the transfer and session records handed to the log thread
-//! - `fsworker`, `limits`: the blocking helper pool; limits shared across shards
+//! - `fsworker`, `logins`, `limits`: the blocking helper pool; the password-check pool; limits
+//!   shared across shards
 //!
 //! The control side is the only writer of replies; 226/426/451 go out only after the data socket
 //! has been closed (the transfer log line follows them).
@@ -26,6 +27,7 @@ mod effects;
 mod event_loop;
 pub mod fsworker;
 mod limits;
+mod logins;
 mod pump;
 mod records;
 mod startup;
@@ -54,6 +56,7 @@ use conns::{ConnRef, Slot};
 use data::Data;
 use fsworker::{Done, Mailbox, Pool};
 use limits::Limits;
+use logins::LoginPool;
 use records::{EndReason, Totals};
 use transfer::{Pipe, Transfer};
 
@@ -63,6 +66,8 @@ struct Shared {
     policy: Policy,
     root: Arc<Root>,
     pool: Pool,
+    /// Password checks, on threads and a bounded queue of their own.
+    logins: LoginPool,
     stop: Arc<AtomicBool>,
     /// Session counts and failed logins, across all shards.
     limits: Arc<Limits>,
@@ -132,6 +137,12 @@ struct Conn {
     root: Arc<Root>,
     /// An outcome held back until a deadline (failed logins are answered after a delay).
     delayed: Option<(Instant, Outcome)>,
+    /// The failed login being answered after a delay got the client banned: close after it.
+    banned: bool,
+    /// A password check (user, password) waiting for its account's turn, tried again each tick.
+    login_wait: Option<(Vec<u8>, Vec<u8>)>,
+    /// The named user this session is counted for (`Limits::user_joined`).
+    counted_user: Option<Vec<u8>>,
     /// RETR's file is being opened on the ring.
     opening: Option<VirtualPath>,
     /// When the control connection was accepted: by the wall clock for the session record, and

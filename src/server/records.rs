@@ -55,6 +55,11 @@ pub(super) enum EndReason {
     Closed,
     /// No command within `idle_timeout`.
     IdleTimeout,
+    /// Not logged in within `login_timeout`.
+    LoginTimeout,
+    /// Refused by a limit after it started: too many sessions of its user, too many failed
+    /// logins from its client, a full login queue.
+    Limit,
     /// The control connection failed (read or write error, reset), or the client broke a limit
     /// (too many queued commands, replies it does not read).
     Error,
@@ -68,6 +73,8 @@ impl EndReason {
             EndReason::Quit => "quit",
             EndReason::Closed => "closed",
             EndReason::IdleTimeout => "idle-timeout",
+            EndReason::LoginTimeout => "login-timeout",
+            EndReason::Limit => "limit",
             EndReason::Error => "error",
             EndReason::Shutdown => "shutdown",
         }
@@ -159,13 +166,23 @@ mod tests {
             EndReason::Quit,
             EndReason::Closed,
             EndReason::IdleTimeout,
+            EndReason::LoginTimeout,
+            EndReason::Limit,
             EndReason::Error,
             EndReason::Shutdown,
         ];
         let names: Vec<&str> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(
             names,
-            ["quit", "closed", "idle-timeout", "error", "shutdown"]
+            [
+                "quit",
+                "closed",
+                "idle-timeout",
+                "login-timeout",
+                "limit",
+                "error",
+                "shutdown"
+            ]
         );
     }
 }

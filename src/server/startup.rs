@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use socket2::{Domain, Socket, Type};
 
-use super::fsworker::{Accounts, Mailbox, Pool, Workers};
-use super::limits::Limits;
+use super::fsworker::{Mailbox, Pool, Workers};
+use super::limits::{Caps, Limits};
+use super::logins::{Accounts, LoginPool};
 use super::{Arrival, Control, Shard, Shared};
 use crate::auth::Users;
 use crate::config::Config;
@@ -27,6 +28,7 @@ use crate::vfs::Root;
 pub struct Server {
     threads: Vec<JoinHandle<()>>,
     workers: Workers,
+    login_workers: Workers,
     wakers: Vec<Arc<EventFd>>,
     stop: Arc<AtomicBool>,
     addrs: Vec<SocketAddr>,
@@ -97,16 +99,20 @@ impl Server {
         keep(config.io_backend != running.io_backend, "io");
         keep(config.pin_shards != running.pin_shards, "no_pin");
         keep(config.fs_workers != running.fs_workers, "fs_workers");
+        keep(
+            config.login_workers != running.login_workers,
+            "login_workers",
+        );
         config.listen.clone_from(&running.listen);
         config.shards = running.shards;
         config.pasv_ports = running.pasv_ports;
         config.io_backend = running.io_backend;
         config.pin_shards = running.pin_shards;
         config.fs_workers = running.fs_workers;
+        config.login_workers = running.login_workers;
         let prepared = prepare(&config).map_err(|e| e.to_string())?;
         self.accounts.replace(prepared.users);
-        self.limits
-            .set_caps(config.max_sessions, config.max_sessions_per_ip);
+        self.limits.set_caps(Caps::of(&config));
         let config = Arc::new(config);
         for c in &self.controls {
             let _ = c.post(Control::Reload {
@@ -133,6 +139,7 @@ impl Server {
         }
         drop(self.controls);
         self.workers.join();
+        self.login_workers.join();
     }
 }
 
@@ -249,14 +256,16 @@ pub fn start(config: Config) -> io::Result<Server> {
     }
     sweep_temps(sweep_roots, file_clock_now())?;
     let accounts = Arc::new(Accounts::new(users));
-    let (pool, workers) = Pool::start(config.fs_workers, mailboxes, Arc::clone(&accounts))?;
+    let limits = Arc::new(Limits::new(Caps::of(&config), shards));
+    let (logins, login_workers) = LoginPool::start(
+        config.login_workers,
+        mailboxes.clone(),
+        Arc::clone(&accounts),
+        Arc::clone(&limits),
+    )?;
+    let (pool, workers) = Pool::start(config.fs_workers, mailboxes)?;
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
-    let limits = Arc::new(Limits::new(
-        config.max_sessions,
-        config.max_sessions_per_ip,
-        shards,
-    ));
     let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
     let mut threads = Vec::new();
     for (index, (listeners, (done_rx, arrivals, control_rx, wake))) in
@@ -267,6 +276,7 @@ pub fn start(config: Config) -> io::Result<Server> {
             policy: policy.clone(),
             root: Arc::clone(&root),
             pool: pool.clone(),
+            logins: logins.clone(),
             stop: Arc::clone(&stop),
             limits: Arc::clone(&limits),
             doors: Arc::clone(&doors),
@@ -312,6 +322,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     Ok(Server {
         threads,
         workers,
+        login_workers,
         wakers,
         stop,
         addrs,

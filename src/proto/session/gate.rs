@@ -40,7 +40,7 @@ pub(super) enum Action {
 }
 
 impl Session {
-    pub(super) fn logged_in(&self) -> bool {
+    pub fn logged_in(&self) -> bool {
         matches!(self.login, Login::LoggedIn { .. })
     }
 

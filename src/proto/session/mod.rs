@@ -117,6 +117,17 @@ impl Session {
         }
     }
 
+    /// The named (not anonymous) user whose password is being checked.
+    pub fn pending_user(&self) -> Option<&[u8]> {
+        match &self.login {
+            Login::AwaitPass {
+                user,
+                anonymous: false,
+            } if self.pending == Some(Pending::Login) => Some(user),
+            _ => None,
+        }
+    }
+
     /// Logged in as the anonymous principal (USER anonymous or ftp, RFC 1635).
     pub fn is_anonymous(&self) -> bool {
         matches!(
