@@ -178,6 +178,24 @@ pub struct Options {
     #[arg(long, value_name = "SECS")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace_secs: Option<u64>,
+    /// PEM certificate chain for explicit FTP over TLS (AUTH TLS); needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Named users must log in over TLS (534 before AUTH TLS) and use PROT P for data (521);
+    /// anonymous users may use either.
+    #[arg(long)]
+    #[serde(default)]
+    pub tls_required: bool,
+    /// A PROT P data connection must resume the control connection's TLS session, or it is
+    /// refused with 522 (protects against data connection theft); false lets full handshakes in.
+    #[arg(long, value_name = "BOOL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_require_reuse: Option<bool>,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -190,6 +208,8 @@ const UNSET_MEANS: &[(&str, &str)] = &[
     ("anonymous_upload", "anonymous users cannot upload"),
     ("xferlog", "no transfer log"),
     ("json_log", "no JSON log"),
+    ("tls_cert", "no AUTH TLS"),
+    ("tls_key", "no AUTH TLS"),
 ];
 
 /// A config file that could not be used: which file, and why (the TOML error names the key and
@@ -240,6 +260,10 @@ impl Options {
             xferlog: self.xferlog.or(file.xferlog),
             json_log: self.json_log.or(file.json_log),
             shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_required: self.tls_required || file.tls_required,
+            tls_require_reuse: self.tls_require_reuse.or(file.tls_require_reuse),
         }
     }
 
@@ -285,6 +309,10 @@ impl Options {
             shutdown_grace: self
                 .shutdown_grace_secs
                 .map_or(d.shutdown_grace, Duration::from_secs),
+            tls_cert: self.tls_cert.clone().or(d.tls_cert),
+            tls_key: self.tls_key.clone().or(d.tls_key),
+            tls_required: d.tls_required || self.tls_required,
+            tls_require_reuse: self.tls_require_reuse.unwrap_or(d.tls_require_reuse),
         };
         config.validate()?;
         Ok(config)
@@ -316,6 +344,10 @@ impl Options {
             xferlog: c.xferlog.clone(),
             json_log: c.json_log.clone(),
             shutdown_grace_secs: Some(c.shutdown_grace.as_secs()),
+            tls_cert: c.tls_cert.clone(),
+            tls_key: c.tls_key.clone(),
+            tls_required: c.tls_required,
+            tls_require_reuse: Some(c.tls_require_reuse),
         }
     }
 
@@ -398,6 +430,10 @@ pub const KEYS: &[&str] = &[
     "xferlog",
     "json_log",
     "shutdown_grace_secs",
+    "tls_cert",
+    "tls_key",
+    "tls_required",
+    "tls_require_reuse",
 ];
 
 #[cfg(test)]
@@ -421,6 +457,8 @@ mod tests {
             anonymous_upload: Some("up".into()),
             xferlog: Some("x".into()),
             json_log: Some("j".into()),
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
             allow_anonymous: false,
             pin_shards: false,
             ..Config::default()

@@ -13,6 +13,7 @@
 //! - `cold`: reading cold windows without blocking the shard; the splice pipe pool
 //! - `upload`: receiving a file (STOR, APPE, STOU)
 //! - `records`: the transfer and session records handed to the log thread
+//! - `tls`: rustls driven from the shard (control connections after AUTH TLS, `PROT P` data)
 //! - `fsworker`, `limits`: the blocking helper pool; limits shared across shards
 //!
 //! The control side is the only writer of replies; 226/426/451 go out only after the data socket
@@ -29,6 +30,7 @@ mod limits;
 mod pump;
 mod records;
 mod startup;
+mod tls;
 mod transfer;
 mod upload;
 
@@ -60,6 +62,9 @@ use transfer::{Pipe, Transfer};
 /// What every shard shares (read-only, or atomics off the per-byte path).
 struct Shared {
     config: Arc<Config>,
+    /// The certificate and key for AUTH TLS, when configured (each session copies it with a
+    /// session cache of its own, `crate::tls::for_session`).
+    tls: Option<Arc<rustls::ServerConfig>>,
     policy: Policy,
     root: Arc<Root>,
     pool: Pool,
@@ -81,6 +86,7 @@ enum Control {
         config: Arc<Config>,
         policy: Policy,
         root: Arc<Root>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     },
 }
 
@@ -142,6 +148,12 @@ struct Conn {
     totals: Totals,
     /// The last reply queued for the client (221 after QUIT, 421 on a timeout), for the record.
     last_reply: Option<ReplyCode>,
+    /// The TLS configuration in force when the session started (for AUTH TLS).
+    tls_base: Option<Arc<rustls::ServerConfig>>,
+    /// The control connection after AUTH TLS.
+    tls: Option<Box<tls::CtrlTls>>,
+    /// AUTH TLS ran: lines read before the handshake and not yet run are dropped.
+    input_reset: bool,
 }
 
 impl Conn {
