@@ -792,3 +792,38 @@ fn a_reload_gives_new_sessions_the_new_certificate() {
     let (got, fin, _) = before.protected_transfer("RETR f", &old, None);
     assert_eq!((got.unwrap(), fin.0), (b"still here".to_vec(), 226));
 }
+
+#[test]
+fn lftp_gnutls_gets_and_puts_with_ssl_force_and_protect_data() {
+    let Some(lftp) = require("lftp") else { return };
+    let certs = certs();
+    let s = common::start_with_users(&[("alice", "access = \"read-write\"")], |c| {
+        with_certs(c, &certs)
+    });
+    let body = pattern(51, (1 << 20) + 11);
+    std::fs::write(s.home("alice").join("down.bin"), &body).unwrap();
+    let local = certs.dir.path().join("lftp-got.bin");
+    let up = certs.dir.path().join("lftp-up.bin");
+    let up_body = pattern(52, (1 << 20) + 13);
+    std::fs::write(&up, &up_body).unwrap();
+    let script = format!(
+        "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 20; \
+         set ftp:ssl-force true; set ftp:ssl-protect-data true; set ftp:ssl-allow true; \
+         set ssl:ca-file {ca}; set ssl:check-hostname no; \
+         open -u alice,{pw} ftp://127.0.0.1:{port}; \
+         get down.bin -o {local}; put {up} -o up.bin; ls",
+        ca = certs.cert.display(),
+        pw = common::USER_PASSWORD,
+        port = s.addr.port(),
+        local = local.display(),
+        up = up.display(),
+    );
+    let out = run_ok(&lftp, &["-c", &script]);
+    assert_bytes_eq(&std::fs::read(&local).unwrap(), &body, "lftp PROT P get");
+    assert_bytes_eq(
+        &std::fs::read(s.home("alice").join("up.bin")).unwrap(),
+        &up_body,
+        "lftp PROT P put",
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up.bin"));
+}
