@@ -73,13 +73,36 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
-/// `base` with a session cache of its own, for one control connection and its data
-/// connections: only sessions made on this control connection (or its data connections) can
-/// be resumed with it.
-pub fn for_session(base: &ServerConfig) -> Arc<ServerConfig> {
-    let mut config = base.clone();
-    config.session_storage = Arc::new(SessionCache::default());
-    Arc::new(config)
+/// TLS 1.3 tickets the control connection hands out after its handshake. Clients that use a
+/// ticket only once (rustls, for one) need one per data connection until downloads bring more.
+const CONTROL_TICKETS: usize = 4;
+
+/// The TLS configurations of one control session: all share a session cache of their own, so
+/// only sessions made on this control connection can be resumed on its data connections.
+pub struct SessionConfigs {
+    pub control: Arc<ServerConfig>,
+    /// Download and listing data connections send TLS 1.3 tickets (two, rustls's default), which
+    /// the client reads with the data and uses for later data connections.
+    pub download: Arc<ServerConfig>,
+    /// Upload data connections send none: an uploading client never reads them, and a socket
+    /// closed with unread bytes is reset (RST instead of FIN), which can overtake the upload's
+    /// last bytes and its close_notify (curl failed about one upload in four so, with 426).
+    pub upload: Arc<ServerConfig>,
+}
+
+/// `base` with a session cache of its own, for one control connection and its data connections.
+pub fn for_session(base: &ServerConfig) -> SessionConfigs {
+    let mut control = base.clone();
+    control.session_storage = Arc::new(SessionCache::default());
+    let download = control.clone();
+    let mut upload = control.clone();
+    upload.send_tls13_tickets = 0;
+    control.send_tls13_tickets = CONTROL_TICKETS;
+    SessionConfigs {
+        control: Arc::new(control),
+        download: Arc::new(download),
+        upload: Arc::new(upload),
+    }
 }
 
 /// One control session's TLS sessions, bounded to [`SESSIONS_PER_CONTROL`], oldest evicted.

@@ -246,7 +246,8 @@ impl Shard {
             let tls = conn
                 .tls
                 .as_ref()
-                .map(|c| rustls::ServerConnection::new(std::sync::Arc::clone(&c.config)));
+                .map(|c| if upload { &c.upload } else { &c.download })
+                .map(|config| rustls::ServerConnection::new(std::sync::Arc::clone(config)));
             match (tls, conn.transfer.as_mut()) {
                 (Some(Ok(tls)), Some(t)) => t.tls = Some(Box::new(tls)),
                 _ => return self.fail_transfer(r, conn, TransferError::TlsHandshake),

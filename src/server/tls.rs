@@ -15,9 +15,10 @@ use rustls::{ServerConfig, ServerConnection};
 /// A control connection that has switched to TLS (AUTH TLS).
 pub(super) struct CtrlTls {
     pub(super) conn: ServerConnection,
-    /// This control session's TLS configuration, with its own session cache; its `PROT P`
-    /// data connections use it, so only its sessions can be resumed there.
-    pub(super) config: Arc<ServerConfig>,
+    /// The configurations of this session's `PROT P` data connections, for downloads and for
+    /// uploads: the control connection's session cache, so only its sessions resume there.
+    pub(super) download: Arc<ServerConfig>,
+    pub(super) upload: Arc<ServerConfig>,
     /// Reply bytes queued before the switch (the 234 itself): they go out in clear, before
     /// the first TLS record.
     pub(super) preamble: Vec<u8>,
@@ -47,12 +48,13 @@ pub(super) enum Handshake {
 
 impl CtrlTls {
     pub(super) fn new(
-        config: Arc<ServerConfig>,
+        configs: crate::tls::SessionConfigs,
         preamble: Vec<u8>,
     ) -> Result<CtrlTls, rustls::Error> {
         Ok(CtrlTls {
-            conn: ServerConnection::new(Arc::clone(&config))?,
-            config,
+            conn: ServerConnection::new(configs.control)?,
+            download: configs.download,
+            upload: configs.upload,
             preamble,
         })
     }
