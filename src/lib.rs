@@ -12,4 +12,5 @@ pub mod proto;
 pub mod server;
 pub mod shard;
 pub mod sys;
+pub mod tls;
 pub mod vfs;

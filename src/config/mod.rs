@@ -135,6 +135,15 @@ pub struct Config {
     /// Threads checking passwords (argon2), fed by their own bounded queue so hashing never
     /// delays a stat, a listing or an upload commit.
     pub login_workers: usize,
+    /// PEM certificate chain for explicit FTP over TLS (AUTH TLS); with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Named users must log in over TLS and protect their data connections (`PROT P`).
+    pub tls_required: bool,
+    /// A `PROT P` data connection must resume the control connection's TLS session (522
+    /// otherwise), so that nobody else can take it over.
+    pub tls_require_reuse: bool,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -185,6 +194,10 @@ impl Default for Config {
             ban_duration: Duration::from_secs(600),
             account_failure_delay: Duration::from_secs(1),
             login_workers: 1,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+            tls_require_reuse: true,
         }
     }
 }
@@ -295,7 +308,25 @@ impl Config {
                 return Err(ConfigError::new("users", format!("{users:?}: {e}")));
             }
         }
+        self.tls_config()?;
         Ok(())
+    }
+
+    /// The TLS server configuration from `tls_cert` and `tls_key` (read, parsed and checked
+    /// to fit each other), or `None` when TLS is not configured.
+    pub fn tls_config(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::load(cert, key)
+                .map(Some)
+                .map_err(|e| ConfigError::new(e.key, e.reason)),
+            (Some(_), None) => Err(ConfigError::new("tls_key", "tls_cert needs tls_key too")),
+            (None, Some(_)) => Err(ConfigError::new("tls_cert", "tls_key needs tls_cert too")),
+            (None, None) if self.tls_required => Err(ConfigError::new(
+                "tls_required",
+                "needs tls_cert and tls_key",
+            )),
+            (None, None) => Ok(None),
+        }
     }
 
     /// The passive ports of shard `index`: a disjoint slice of the configured range.

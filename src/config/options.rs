@@ -223,6 +223,24 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_workers: Option<usize>,
+    /// PEM certificate chain for explicit FTP over TLS (AUTH TLS); needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Named users must log in over TLS (534 before AUTH TLS) and use PROT P for data (521);
+    /// anonymous users may use either.
+    #[arg(long)]
+    #[serde(default)]
+    pub tls_required: bool,
+    /// A PROT P data connection must resume the control connection's TLS session, or it is
+    /// refused with 522 (protects against data connection theft); false lets full handshakes in.
+    #[arg(long, value_name = "BOOL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_require_reuse: Option<bool>,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -235,6 +253,8 @@ const UNSET_MEANS: &[(&str, &str)] = &[
     ("anonymous_upload", "anonymous users cannot upload"),
     ("xferlog", "no transfer log"),
     ("json_log", "no JSON log"),
+    ("tls_cert", "no AUTH TLS"),
+    ("tls_key", "no AUTH TLS"),
 ];
 
 /// A config file that could not be used: which file, and why (the TOML error names the key and
@@ -303,6 +323,10 @@ impl Options {
                 .account_failure_delay_secs
                 .or(file.account_failure_delay_secs),
             login_workers: self.login_workers.or(file.login_workers),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_required: self.tls_required || file.tls_required,
+            tls_require_reuse: self.tls_require_reuse.or(file.tls_require_reuse),
         }
     }
 
@@ -368,6 +392,10 @@ impl Options {
                 .account_failure_delay_secs
                 .map_or(d.account_failure_delay, Duration::from_secs),
             login_workers: self.login_workers.unwrap_or(d.login_workers),
+            tls_cert: self.tls_cert.clone().or(d.tls_cert),
+            tls_key: self.tls_key.clone().or(d.tls_key),
+            tls_required: d.tls_required || self.tls_required,
+            tls_require_reuse: self.tls_require_reuse.unwrap_or(d.tls_require_reuse),
         };
         config.validate()?;
         Ok(config)
@@ -409,6 +437,10 @@ impl Options {
             ban_secs: Some(c.ban_duration.as_secs()),
             account_failure_delay_secs: Some(c.account_failure_delay.as_secs()),
             login_workers: Some(c.login_workers),
+            tls_cert: c.tls_cert.clone(),
+            tls_key: c.tls_key.clone(),
+            tls_required: c.tls_required,
+            tls_require_reuse: Some(c.tls_require_reuse),
         }
     }
 
@@ -501,6 +533,10 @@ pub const KEYS: &[&str] = &[
     "ban_secs",
     "account_failure_delay_secs",
     "login_workers",
+    "tls_cert",
+    "tls_key",
+    "tls_required",
+    "tls_require_reuse",
 ];
 
 #[cfg(test)]
@@ -524,6 +560,8 @@ mod tests {
             anonymous_upload: Some("up".into()),
             xferlog: Some("x".into()),
             json_log: Some("j".into()),
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
             allow_anonymous: false,
             force_dot_files: true,
             pin_shards: false,

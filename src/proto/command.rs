@@ -12,6 +12,24 @@ pub enum TransferType {
     Image,
 }
 
+/// RFC 4217 section 4: the security mechanisms AUTH names that mean explicit TLS ("SSL" and
+/// "TLS-C" are the older spellings clients still send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMechanism {
+    Tls,
+}
+
+/// RFC 2228 section 3 protection levels, as PROT names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtLevel {
+    Clear,
+    /// Integrity only (RFC 2228 "S"): TLS has no such level.
+    Safe,
+    /// Confidentiality only (RFC 2228 "E"): TLS has no such level.
+    Confidential,
+    Private,
+}
+
 /// Listing flavours sharing one data-connection path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListFormat {
@@ -118,6 +136,20 @@ pub enum Command {
         secs: i64,
         path: Vec<u8>,
     },
+    /// RFC 4217 section 4: AUTH TLS (explicit TLS on the control connection).
+    Auth {
+        mechanism: AuthMechanism,
+    },
+    /// RFC 4217 section 8: PBSZ; TLS has no buffer size, so it is always 0 in effect.
+    Pbsz {
+        size: u64,
+    },
+    /// RFC 4217 section 9: PROT C (clear) or P (private) for the data connections.
+    Prot {
+        level: ProtLevel,
+    },
+    /// RFC 4217 section 11: CCC, back to a cleartext control connection.
+    Ccc,
 }
 
 /// A LIST-style argument: `ls` options, then the path (if any).
@@ -294,8 +326,24 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
                 path: path.to_vec(),
             }
         }
-        b"SMNT" | b"REIN" | b"AUTH" | b"PBSZ" | b"PROT" | b"CCC" | b"LPRT" | b"LPSV" | b"LANG"
-        | b"ADAT" | b"MIC" | b"CONF" | b"ENC" | b"HOST" => return Err(ParseError::NotImplemented),
+        b"AUTH" => Command::Auth {
+            mechanism: parse_auth(required(arg)?)?,
+        },
+        b"PBSZ" => Command::Pbsz {
+            size: parse_u64(arg)?,
+        },
+        b"PROT" => Command::Prot {
+            level: match required(arg)?.to_ascii_uppercase().as_slice() {
+                b"C" => ProtLevel::Clear,
+                b"S" => ProtLevel::Safe,
+                b"E" => ProtLevel::Confidential,
+                b"P" => ProtLevel::Private,
+                _ => return Err(ParseError::ParameterNotImplemented),
+            },
+        },
+        b"CCC" => Command::Ccc,
+        b"SMNT" | b"REIN" | b"LPRT" | b"LPSV" | b"LANG" | b"ADAT" | b"MIC" | b"CONF" | b"ENC"
+        | b"HOST" => return Err(ParseError::NotImplemented),
         _ => return Err(ParseError::Unknown),
     })
 }
@@ -315,6 +363,14 @@ fn undouble_iac(line: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// AUTH's mechanism (RFC 4217 section 4): TLS, and the older TLS-C and SSL; anything else is 504.
+fn parse_auth(arg: &[u8]) -> Result<AuthMechanism, ParseError> {
+    match arg.to_ascii_uppercase().as_slice() {
+        b"TLS" | b"TLS-C" | b"SSL" => Ok(AuthMechanism::Tls),
+        _ => Err(ParseError::ParameterNotImplemented),
+    }
 }
 
 /// "WORD rest": the first word and everything after the single separating space (rest non-empty).
@@ -675,6 +731,40 @@ mod tests {
         assert_eq!(parse(b"RETR a\rb"), Err(ParseError::BareCr));
         assert_eq!(parse(b"RETR"), Err(ParseError::Syntax));
         assert_eq!(parse(b"REIN"), Err(ParseError::NotImplemented));
+    }
+
+    #[test]
+    fn rfc_4217_commands() {
+        for spelling in ["AUTH TLS", "auth ssl", "AUTH TLS-C"] {
+            assert_eq!(
+                parse(spelling.as_bytes()),
+                Ok(Command::Auth {
+                    mechanism: AuthMechanism::Tls
+                }),
+                "{spelling}"
+            );
+        }
+        assert_eq!(
+            parse(b"AUTH GSSAPI"),
+            Err(ParseError::ParameterNotImplemented)
+        );
+        assert_eq!(parse(b"AUTH"), Err(ParseError::Syntax));
+        assert_eq!(parse(b"PBSZ 0"), Ok(Command::Pbsz { size: 0 }));
+        assert_eq!(parse(b"PBSZ x"), Err(ParseError::Syntax));
+        assert_eq!(
+            parse(b"PROT p"),
+            Ok(Command::Prot {
+                level: ProtLevel::Private
+            })
+        );
+        assert_eq!(
+            parse(b"PROT E"),
+            Ok(Command::Prot {
+                level: ProtLevel::Confidential
+            })
+        );
+        assert_eq!(parse(b"PROT Q"), Err(ParseError::ParameterNotImplemented));
+        assert_eq!(parse(b"CCC"), Ok(Command::Ccc));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum ReplyCode {
     EnteringPassiveMode = 227,
     EnteringExtendedPassiveMode = 229,
     UserLoggedIn = 230,
+    /// RFC 2228 / 4217: AUTH accepted; the TLS handshake follows.
+    SecurityExchangeComplete = 234,
     FileActionOkay = 250,
     PathCreated = 257,
     NeedPassword = 331,
@@ -34,14 +36,24 @@ pub enum ReplyCode {
     NotImplemented = 502,
     BadSequence = 503,
     ParameterNotImplemented = 504,
+    /// RFC 4217 section 9: "Data connection cannot be opened with this PROT setting".
+    ProtectionRequired = 521,
     ProtocolNotSupported = 522,
     NotLoggedIn = 530,
+    /// RFC 2228: "Request denied for policy reasons" (TLS required, CCC refused).
+    DeniedForPolicy = 534,
+    /// RFC 2228: "Requested PROT level not supported by mechanism".
+    ProtLevelNotSupported = 536,
     FileUnavailable = 550,
     ExceededStorage = 552,
     NameNotAllowed = 553,
 }
 
 impl ReplyCode {
+    /// A `PROT P` data connection that did not resume the control connection's TLS session:
+    /// 522, the code vsftpd gives it and clients' FAQs name ("session reuse required").
+    pub const TLS_SESSION_NOT_REUSED: ReplyCode = ReplyCode::ProtocolNotSupported;
+
     pub fn as_u16(self) -> u16 {
         self as u16
     }

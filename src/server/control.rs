@@ -13,6 +13,7 @@ use super::conns::{ConnRef, Kind, token};
 use super::data::Data;
 use super::limits::Refusal;
 use super::records::{EndReason, Totals, session_id};
+use super::tls::{self, Recv};
 use super::{Arrival, Conn, Shard};
 use crate::proto::command::{self, Command, ParseError};
 use crate::proto::line::{Frame, LineFramer};
@@ -123,6 +124,9 @@ impl Shard {
             started: self.now,
             totals: Totals::default(),
             last_reply: None,
+            tls_base: self.shared.tls.clone(),
+            tls: None,
+            input_reset: false,
         });
         let r = self.insert(conn);
         let mut conn = self.take(r).expect("just inserted");
@@ -169,12 +173,18 @@ impl Shard {
         // urgent mark, as ABOR sent with MSG_OOB has), or until this turn's share is used up.
         let mut total = 0;
         loop {
-            match (&conn.ctrl).read(&mut buf) {
-                Ok(0) => {
-                    conn.eof = true;
-                    break;
-                }
-                Ok(n) => {
+            let got = match conn.tls.as_deref_mut() {
+                None => match (&conn.ctrl).read(&mut buf) {
+                    Ok(0) => Recv::Closed,
+                    Ok(n) => Recv::Data(n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Recv::WouldBlock,
+                    Err(_) => Recv::Failed,
+                },
+                Some(tls) => tls::recv(&mut tls.conn, &conn.ctrl, &mut buf),
+            };
+            match got {
+                Recv::Data(n) => {
                     conn.framer.push(&buf[..n], &mut frames);
                     total += n;
                     if total >= CONTROL_READ_BYTES * 4 {
@@ -182,9 +192,12 @@ impl Shard {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
+                Recv::Closed | Recv::Truncated => {
+                    conn.eof = true;
+                    break;
+                }
+                Recv::WouldBlock => break,
+                Recv::Failed => {
                     conn.close_for(EndReason::Error);
                     break;
                 }
@@ -194,8 +207,11 @@ impl Shard {
         if !frames.is_empty() {
             conn.last_active = self.now;
         }
+        conn.input_reset = false;
         for frame in frames {
-            if conn.closing.is_some() {
+            // After AUTH TLS the rest of what was read came in clear before the handshake: a
+            // man in the middle may have added it (STARTTLS command injection), so it is dropped.
+            if conn.closing.is_some() || conn.input_reset {
                 break;
             }
             match frame {
@@ -210,6 +226,27 @@ impl Shard {
                 Frame::Line(line) => self.on_line(r, conn, line),
             }
         }
+    }
+
+    /// AUTH TLS was answered with 234: from now on the control connection speaks TLS. The 234
+    /// (and anything queued before it) goes out in clear first; every line received before the
+    /// handshake and not yet run is dropped, never run.
+    pub(super) fn start_tls(&mut self, conn: &mut Conn) {
+        let Some(base) = conn.tls_base.as_deref() else {
+            conn.close_for(EndReason::Error);
+            return;
+        };
+        let config = crate::tls::for_session(base);
+        match tls::CtrlTls::new(config, std::mem::take(&mut conn.out)) {
+            Ok(t) => conn.tls = Some(Box::new(t)),
+            Err(e) => {
+                log::warn!("{}: cannot start TLS: {e}", conn.peer);
+                conn.close_for(EndReason::Error);
+            }
+        }
+        conn.framer = LineFramer::new();
+        conn.queued.clear();
+        conn.input_reset = true;
     }
 
     fn on_line(&mut self, r: ConnRef, conn: &mut Conn, line: Vec<u8>) {
@@ -281,34 +318,39 @@ impl Shard {
         }
     }
 
-    /// Write pending reply bytes; on EAGAIN wait for POLLOUT.
+    /// Write pending reply bytes (through TLS after AUTH TLS); on EAGAIN wait for POLLOUT.
     pub(super) fn flush(&mut self, r: ConnRef, conn: &mut Conn) {
-        while !conn.out.is_empty() {
-            match (&conn.ctrl).write(&conn.out) {
-                Ok(n) => {
-                    conn.out.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if conn.out.len() > MAX_PENDING_REPLY_BYTES {
-                        conn.close_for(EndReason::Error);
-                        conn.out.clear();
-                    } else if !conn.out_armed {
-                        conn.out_armed = true;
-                        let fd = conn.ctrl.as_raw_fd();
-                        self.ring
-                            .poll(fd, libc::POLLOUT as u32, false, token(Kind::CtrlOut, r, 0));
-                    }
-                    return;
-                }
-                Err(_) => {
+        let written = match conn.tls.as_deref_mut() {
+            None => tls::write_plain(&conn.ctrl, &mut conn.out),
+            Some(t) => t.flush(&conn.ctrl, &mut conn.out),
+        };
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if conn.out.len() > MAX_PENDING_REPLY_BYTES {
                     conn.close_for(EndReason::Error);
                     conn.out.clear();
-                    return;
+                } else if !conn.out_armed {
+                    conn.out_armed = true;
+                    let fd = conn.ctrl.as_raw_fd();
+                    self.ring
+                        .poll(fd, libc::POLLOUT as u32, false, token(Kind::CtrlOut, r, 0));
                 }
+                return;
+            }
+            Err(_) => {
+                conn.close_for(EndReason::Error);
+                conn.out.clear();
+                return;
             }
         }
-        if conn.out.capacity() > 4096 {
+        if conn.out.len() > MAX_PENDING_REPLY_BYTES {
+            // TLS holds replies back until its handshake is done; a client that never finishes
+            // it does not get to pile them up.
+            conn.close_for(EndReason::Error);
+            conn.out.clear();
+        }
+        if conn.out.is_empty() && conn.out.capacity() > 4096 {
             conn.out = Vec::new();
         }
     }
@@ -351,6 +393,11 @@ impl Shard {
         }
         self.log_session(&conn, reason);
         self.close_data(&mut conn);
+        if let Some(t) = conn.tls.as_deref_mut() {
+            // A clean TLS end (RFC 8446 section 6.1), best effort: the socket closes either way.
+            t.conn.send_close_notify();
+            let _ = tls::send(&mut t.conn, &conn.ctrl);
+        }
         let Conn {
             ctrl,
             peer,

@@ -241,7 +241,33 @@ impl Shard {
         };
         let upload = t.is_upload();
         self.outcome(r, conn, Outcome::TransferStarting { size, name });
+        if conn.session.data_protected() {
+            // PROT P: the client starts the TLS handshake once it has the 150 (ftplib, curl).
+            let tls = conn
+                .tls
+                .as_ref()
+                .map(|c| if upload { &c.upload } else { &c.download })
+                .map(|config| rustls::ServerConnection::new(std::sync::Arc::clone(config)));
+            match (tls, conn.transfer.as_mut()) {
+                (Some(Ok(tls)), Some(t)) => t.tls = Some(Box::new(tls)),
+                _ => return self.fail_transfer(r, conn, TransferError::TlsHandshake),
+            }
+        }
         if upload {
+            self.drive_upload(r, conn);
+        } else {
+            self.drive(r, conn);
+        }
+    }
+
+    /// The data socket is ready for what the transfer waits for (a download may wait for input
+    /// during its TLS handshake, an upload for output).
+    pub(super) fn drive_data(&mut self, r: ConnRef, conn: &mut Conn) {
+        match conn.transfer.as_mut() {
+            Some(t) if t.armed => t.armed = false,
+            _ => return,
+        }
+        if conn.transfer.as_ref().is_some_and(|t| t.is_upload()) {
             self.drive_upload(r, conn);
         } else {
             self.drive(r, conn);

@@ -22,6 +22,7 @@ impl Shard {
     pub(super) fn run_effect(&mut self, r: ConnRef, conn: &mut Conn, effect: Effect) {
         match effect {
             Effect::Close => conn.close_for(EndReason::Quit),
+            Effect::StartTls => self.start_tls(conn),
             Effect::Passive => {
                 let outcome = self.open_passive(r, conn);
                 self.outcome(r, conn, outcome);
@@ -177,7 +178,12 @@ impl Shard {
         conn: &mut Conn,
         (file, entry): (std::fs::File, crate::proto::entry::Entry),
     ) {
-        let path = conn.config.data_path;
+        // Under PROT P the bytes go through rustls in user space: the copy path.
+        let path = if conn.session.data_protected() {
+            crate::config::DataPath::Copy
+        } else {
+            conn.config.data_path
+        };
         if let Some(t) = conn.transfer.as_mut() {
             t.set_file(file, entry.size, path);
         }

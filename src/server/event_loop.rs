@@ -181,14 +181,14 @@ impl Shard {
                     }
                     Kind::DataListen => self.on_data_listen(r, &mut conn),
                     Kind::DataConnect => self.on_data_connect(r, &mut conn),
-                    Kind::DataIn => self.on_data_readable(r, &mut conn),
+                    Kind::DataIn => self.drive_data(r, &mut conn),
                     Kind::DataWrite => self.on_data_written(r, &mut conn, c.result, c.buf),
                     Kind::DataRead => self.on_data_read(r, &mut conn, c.result, c.buf),
                     Kind::DataFill => self.on_data_filled(r, &mut conn, c.result),
                     Kind::DataSent => self.on_data_sent(r, &mut conn, c.result),
                     Kind::UploadGrace => self.on_upload_grace(r, &mut conn),
                     Kind::Opened => self.on_opened(r, &mut conn, c.result, c.fd),
-                    _ => self.on_data_writable(r, &mut conn),
+                    _ => self.drive_data(r, &mut conn),
                 }
                 self.settle(r, conn);
             }
@@ -281,10 +281,12 @@ impl Shard {
                 config,
                 policy,
                 root,
+                tls,
             } => {
                 self.shared.config = config;
                 self.shared.policy = policy;
                 self.shared.root = root;
+                self.shared.tls = tls;
             }
             Control::Drain { deadline } => {
                 if self.draining.is_some() {

@@ -13,6 +13,7 @@
 //! - `cold`: reading cold windows without blocking the shard; the splice pipe pool
 //! - `upload`: receiving a file (STOR, APPE, STOU)
 //! - `records`: the transfer and session records handed to the log thread
+//! - `tls`: rustls driven from the shard (control connections after AUTH TLS, `PROT P` data)
 //! - `fsworker`, `logins`, `limits`: the blocking helper pool; the password-check pool; limits
 //!   shared across shards
 //!
@@ -31,6 +32,7 @@ mod logins;
 mod pump;
 mod records;
 mod startup;
+mod tls;
 mod transfer;
 mod upload;
 
@@ -63,6 +65,9 @@ use transfer::{Pipe, Transfer};
 /// What every shard shares (read-only, or atomics off the per-byte path).
 struct Shared {
     config: Arc<Config>,
+    /// The certificate and key for AUTH TLS, when configured (each session copies it with a
+    /// session cache of its own, `crate::tls::for_session`).
+    tls: Option<Arc<rustls::ServerConfig>>,
     policy: Policy,
     root: Arc<Root>,
     pool: Pool,
@@ -86,6 +91,7 @@ enum Control {
         config: Arc<Config>,
         policy: Policy,
         root: Arc<Root>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     },
 }
 
@@ -153,6 +159,12 @@ struct Conn {
     totals: Totals,
     /// The last reply queued for the client (221 after QUIT, 421 on a timeout), for the record.
     last_reply: Option<ReplyCode>,
+    /// The TLS configuration in force when the session started (for AUTH TLS).
+    tls_base: Option<Arc<rustls::ServerConfig>>,
+    /// The control connection after AUTH TLS.
+    tls: Option<Box<tls::CtrlTls>>,
+    /// AUTH TLS ran: lines read before the handshake and not yet run are dropped.
+    input_reset: bool,
 }
 
 impl Conn {

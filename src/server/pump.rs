@@ -15,6 +15,7 @@ use nix::fcntl::{SpliceFFlags, splice};
 use super::cold::COLD_WINDOW;
 use super::conns::{ConnRef, Kind, token};
 use super::fsworker::Job;
+use super::tls::{self, Handshake};
 use super::transfer::{Mode, Source, Transfer, Warmth};
 use super::{Conn, Shard};
 use crate::proto::session::TransferError;
@@ -28,6 +29,8 @@ enum Pump {
     Done,
     /// The socket is full: wait for POLLOUT.
     Blocked,
+    /// The TLS handshake waits for the client: wait for POLLIN.
+    BlockedIn,
     /// The per-turn budget is spent: go again after the other sessions.
     Budget,
     /// The next window is not in the page cache: read it asynchronously first.
@@ -293,6 +296,134 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
     }
 }
 
+/// `pump` for a `PROT P` data connection: finish the TLS handshake (refusing one that did not
+/// resume the control connection's session when `must_resume`), then read the file (or take
+/// the listing) into rustls, which encrypts it, and write its records to the socket. The end
+/// is always marked with close_notify, so the client can tell a complete file from a cut one.
+fn pump_tls(t: &mut Transfer, budget: usize, must_resume: bool) -> Pump {
+    let Transfer {
+        tls: Some(tls),
+        sock: Some(sock),
+        source,
+        bytes,
+        ..
+    } = t
+    else {
+        return Pump::Failed(TransferError::NoDataConnection);
+    };
+    if tls.is_handshaking() {
+        match tls::handshake(tls, sock) {
+            Handshake::Done => {}
+            Handshake::WantRead => return Pump::BlockedIn,
+            Handshake::WantWrite => return Pump::Blocked,
+            Handshake::Failed => return Pump::Failed(TransferError::TlsHandshake),
+        }
+        if must_resume && !tls::resumed(tls) {
+            // close_notify first, so the client reads a clean end and then the 522.
+            tls::refuse(tls, sock);
+            return Pump::Failed(TransferError::TlsNotResumed);
+        }
+    }
+    let mut left = budget;
+    loop {
+        match tls::send(tls, sock) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Blocked,
+            Err(e) => return Pump::Failed(socket_error(e.raw_os_error().unwrap_or(libc::EIO))),
+        }
+        if left == 0 {
+            return Pump::Budget;
+        }
+        let chunk: &[u8] = match source {
+            Source::Buffer {
+                data,
+                pos,
+                more,
+                waiting,
+            } => {
+                if *pos == data.len() {
+                    if *waiting {
+                        return Pump::Warming;
+                    }
+                    if let Some(cursor) = more.take() {
+                        *waiting = true;
+                        return Pump::NextPiece(cursor);
+                    }
+                    &[]
+                } else {
+                    &data[*pos..]
+                }
+            }
+            Source::File {
+                file,
+                offset,
+                end,
+                mode,
+                buf,
+                pos,
+                prev_cr,
+                warmth,
+            } => {
+                if *pos == buf.len() && *offset < *end {
+                    if let Some(wait) = check_warm(file, *offset, *end, warmth) {
+                        return wait;
+                    }
+                    let want = (*end - *offset).min(COPY_CHUNK as u64) as usize;
+                    // The buffer is reused from chunk to chunk (no allocation once it has grown).
+                    buf.resize(want, 0);
+                    match file.read_at(buf, *offset) {
+                        Ok(0) => return Pump::Failed(TransferError::FileChanged),
+                        Ok(n) => {
+                            *offset += n as u64;
+                            buf.truncate(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                            buf.clear();
+                            *pos = 0;
+                            continue;
+                        }
+                        Err(e) => {
+                            return Pump::Failed(TransferError::Local(
+                                e.raw_os_error().unwrap_or(libc::EIO),
+                            ));
+                        }
+                    }
+                    if matches!(mode, Mode::Ascii) {
+                        *buf = to_crlf(buf, prev_cr);
+                    }
+                    *pos = 0;
+                }
+                &buf[*pos..]
+            }
+            Source::Pending | Source::Upload(_) => return Pump::Blocked,
+        };
+        if chunk.is_empty() {
+            // Everything is in rustls: close_notify after it (sent once, however often we pass
+            // here), and done once the socket has taken the last record.
+            tls.send_close_notify();
+            return match tls::send(tls, sock) {
+                Ok(()) => Pump::Done,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Pump::Blocked,
+                Err(e) => Pump::Failed(socket_error(e.raw_os_error().unwrap_or(libc::EIO))),
+            };
+        }
+        // rustls takes what fits under its buffer limit and encrypts it at once.
+        let n = match tls.writer().write(&chunk[..chunk.len().min(left)]) {
+            Ok(n) => n,
+            Err(_) => return Pump::Failed(TransferError::Local(libc::EIO)),
+        };
+        match source {
+            Source::Buffer { pos, .. } | Source::File { pos, .. } => *pos += n,
+            Source::Pending | Source::Upload(_) => {}
+        }
+        *bytes += n as u64;
+        left = left.saturating_sub(n);
+        if n == 0 && !tls.wants_write() {
+            return Pump::Failed(TransferError::Local(libc::EIO));
+        }
+    }
+}
+
 /// Write `buf[*pos..]` (at most `left` bytes) to the socket and advance `pos`; a full socket or
 /// a failure is the `Pump` to return.
 fn send_from(sock: &TcpStream, buf: &[u8], pos: &mut usize, left: usize) -> Result<usize, Pump> {
@@ -325,22 +456,18 @@ fn to_crlf(raw: &[u8], prev_cr: &mut bool) -> Vec<u8> {
 }
 
 impl Shard {
-    pub(super) fn on_data_writable(&mut self, r: ConnRef, conn: &mut Conn) {
-        match conn.transfer.as_mut() {
-            Some(t) if t.armed => t.armed = false,
-            _ => return,
-        }
-        self.drive(r, conn);
-    }
-
     /// Run one budgeted step of the transfer and act on how it ended.
     pub(super) fn drive(&mut self, r: ConnRef, conn: &mut Conn) {
         let budget = conn.config.send_budget_bytes;
+        let must_resume = conn.config.tls_require_reuse;
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
         let before = t.bytes;
-        let result = pump(t, budget);
+        let result = match t.tls {
+            None => pump(t, budget),
+            Some(_) => pump_tls(t, budget, must_resume),
+        };
         if t.bytes != before {
             t.last_progress = self.now;
         }
@@ -352,6 +479,12 @@ impl Shard {
                 if let Some(fd) = t.sock.as_ref().map(AsRawFd::as_raw_fd) {
                     t.armed = true;
                     self.poll_data(r, conn, fd, libc::POLLOUT, Kind::DataOut);
+                }
+            }
+            Pump::BlockedIn => {
+                if let Some(fd) = t.sock.as_ref().map(AsRawFd::as_raw_fd) {
+                    t.armed = true;
+                    self.poll_data(r, conn, fd, libc::POLLIN, Kind::DataIn);
                 }
             }
             Pump::Budget => self.ready.push(r),

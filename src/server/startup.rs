@@ -20,7 +20,7 @@ use super::{Arrival, Control, Shard, Shared};
 use crate::auth::Users;
 use crate::config::Config;
 use crate::proto::path::VirtualPath;
-use crate::proto::session::Policy;
+use crate::proto::session::{Policy, TlsPolicy};
 use crate::shard::Ring;
 use crate::vfs::Root;
 
@@ -81,7 +81,7 @@ impl Server {
     }
 
     /// Give new sessions `config` (users file, limits, banner, root, passive address, timeouts,
-    /// data path); running sessions keep what they started with and are never dropped. Returns
+    /// data path, TLS certificate and key); running sessions keep what they started with and are never dropped. Returns
     /// the keys that changed but need a restart (they keep their running values). An error
     /// (a root or users file that cannot be used) leaves the running configuration in force.
     pub fn reload(&self, mut config: Config) -> Result<Vec<&'static str>, String> {
@@ -119,6 +119,7 @@ impl Server {
                 config: Arc::clone(&config),
                 policy: prepared.policy.clone(),
                 root: Arc::clone(&prepared.root),
+                tls: prepared.tls.clone(),
             });
         }
         *running = config;
@@ -149,6 +150,7 @@ struct Prepared {
     root: Arc<Root>,
     users: Option<Users>,
     policy: Policy,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 fn prepare(config: &Config) -> io::Result<Prepared> {
@@ -182,15 +184,23 @@ fn prepare(config: &Config) -> io::Result<Prepared> {
             ));
         }
     }
+    let tls = config
+        .tls_config()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let policy = Policy {
         allow_anonymous: config.allow_anonymous,
         anonymous_upload,
         force_dot_files: config.force_dot_files,
+        tls: TlsPolicy {
+            available: tls.is_some(),
+            required: config.tls_required,
+        },
     };
     Ok(Prepared {
         root,
         users,
         policy,
+        tls,
     })
 }
 
@@ -205,6 +215,7 @@ pub fn start(config: Config) -> io::Result<Server> {
         root,
         users,
         policy,
+        tls,
     } = prepare(&config)?;
     if config.io_backend == crate::shard::Backend::IoUring {
         Ring::probe()?;
@@ -273,6 +284,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     {
         let shared = Shared {
             config: Arc::clone(&config),
+            tls: tls.clone(),
             policy: policy.clone(),
             root: Arc::clone(&root),
             pool: pool.clone(),

@@ -81,6 +81,8 @@ pub(super) struct Transfer {
     ascii: bool,
     pub(super) size: Option<u64>,
     pub(super) sock: Option<TcpStream>,
+    /// `PROT P`: the data connection's TLS, driven in user space (the copy path).
+    pub(super) tls: Option<Box<rustls::ServerConnection>>,
     /// A readiness poll is in flight for `sock`.
     pub(super) armed: bool,
     pub(super) bytes: u64,
@@ -170,6 +172,7 @@ impl Transfer {
             ascii,
             size: None,
             sock: None,
+            tls: None,
             armed: false,
             bytes: 0,
             started: now,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::conns::{ConnRef, Kind, token};
 use super::fsworker::{Job, Upload};
+use super::tls::{self, Handshake, Recv};
 use super::transfer::{Ending, Source, Transfer, UPLOAD_BUF_BYTES};
 use super::{Conn, Shard};
 use crate::proto::error::FileError;
@@ -40,6 +41,12 @@ fn crlf_to_lf(buf: &mut [u8], from: usize, end: usize) -> usize {
 enum Step {
     /// Wait for the socket to become readable.
     Poll,
+    /// Wait for the socket to become writable (the TLS handshake).
+    PollOut,
+    /// `PROT P`: the TLS handshake failed, or did not resume the control connection's session.
+    Refused(TransferError),
+    /// `PROT P`: the connection closed without close_notify.
+    Truncated,
     /// Wait for the write in flight.
     Wait,
     /// The client reset the data connection.
@@ -52,6 +59,7 @@ impl Shard {
     /// Move data from the socket to the file as far as buffers allow, then wait for the next event.
     pub(super) fn drive_upload(&mut self, r: ConnRef, conn: &mut Conn) {
         let epoch = conn.data_epoch;
+        let must_resume = conn.config.tls_require_reuse;
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
@@ -59,59 +67,95 @@ impl Shard {
         let Source::Upload(u) = &mut t.source else {
             return;
         };
-        let step = loop {
-            if !u.writing && u.ready() > 0 {
-                let len = u.ready();
-                let next = u.spare.take().unwrap_or_else(|| vec![0; UPLOAD_BUF_BYTES]);
-                let held = u.ready() < u.filled;
-                let mut buf = std::mem::replace(&mut u.fill, next);
-                u.filled = 0;
-                if held {
-                    // Carry the held CR into the new buffer; the next byte decides what it is.
-                    u.fill[0] = b'\r';
-                    u.filled = 1;
+        let handshake = match t.tls.as_deref_mut() {
+            Some(tls) if tls.is_handshaking() => match tls::handshake(tls, sock) {
+                Handshake::Done if must_resume && !tls::resumed(tls) => {
+                    tls::refuse(tls, sock);
+                    Some(Step::Refused(TransferError::TlsNotResumed))
                 }
-                buf.truncate(len);
-                self.ring.write_at(
-                    u.file.as_raw_fd(),
-                    buf,
-                    0..len.min(WRITE_PIECE_BYTES),
-                    u.offset,
-                    token(Kind::DataWrite, r, epoch),
-                );
-                u.writing = true;
-                u.written = 0;
-            }
-            if u.eof {
-                break if u.writing {
-                    Step::Wait
-                } else {
-                    Step::Complete
-                };
-            }
-            if u.filled == u.fill.len() {
-                break Step::Wait;
-            }
-            match (&*sock).read(&mut u.fill[u.filled..]) {
-                Ok(0) => {
-                    u.eof = true;
-                    u.held_cr = false;
+                Handshake::Done => None,
+                Handshake::WantRead => Some(Step::Poll),
+                Handshake::WantWrite => Some(Step::PollOut),
+                Handshake::Failed => Some(Step::Refused(TransferError::TlsHandshake)),
+            },
+            _ => None,
+        };
+        let step = if let Some(step) = handshake {
+            step
+        } else {
+            loop {
+                if !u.writing && u.ready() > 0 {
+                    let len = u.ready();
+                    let next = u.spare.take().unwrap_or_else(|| vec![0; UPLOAD_BUF_BYTES]);
+                    let held = u.ready() < u.filled;
+                    let mut buf = std::mem::replace(&mut u.fill, next);
+                    u.filled = 0;
+                    if held {
+                        // Carry the held CR into the new buffer; the next byte decides what it is.
+                        u.fill[0] = b'\r';
+                        u.filled = 1;
+                    }
+                    buf.truncate(len);
+                    self.ring.write_at(
+                        u.file.as_raw_fd(),
+                        buf,
+                        0..len.min(WRITE_PIECE_BYTES),
+                        u.offset,
+                        token(Kind::DataWrite, r, epoch),
+                    );
+                    u.writing = true;
+                    u.written = 0;
                 }
-                Ok(n) => {
-                    t.bytes += n as u64;
-                    let end = u.filled + n;
-                    u.filled = if u.ascii {
-                        let from = u.filled.saturating_sub(usize::from(u.held_cr));
-                        let end = crlf_to_lf(&mut u.fill, from, end);
-                        u.held_cr = u.fill[..end].last() == Some(&b'\r');
-                        end
+                if u.eof {
+                    break if u.writing {
+                        Step::Wait
                     } else {
-                        end
+                        Step::Complete
                     };
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Step::Poll,
-                Err(_) => break Step::Lost,
+                if u.filled == u.fill.len() {
+                    break Step::Wait;
+                }
+                let got = match t.tls.as_deref_mut() {
+                    None => match (&*sock).read(&mut u.fill[u.filled..]) {
+                        Ok(0) => Recv::Closed,
+                        Ok(n) => Recv::Data(n),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Recv::WouldBlock,
+                        Err(_) => Recv::Failed,
+                    },
+                    Some(tls) => {
+                        let got = tls::recv(tls, sock, &mut u.fill[u.filled..]);
+                        if let Recv::Closed = got {
+                            // Answer the client's close_notify with ours at once: clients such as
+                            // Python's ssl wait for it before they read the 226.
+                            tls.send_close_notify();
+                            let _ = tls::send(tls, sock);
+                        }
+                        got
+                    }
+                };
+                match got {
+                    Recv::Closed => {
+                        u.eof = true;
+                        u.held_cr = false;
+                    }
+                    Recv::Data(n) => {
+                        t.bytes += n as u64;
+                        let end = u.filled + n;
+                        u.filled = if u.ascii {
+                            let from = u.filled.saturating_sub(usize::from(u.held_cr));
+                            let end = crlf_to_lf(&mut u.fill, from, end);
+                            u.held_cr = u.fill[..end].last() == Some(&b'\r');
+                            end
+                        } else {
+                            end
+                        };
+                    }
+                    Recv::WouldBlock => break Step::Poll,
+                    Recv::Truncated => break Step::Truncated,
+                    Recv::Failed => break Step::Lost,
+                }
             }
         };
         t.last_progress = self.now;
@@ -128,6 +172,26 @@ impl Shard {
                     );
                 }
             }
+            Step::PollOut => {
+                if !t.armed {
+                    t.armed = true;
+                    let fd = sock.as_raw_fd();
+                    self.ring.poll(
+                        fd,
+                        libc::POLLOUT as u32,
+                        false,
+                        token(Kind::DataOut, r, epoch),
+                    );
+                }
+            }
+            Step::Refused(e) => self.fail_upload(r, conn, e),
+            Step::Truncated => {
+                // An ABOR may be waiting (clients abort by closing the data connection).
+                self.on_ctrl_readable(r, conn, 0, true);
+                if conn.transfer.is_some() {
+                    self.fail_upload(r, conn, TransferError::TlsTruncated);
+                }
+            }
             Step::Wait => {}
             Step::Lost => {
                 // An ABOR may be waiting on the control connection (see `lost_data_connection`).
@@ -138,14 +202,6 @@ impl Shard {
             }
             Step::Complete => self.complete_upload(r, conn),
         }
-    }
-
-    pub(super) fn on_data_readable(&mut self, r: ConnRef, conn: &mut Conn) {
-        match conn.transfer.as_mut() {
-            Some(t) if t.armed => t.armed = false,
-            _ => return,
-        }
-        self.drive_upload(r, conn);
     }
 
     /// A file write finished: account for it, recycle its buffer, and keep going.

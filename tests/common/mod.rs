@@ -161,6 +161,11 @@ impl TestServer {
         c
     }
 
+    /// `Server::reload` with `config` (new sessions get it); the keys that need a restart.
+    pub fn reload(&self, config: Config) -> Result<Vec<&'static str>, String> {
+        self.server.as_ref().expect("server running").reload(config)
+    }
+
     /// Stop now (what Drop does), for tests that want to check that stopping works.
     pub fn stop(mut self) {
         self.stop_inner();

@@ -100,8 +100,12 @@ impl Session {
         }
     }
 
-    /// A transfer's first check: PORT, EPRT, PASV or EPSV must have come before it.
+    /// A transfer's first check: PORT, EPRT, PASV or EPSV must have come before it (and `PROT P`
+    /// for users who must use TLS).
     pub(super) fn needs_data(&self) -> Option<Step> {
+        if let Some(refused) = self.needs_protection() {
+            return Some(refused);
+        }
         match self.data {
             DataPlan::None => Some(Step::reply(
                 ReplyCode::CantOpenDataConnection,

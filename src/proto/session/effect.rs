@@ -89,6 +89,10 @@ pub enum Effect {
     /// STAT during a transfer: answer at once with `Session::transfer_status` and the transfer's
     /// `Progress`. No outcome follows and the transfer goes on.
     TransferStatus,
+    /// AUTH TLS was accepted: once the 234 is written, the control connection speaks TLS.
+    /// Every byte received before the handshake and not yet run is discarded (RFC 4217
+    /// section 4; STARTTLS command injection, CVE-2011-0411 and CVE-2011-1575). No outcome follows.
+    StartTls,
 }
 
 /// How far the running transfer has got, as the server counts it.
@@ -116,6 +120,14 @@ pub enum TransferError {
     FileChanged,
     /// A local read error.
     Local(i32),
+    /// `PROT P`: the data connection's TLS handshake failed.
+    TlsHandshake,
+    /// `PROT P`: the data connection made a full TLS handshake instead of resuming the control
+    /// connection's session, so it may come from someone else (port stealing under TLS).
+    TlsNotResumed,
+    /// `PROT P` upload: the data connection closed without a TLS close_notify, so the file may
+    /// be cut short by an attacker or a broken path (RFC 4217 section 12.6).
+    TlsTruncated,
 }
 
 /// Results of effects, reported by the server.

@@ -115,5 +115,9 @@ fn runs_before_login(cmd: &Command) -> bool {
             | Command::Noop
             | Command::Opts { .. }
             | Command::Acct
+            | Command::Auth { .. }
+            | Command::Pbsz { .. }
+            | Command::Prot { .. }
+            | Command::Ccc
     )
 }

@@ -19,6 +19,17 @@ pub struct Policy {
     pub anonymous_upload: Option<VirtualPath>,
     /// LIST and NLST show dot files without `-a` (vsftpd's `force_dot_files`).
     pub force_dot_files: bool,
+    pub tls: TlsPolicy,
+}
+
+/// What the session knows of TLS: whether AUTH TLS can be offered, and what is required.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// A certificate is configured: FEAT lists AUTH TLS, PBSZ and PROT, and AUTH TLS works.
+    pub available: bool,
+    /// Named users must log in over TLS (534 to USER before AUTH TLS) and use `PROT P` for
+    /// data (521 otherwise). Anonymous users may use either.
+    pub required: bool,
 }
 
 impl Default for Policy {
@@ -27,6 +38,7 @@ impl Default for Policy {
             allow_anonymous: true,
             anonymous_upload: None,
             force_dot_files: false,
+            tls: TlsPolicy::default(),
         }
     }
 }
@@ -60,6 +72,14 @@ impl Session {
         let anonymous = ANONYMOUS_NAMES
             .iter()
             .any(|n| n.eq_ignore_ascii_case(&name));
+        if !anonymous && self.policy.tls.required && !self.tls.control {
+            // Before the password crosses the wire in clear.
+            self.login = Login::AwaitUser;
+            return Step::reply(
+                ReplyCode::DeniedForPolicy,
+                "TLS required for login: enable explicit FTP over TLS.",
+            );
+        }
         self.login = Login::AwaitPass {
             user: name,
             anonymous,

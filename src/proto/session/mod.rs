@@ -28,6 +28,7 @@ mod login;
 mod lookup;
 mod replies;
 mod text;
+mod tls;
 mod transfer;
 
 pub use data::DataPlan;
@@ -36,8 +37,9 @@ use fs::FsReply;
 use gate::Action;
 pub use gate::Rights;
 use login::Login;
-pub use login::{MAX_ANONYMOUS_PASSWORD_BYTES, Policy};
+pub use login::{MAX_ANONYMOUS_PASSWORD_BYTES, Policy, TlsPolicy};
 pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
+use tls::TlsState;
 use transfer::TransferKind;
 
 /// What a session is waiting for; decides how an `Outcome` is answered.
@@ -82,6 +84,7 @@ pub struct Session {
     epsv_all: bool,
     facts: Facts,
     pending: Option<Pending>,
+    tls: TlsState,
 }
 
 impl Session {
@@ -99,6 +102,7 @@ impl Session {
             epsv_all: false,
             facts: Facts::default(),
             pending: None,
+            tls: TlsState::default(),
         }
     }
 
@@ -248,6 +252,11 @@ impl Session {
             Command::Rnto { path } => self.rnto(rename_from, &path),
             Command::Mfmt { secs, path } => self.with_path(&path, |s, p| s.mfmt(secs, p)),
             Command::Site(site) => self.site(site),
+            // tls.rs
+            Command::Auth { mechanism } => self.auth(mechanism),
+            Command::Pbsz { size } => self.pbsz(size),
+            Command::Prot { level } => self.prot(level),
+            Command::Ccc => self.ccc(),
         }
     }
 

@@ -79,5 +79,18 @@ pub(super) fn transfer_error_reply(e: TransferError, kind: TransferKind) -> Repl
             ReplyCode::LocalError,
             format!("Local error in processing (errno {errno})."),
         ),
+        TransferError::TlsHandshake => Reply::new(
+            ReplyCode::CantOpenDataConnection,
+            "TLS handshake on the data connection failed.",
+        ),
+        TransferError::TlsNotResumed => Reply::new(
+            ReplyCode::TLS_SESSION_NOT_REUSED,
+            "Data connection must reuse the control connection's TLS session \
+             (enable TLS session reuse in your client).",
+        ),
+        TransferError::TlsTruncated => Reply::new(
+            ReplyCode::LocalError,
+            "Data connection closed without TLS close_notify; transfer truncated.",
+        ),
     }
 }

@@ -840,3 +840,118 @@ fn list_options_choose_what_is_shown() {
     let step = run(&mut s, "STAT");
     assert_eq!((codes(&step), step.effect), (vec![211], None));
 }
+
+fn tls_policy(required: bool) -> Policy {
+    Policy {
+        tls: super::TlsPolicy {
+            available: true,
+            required,
+        },
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn auth_tls_sequence() {
+    let mut s = Session::new(peer(), tls_policy(false));
+    // PBSZ and PROT need AUTH first (RFC 4217 sections 8 and 9), and PROT needs PBSZ.
+    assert_eq!(codes(&run(&mut s, "PBSZ 0")), [503]);
+    assert_eq!(codes(&run(&mut s, "PROT P")), [503]);
+    assert_eq!(codes(&run(&mut s, "CCC")), [503]);
+    assert!(!s.data_protected());
+    let auth = run(&mut s, "AUTH TLS");
+    assert_eq!(codes(&auth), [234]);
+    assert_eq!(auth.effect, Some(Effect::StartTls));
+    assert_eq!(codes(&run(&mut s, "AUTH TLS")), [503]);
+    assert_eq!(codes(&run(&mut s, "PROT P")), [503]);
+    assert_eq!(codes(&run(&mut s, "PBSZ 0")), [200]);
+    assert_eq!(codes(&run(&mut s, "PROT S")), [536]);
+    assert_eq!(codes(&run(&mut s, "PROT E")), [536]);
+    assert_eq!(codes(&run(&mut s, "PROT P")), [200]);
+    assert!(s.data_protected());
+    assert_eq!(codes(&run(&mut s, "PROT C")), [200]);
+    assert!(!s.data_protected());
+    assert_eq!(codes(&run(&mut s, "CCC")), [534]);
+    assert_eq!(codes(&run(&mut s, "USER anonymous")), [331]);
+    assert_eq!(codes(&run(&mut s, "PASS a@b")), [230]);
+}
+
+#[test]
+fn auth_tls_without_a_certificate_or_after_login() {
+    let mut s = Session::new(peer(), Policy::default());
+    assert_eq!(codes(&run(&mut s, "AUTH TLS")), [502]);
+    let mut s = Session::new(peer(), tls_policy(false));
+    run(&mut s, "USER anonymous");
+    run(&mut s, "PASS a@b");
+    assert_eq!(codes(&run(&mut s, "AUTH TLS")), [503]);
+}
+
+#[test]
+fn auth_tls_resets_a_login_in_progress() {
+    let mut s = Session::new(peer(), tls_policy(false));
+    assert_eq!(codes(&run(&mut s, "USER anonymous")), [331]);
+    assert_eq!(codes(&run(&mut s, "AUTH TLS")), [234]);
+    assert_eq!(codes(&run(&mut s, "PASS a@b")), [503]);
+}
+
+#[test]
+fn tls_required_for_named_users_only() {
+    let mut s = Session::new(peer(), tls_policy(true));
+    assert_eq!(codes(&run(&mut s, "USER alice")), [534]);
+    assert_eq!(codes(&run(&mut s, "PASS secret")), [503]);
+    assert_eq!(codes(&run(&mut s, "USER anonymous")), [331]);
+    assert_eq!(codes(&run(&mut s, "PASS a@b")), [230]);
+    with_pasv(&mut s);
+    assert!(
+        run(&mut s, "RETR f").effect.is_some(),
+        "anonymous may stay in clear"
+    );
+
+    let mut s = Session::new(peer(), tls_policy(true));
+    run(&mut s, "AUTH TLS");
+    assert_eq!(codes(&run(&mut s, "USER alice")), [331]);
+    assert!(matches!(
+        run(&mut s, "PASS secret").effect,
+        Some(Effect::Authenticate { .. })
+    ));
+    s.on_outcome(Outcome::Login(Some(Rights::read_only())));
+    with_pasv(&mut s);
+    assert_eq!(codes(&run(&mut s, "RETR f")), [521]);
+    assert_eq!(codes(&run(&mut s, "LIST")), [521]);
+    run(&mut s, "PBSZ 0");
+    run(&mut s, "PROT P");
+    assert!(matches!(
+        run(&mut s, "RETR f").effect,
+        Some(Effect::Retr { .. })
+    ));
+}
+
+#[test]
+fn feat_lists_tls_only_when_available() {
+    let mut s = Session::new(peer(), Policy::default());
+    let text = String::from_utf8(run(&mut s, "FEAT").replies[0].to_bytes()).unwrap();
+    assert!(!text.contains("AUTH") && !text.contains("PROT"), "{text}");
+    let mut s = Session::new(peer(), tls_policy(false));
+    let text = String::from_utf8(run(&mut s, "FEAT").replies[0].to_bytes()).unwrap();
+    for ext in [" AUTH TLS\r\n", " PBSZ\r\n", " PROT\r\n"] {
+        assert!(text.contains(ext), "{ext:?} missing in {text}");
+    }
+}
+
+#[test]
+fn tls_transfer_failures_map_to_replies() {
+    for (err, code) in [
+        (TransferError::TlsHandshake, 425),
+        (TransferError::TlsNotResumed, 522),
+        (TransferError::TlsTruncated, 451),
+    ] {
+        let mut s = logged_in();
+        with_pasv(&mut s);
+        run(&mut s, "RETR f");
+        assert_eq!(
+            codes(&s.on_outcome(Outcome::TransferFailed(err))),
+            [code],
+            "{err:?}"
+        );
+    }
+}

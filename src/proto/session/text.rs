@@ -6,29 +6,34 @@ use crate::proto::listing::Facts;
 use crate::proto::reply::{Reply, ReplyCode};
 
 /// Commands listed by HELP and FEAT-independent tools; keep in sync with `command::parse`.
-const HELP_VERBS: &str = "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MFMT MKD MLSD MLST MODE \
-                          NLST NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SITE SIZE STAT STOR STOU \
-                          STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD";
+const HELP_VERBS: &str = "ABOR ACCT ALLO APPE AUTH CCC CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MFMT MKD MLSD \
+                          MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD QUIT REST RETR RMD RNFR RNTO SITE \
+                          SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD";
 
 impl Session {
     pub(super) fn feat(&self) -> Step {
+        // RFC 4217 section 6: AUTH TLS, PBSZ and PROT, only where TLS can be used.
+        let tls = self.policy.tls.available;
         let body = [
-            " EPRT".to_string(),
-            " EPSV".to_string(),
-            " MDTM".to_string(),
-            " MFMT".to_string(),
-            format!(" MLST {}", self.facts.feat_list()),
-            " PASV".to_string(),
-            " REST STREAM".to_string(),
-            " SIZE".to_string(),
-            " TVFS".to_string(),
-            " UTF8".to_string(),
+            tls.then(|| " AUTH TLS".to_string()),
+            Some(" EPRT".to_string()),
+            Some(" EPSV".to_string()),
+            Some(" MDTM".to_string()),
+            Some(" MFMT".to_string()),
+            Some(format!(" MLST {}", self.facts.feat_list())),
+            Some(" PASV".to_string()),
+            tls.then(|| " PBSZ".to_string()),
+            tls.then(|| " PROT".to_string()),
+            Some(" REST STREAM".to_string()),
+            Some(" SIZE".to_string()),
+            Some(" TVFS".to_string()),
+            Some(" UTF8".to_string()),
         ];
         Step {
             replies: vec![Reply::multi(
                 ReplyCode::SystemStatus,
                 "Features:",
-                body.into_iter().map(String::into_bytes).collect(),
+                body.into_iter().flatten().map(String::into_bytes).collect(),
                 "End",
             )],
             effect: None,

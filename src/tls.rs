@@ -1,0 +1,178 @@
+//! TLS set-up shared by the control and data connections: the server's certificate and key
+//! loaded into one rustls `ServerConfig` (start-up and SIGHUP), and per control session a copy
+//! of it whose session cache belongs to that session alone, so a `PROT P` data connection that
+//! resumes a TLS session proves it comes from the client of that control connection.
+//!
+//! Nothing here does I/O on connections: the shard drives each `rustls::ServerConnection`
+//! from its readiness polls (`server::tls`).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rustls::ServerConfig;
+use rustls::server::{NoServerSessionStorage, StoresServerSessions};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Sessions one control connection's cache keeps: the control connection's own, and those
+/// the data connections' handshakes add (TLS 1.3 sends two tickets per handshake). Oldest go
+/// first; an entry is a few hundred bytes.
+const SESSIONS_PER_CONTROL: usize = 16;
+
+/// A certificate or key that cannot be used, naming the config key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct TlsError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl TlsError {
+    fn cert(reason: String) -> TlsError {
+        TlsError {
+            key: "tls_cert",
+            reason,
+        }
+    }
+
+    fn key(reason: String) -> TlsError {
+        TlsError {
+            key: "tls_key",
+            reason,
+        }
+    }
+}
+
+/// Load a PEM certificate chain and private key into a server configuration: TLS 1.2 and 1.3
+/// (rustls's defaults: no TLS 1.0/1.1, no ALPN required), no session cache and no ticketer
+/// of its own (each control session gets its own cache, see `for_session`).
+pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| TlsError::cert(format!("{cert:?}: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::cert(format!("{cert:?}: {e}")))?;
+    if chain.is_empty() {
+        return Err(TlsError::cert(format!(
+            "{cert:?}: no PEM certificate in it"
+        )));
+    }
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::key(format!("{key:?}: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::cert(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| TlsError::key(format!("{key:?} does not fit {cert:?}: {e}")))?;
+    // The builder's ticketer produces no tickets: stateless tickets would let any client that
+    // holds one resume on any connection. Sessions live in the per-control-session cache
+    // instead (for TLS 1.3 rustls then sends tickets that are keys into that cache).
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    Ok(Arc::new(config))
+}
+
+/// TLS 1.3 tickets the control connection hands out after its handshake. Clients that use a
+/// ticket only once (rustls, for one) need one per data connection until downloads bring more.
+const CONTROL_TICKETS: usize = 4;
+
+/// The TLS configurations of one control session: all share a session cache of their own, so
+/// only sessions made on this control connection can be resumed on its data connections.
+pub struct SessionConfigs {
+    pub control: Arc<ServerConfig>,
+    /// Download and listing data connections send TLS 1.3 tickets (two, rustls's default), which
+    /// the client reads with the data and uses for later data connections.
+    pub download: Arc<ServerConfig>,
+    /// Upload data connections send none: an uploading client never reads them, and a socket
+    /// closed with unread bytes is reset (RST instead of FIN), which can overtake the upload's
+    /// last bytes and its close_notify (curl failed about one upload in four so, with 426).
+    pub upload: Arc<ServerConfig>,
+}
+
+/// `base` with a session cache of its own, for one control connection and its data connections.
+pub fn for_session(base: &ServerConfig) -> SessionConfigs {
+    let mut control = base.clone();
+    control.session_storage = Arc::new(SessionCache::default());
+    let download = control.clone();
+    let mut upload = control.clone();
+    upload.send_tls13_tickets = 0;
+    control.send_tls13_tickets = CONTROL_TICKETS;
+    SessionConfigs {
+        control: Arc::new(control),
+        download: Arc::new(download),
+        upload: Arc::new(upload),
+    }
+}
+
+/// One control session's TLS sessions, bounded to [`SESSIONS_PER_CONTROL`], oldest evicted.
+///
+/// `take` does not remove: rustls takes a TLS 1.3 ticket out of the cache when it is used, but
+/// FTP clients resume the control connection's session for every data connection (Python's
+/// `session=self.sock.session`, GnuTLS clients), so a ticket must stay usable. That only
+/// weakens the single-use of tickets within one client's own connections; early data (the
+/// case replays matter for) is off.
+#[derive(Debug, Default)]
+struct SessionCache {
+    entries: Mutex<VecDeque<(Vec<u8>, Vec<u8>)>>,
+}
+
+impl StoresServerSessions for SessionCache {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|(k, _)| *k != key);
+        if entries.len() >= SESSIONS_PER_CONTROL {
+            entries.pop_front();
+        }
+        entries.push_back((key, value));
+        true
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.get(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_bounded_and_keeps_tickets_usable() {
+        let cache = SessionCache::default();
+        for i in 0..(SESSIONS_PER_CONTROL as u8 + 4) {
+            assert!(cache.put(vec![i], vec![i, i]));
+        }
+        assert_eq!(cache.get(&[0]), None, "the oldest went first");
+        let last = SESSIONS_PER_CONTROL as u8 + 3;
+        assert_eq!(cache.take(&[last]), Some(vec![last, last]));
+        assert_eq!(cache.take(&[last]), Some(vec![last, last]));
+        assert_eq!(
+            cache.entries.lock().unwrap().len(),
+            SESSIONS_PER_CONTROL,
+            "bounded"
+        );
+    }
+
+    #[test]
+    fn unusable_files_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not pem").unwrap();
+        assert_eq!(load(&missing, &missing).unwrap_err().key, "tls_cert");
+        assert_eq!(load(&junk, &junk).unwrap_err().key, "tls_cert");
+    }
+}
