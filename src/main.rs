@@ -64,6 +64,8 @@ fn describe(e: &ConfigError, flags: &Options, file: Option<(&Path, &Options)>) -
 }
 
 /// The effective configuration: the file (if any), the flags over it, the defaults under both.
+/// What needs more than the values (the users file, the anonymous upload directory) is checked
+/// where it is used: `server::start`, `server::check` and `Server::reload`.
 fn load(cli: &Cli) -> Result<Config, String> {
     let file = match &cli.config {
         Some(path) => Some((
@@ -76,13 +78,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
         Some((_, f)) => cli.options.clone().over(f.clone()),
         None => cli.options.clone(),
     };
-    let config = merged
+    merged
         .resolve()
-        .map_err(|e| describe(&e, &cli.options, file.as_ref().map(|(p, o)| (*p, o))))?;
-    if let Some(users) = &config.users_file {
-        ringftpd::auth::Users::load(users).map_err(|e| format!("users: {e}"))?;
-    }
-    Ok(config)
+        .map_err(|e| describe(&e, &cli.options, file.as_ref().map(|(p, o)| (*p, o))))
 }
 
 /// Where log output goes under `config`.
@@ -190,24 +188,29 @@ fn reload(cli: &Cli, server: &ringftpd::server::Server, logs: &mut LogHandle) {
         }
     };
     let settings = log_settings(&config);
-    let logs_result = if &settings == logs.settings() {
-        logs.reopen()
-    } else {
-        logs.reconfigure(settings)
-    };
-    if let Err(e) = logs_result {
-        log::error!("reload refused, the running configuration stays: {e}");
-        return;
-    }
-    log::set_max_level(config.log_level);
+    // The server validates the rest (users file, roots) before anything changes.
     match server.reload(config) {
         Ok(restart) => {
             for key in restart {
                 log::warn!("{key} changed: it takes effect at the next restart");
             }
-            log::info!("configuration reloaded");
         }
-        Err(e) => log::error!("reload refused, the running configuration stays: {e}"),
+        Err(e) => {
+            log::error!("reload refused, the running configuration stays: {e}");
+            let _ = logs
+                .reopen()
+                .map_err(|e| log::error!("reopening the logs: {e}"));
+            return;
+        }
+    }
+    let logs_result = if &settings == logs.settings() {
+        logs.reopen()
+    } else {
+        logs.reconfigure(settings)
+    };
+    match logs_result {
+        Ok(()) => log::info!("configuration reloaded"),
+        Err(e) => log::error!("configuration reloaded, but the log files stay as they were: {e}"),
     }
 }
 
