@@ -940,12 +940,17 @@ impl Worker {
     }
 
     /// USER victim (or an unknown name), PASS wrong: 530 after the failure delay (421 is
-    /// allowed: issue 10 lets a full password queue answer so). Then QUIT or vanish.
+    /// allowed: a full password queue answers so). Then QUIT or vanish.
+    ///
+    /// An account that has failed lets one check through a second, from any address, in no
+    /// particular order: with every worker guessing at one account, some guesses would wait
+    /// past the soak's read timeout by design. So only worker 0 guesses at `victim`, and the
+    /// unknown names are each worker's own.
     fn wrong_login(&mut self) -> Res<()> {
-        let user = if self.rng.chance(50) {
+        let user = if self.id == 0 && self.rng.chance(50) {
             VICTIM.to_string()
         } else {
-            format!("ghost{}", self.rng.below(1000))
+            format!("ghost{}-{}", self.id, self.rng.below(1000))
         };
         let mut cl = self.connect()?;
         cl.expect(&format!("USER {user}"), &[331])?;
