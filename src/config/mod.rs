@@ -108,6 +108,10 @@ pub struct Config {
     pub json_log: Option<PathBuf>,
     /// On SIGTERM, how long running transfers may go on before the rest is closed.
     pub shutdown_grace: Duration,
+    /// How transfers check that a file window is in the page cache: `None` probes once at
+    /// start-up (`cachestat` where the kernel has it, else `preadv2(RWF_NOWAIT)`). Not a config
+    /// key: tests set it to run the fallback on kernels that have cachestat.
+    pub residency: Option<crate::sys::fs::Residency>,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -141,6 +145,7 @@ impl Default for Config {
             xferlog: None,
             json_log: None,
             shutdown_grace: Duration::from_secs(30),
+            residency: None,
         }
     }
 }

@@ -285,6 +285,7 @@ impl Options {
             shutdown_grace: self
                 .shutdown_grace_secs
                 .map_or(d.shutdown_grace, Duration::from_secs),
+            residency: d.residency,
         };
         config.validate()?;
         Ok(config)

@@ -256,6 +256,12 @@ pub fn start(config: Config) -> io::Result<Server> {
         config.max_sessions_per_ip,
         shards,
     ));
+    let residency = config
+        .residency
+        .unwrap_or_else(crate::sys::fs::Residency::probe);
+    if residency == crate::sys::fs::Residency::NowaitRead {
+        log::info!("page-cache checks use preadv2(RWF_NOWAIT): this kernel has no cachestat(2)");
+    }
     let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
     let mut threads = Vec::new();
     for (index, (listeners, (done_rx, arrivals, control_rx, wake))) in
@@ -269,6 +275,7 @@ pub fn start(config: Config) -> io::Result<Server> {
             stop: Arc::clone(&stop),
             limits: Arc::clone(&limits),
             doors: Arc::clone(&doors),
+            residency,
         };
         let cpu = cpus.filter(|_| config.pin_shards).and_then(|set| {
             (0..nix::sched::CpuSet::count())
