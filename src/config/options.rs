@@ -178,6 +178,20 @@ pub struct Options {
     #[arg(long, value_name = "SECS")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace_secs: Option<u64>,
+    /// When started as root: after binding the listeners, switch to this user (its groups, gid
+    /// and uid) and serve as it.
+    #[arg(long, value_name = "NAME")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Serve as root when started as root without --user (refused otherwise).
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_root: bool,
+    /// Do not confine the process with Landlock (by default it may reach only the roots, the
+    /// config and users files' directories and the log directories).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_landlock: bool,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -190,6 +204,7 @@ const UNSET_MEANS: &[(&str, &str)] = &[
     ("anonymous_upload", "anonymous users cannot upload"),
     ("xferlog", "no transfer log"),
     ("json_log", "no JSON log"),
+    ("user", "the user ringftpd was started as serves"),
 ];
 
 /// A config file that could not be used: which file, and why (the TOML error names the key and
@@ -240,6 +255,9 @@ impl Options {
             xferlog: self.xferlog.or(file.xferlog),
             json_log: self.json_log.or(file.json_log),
             shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs),
+            user: self.user.or(file.user),
+            allow_root: self.allow_root || file.allow_root,
+            no_landlock: self.no_landlock || file.no_landlock,
         }
     }
 
@@ -286,6 +304,9 @@ impl Options {
                 .shutdown_grace_secs
                 .map_or(d.shutdown_grace, Duration::from_secs),
             residency: d.residency,
+            run_as: self.user.clone().or(d.run_as),
+            allow_root: d.allow_root || self.allow_root,
+            landlock: d.landlock && !self.no_landlock,
         };
         config.validate()?;
         Ok(config)
@@ -317,6 +338,9 @@ impl Options {
             xferlog: c.xferlog.clone(),
             json_log: c.json_log.clone(),
             shutdown_grace_secs: Some(c.shutdown_grace.as_secs()),
+            user: c.run_as.clone(),
+            allow_root: c.allow_root,
+            no_landlock: !c.landlock,
         }
     }
 
@@ -399,6 +423,9 @@ pub const KEYS: &[&str] = &[
     "xferlog",
     "json_log",
     "shutdown_grace_secs",
+    "user",
+    "allow_root",
+    "no_landlock",
 ];
 
 #[cfg(test)]
@@ -424,6 +451,9 @@ mod tests {
             json_log: Some("j".into()),
             allow_anonymous: false,
             pin_shards: false,
+            run_as: Some("ftp".into()),
+            allow_root: true,
+            landlock: false,
             ..Config::default()
         });
         let printed = all.to_toml().unwrap();

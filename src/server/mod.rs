@@ -32,7 +32,7 @@ mod startup;
 mod transfer;
 mod upload;
 
-pub use startup::{Server, check, start};
+pub use startup::{Bound, Server, bind, check, start};
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -23,9 +23,12 @@ pub struct Daemon {
 
 impl Daemon {
     /// Start the binary with `args` (and `env`), and wait until it reports a listening address.
+    /// `--allow-root` is added: CI runs as root, where a start without `--user` is refused
+    /// (tests/privileges.rs covers `--user`; the flag does nothing for other users).
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
+        cmd.arg("--allow-root")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
