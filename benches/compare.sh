@@ -315,6 +315,10 @@ start_server() { # name
             if "$RINGFTPD_BIN" --help 2>/dev/null | grep -q -- '--max-connects-per-ip-per-sec'; then
                 extra+=(--max-per-ip 0 --max-connects-per-ip-per-sec 0)
             fi
+            # A benchmark run as root serves as root (newer builds refuse that without the flag).
+            if ((EUID == 0)) && "$RINGFTPD_BIN" --help 2>/dev/null | grep -q -- '--allow-root'; then
+                extra+=(--allow-root)
+            fi
             # RING_EXTRA: more ringftpd flags, e.g. RING_EXTRA="--send-budget-kib 1024".
             if [[ -n ${RING_EXTRA:-} ]]; then read -r -a more <<<"$RING_EXTRA"; extra+=("${more[@]}"); fi
             setsid "$RINGFTPD_BIN" --root "$DATA" --listen "127.0.0.1:$RING_PORT" --shards "$SHARDS" \

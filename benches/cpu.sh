@@ -52,7 +52,9 @@ for p in $RING_PORT $VS_PORT; do
 done
 mkdir -p "$DATA/upload"
 # All load comes from 127.0.0.1: the per-address caps are lifted (vsftpd's max_per_ip=0 too).
-setsid target/release/ringftpd --root "$DATA" --listen 127.0.0.1:$RING_PORT --shards 2 \
+# A benchmark run as root serves as root (the server refuses that without --allow-root).
+as_root=(); ((EUID == 0)) && as_root=(--allow-root)
+setsid target/release/ringftpd "${as_root[@]}" --root "$DATA" --listen 127.0.0.1:$RING_PORT --shards 2 \
     --max-per-ip 0 --max-connects-per-ip-per-sec 0 \
     --anonymous-upload upload --log-level warn >>"$WORK/cpu-ringftpd.log" 2>&1 &
 RING=$!; PIDS+=("$RING")

@@ -43,7 +43,8 @@ for path in $PATHS; do
     port_free "$port" || { echo "port $port is taken; stop what uses it" >&2; exit 1; }
     # Disjoint passive ranges, below the ephemeral range.
     lo=$((36000 + i * 1000))
-    setsid target/release/ringftpd --root "$DATA" --listen "127.0.0.1:$port" --shards 2 \
+    as_root=(); ((EUID == 0)) && as_root=(--allow-root)
+    setsid target/release/ringftpd "${as_root[@]}" --root "$DATA" --listen "127.0.0.1:$port" --shards 2 \
         --data-path "$path" --pasv-ports "$lo-$((lo + 999))" --log-level warn \
         >>"$WORK/datapaths-$path.log" 2>&1 &
     PIDS+=("$!")

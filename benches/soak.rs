@@ -1501,6 +1501,10 @@ fn start_server(o: &Opts, tmp: &Path, anon: &Path, users: &Path) -> Result<Serve
     if help.contains("--no-pin") {
         args.push("--no-pin".into());
     }
+    // Run as root (as here and in CI), the server refuses to serve as root without this.
+    if help.contains("--allow-root") && nix::unistd::geteuid().is_root() {
+        args.push("--allow-root".into());
+    }
     let extra = generous_flags(&help);
     args.extend(extra.iter().cloned());
     if let Some(s) = &o.shards {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod lifecycle;
 pub mod logging;
+pub mod privileges;
 pub mod proto;
 pub mod server;
 pub mod shard;

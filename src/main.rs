@@ -7,6 +7,7 @@ use ringftpd::cli::{Cli, Cmd};
 use ringftpd::config::{Config, ConfigError, Options};
 use ringftpd::lifecycle::{Notifier, Signal, Signals};
 use ringftpd::logging::{self, LogHandle, LogSettings};
+use ringftpd::privileges::{self, Confinement};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -95,11 +96,17 @@ fn log_settings(config: &Config) -> LogSettings {
 
 /// The control thread: serve until SIGTERM/SIGINT has drained the shards (a second one stops
 /// them at once); SIGHUP reloads the config file and users file and reopens the logs.
-fn serve(cli: &Cli, config: Config, signals: &mut Signals, logs: &mut LogHandle) -> ExitCode {
+fn serve(
+    cli: &Cli,
+    bound: ringftpd::server::Bound,
+    signals: &mut Signals,
+    logs: &mut LogHandle,
+) -> ExitCode {
+    let config = bound.config();
     let shards = config.shards;
     let root = config.root.clone();
     let grace = config.shutdown_grace;
-    let server = match ringftpd::server::start(config) {
+    let server = match bound.start() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringftpd: {e}");
@@ -214,6 +221,56 @@ fn reload(cli: &Cli, server: &ringftpd::server::Server, logs: &mut LogHandle) {
     }
 }
 
+/// Give up root (when started as root with a user to switch to), set `PR_SET_NO_NEW_PRIVS`,
+/// and confine the process with Landlock unless told not to. What happened is returned as log
+/// lines, written once the log thread runs. A kernel without Landlock (or a container that
+/// refuses it) gets a warning, not a failed start; a failed user switch stops the start.
+fn lock_down(
+    cli: &Cli,
+    bound: &ringftpd::server::Bound,
+    switch: Option<nix::unistd::User>,
+) -> Result<Vec<(log::Level, String)>, String> {
+    let mut notes = Vec::new();
+    if let Some(user) = &switch {
+        privileges::switch_to(user)?;
+        notes.push((
+            log::Level::Info,
+            format!(
+                "serving as user {} (uid {}, gid {})",
+                user.name, user.uid, user.gid
+            ),
+        ));
+    }
+    privileges::no_new_privs()?;
+    let config = bound.config();
+    if !config.landlock {
+        return Ok(notes);
+    }
+    let rules = privileges::landlock_rules(config, bound.users(), cli.config.as_deref());
+    notes.push(match privileges::confine(&rules) {
+        Ok(Confinement::Full { paths }) => (
+            log::Level::Info,
+            format!("landlock: restricted to {paths} paths"),
+        ),
+        Ok(Confinement::Partial { paths }) => (
+            log::Level::Info,
+            format!(
+                "landlock: restricted to {paths} paths (partially: this kernel's Landlock \
+                 knows only some of the access rights)"
+            ),
+        ),
+        Ok(Confinement::Unavailable) => (
+            log::Level::Warn,
+            "landlock: not available on this kernel; the process is not confined".into(),
+        ),
+        Err(e) => (
+            log::Level::Warn,
+            format!("{e}; the process is not confined"),
+        ),
+    });
+    Ok(notes)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
     if let Some(Cmd::HashPassword) = cli.command {
@@ -239,7 +296,18 @@ fn main() -> ExitCode {
         };
     }
     if cli.check_config {
-        return match ringftpd::server::check(&config) {
+        let checked = ringftpd::server::check(&config)
+            .map_err(|e| e.to_string())
+            // The user must exist; starting as root without one is a matter of how it is
+            // started (the unit starts it as the ringftpd user), not of the file.
+            .and_then(|()| {
+                let as_started = Config {
+                    allow_root: true,
+                    ..config.clone()
+                };
+                privileges::plan(&as_started).map(drop)
+            });
+        return match checked {
             Ok(()) => {
                 println!("ringftpd: configuration is valid");
                 ExitCode::SUCCESS
@@ -250,6 +318,14 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Refused before anything is bound: root without a user to switch to (or --allow-root).
+    let switch = match privileges::plan(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringftpd: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // Before any thread starts, the log thread included: every thread inherits the mask, so
     // the signals queue on the control thread's signalfd and never interrupt a shard.
     let mut signals = match Signals::block() {
@@ -259,14 +335,34 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut logs = match logging::start(log_settings(&config)) {
+    let bound = match ringftpd::server::bind(config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ringftpd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Still no thread: the user switch and Landlock cover every thread started from here on
+    // (the log thread, the helper pool, the shards), and the log files are opened as the user
+    // who will reopen them on SIGHUP.
+    let notes = match lock_down(&cli, &bound, switch) {
+        Ok(notes) => notes,
+        Err(e) => {
+            eprintln!("ringftpd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut logs = match logging::start(log_settings(bound.config())) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("ringftpd: {e}");
             return ExitCode::from(2);
         }
     };
-    let code = serve(&cli, config, &mut signals, &mut logs);
+    for (level, note) in notes {
+        log::log!(level, "{note}");
+    }
+    let code = serve(&cli, bound, &mut signals, &mut logs);
     // After the shards are joined: every record they queued is written before exit.
     logs.stop();
     code

@@ -79,8 +79,9 @@ fn bad_flags_and_configuration_are_refused() {
         vec!["--no-such-flag"],
     ] {
         // Bad configuration must stop start-up, not leave a server running: bound the wait.
+        // --allow-root: as root (CI) a start without --user is refused whatever the rest says.
         let child = Command::new("timeout")
-            .args(["10", BIN])
+            .args(["10", BIN, "--allow-root"])
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -106,6 +107,7 @@ fn the_binary_serves_files() {
     std::fs::write(dir.path().join("file.bin"), &body).unwrap();
     let child = Command::new(BIN)
         .args([
+            "--allow-root",
             "--root",
             dir.path().to_str().unwrap(),
             "--listen",

@@ -1895,9 +1895,20 @@ fn hundreds_of_idle_sessions() {
 }
 
 /// A file that is not in the page cache is read in asynchronously (io_uring READ) before it is
-/// sent; the bytes must be the same on both data paths.
+/// sent; the bytes must be the same on every data path.
 #[test]
 fn cold_file_is_read_in_then_sent_byte_exact() {
+    cold_file_on_every_data_path(None);
+}
+
+/// The same with the residency check of kernels before 6.5 (no cachestat):
+/// preadv2(RWF_NOWAIT).
+#[test]
+fn cold_file_without_cachestat_is_read_in_then_sent_byte_exact() {
+    cold_file_on_every_data_path(Some(ringftpd::sys::fs::Residency::NowaitRead));
+}
+
+fn cold_file_on_every_data_path(residency: Option<ringftpd::sys::fs::Residency>) {
     use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
     for data_path in [
         DataPath::Sendfile,
@@ -1905,7 +1916,10 @@ fn cold_file_is_read_in_then_sent_byte_exact() {
         DataPath::Splice,
         DataPath::Mmap,
     ] {
-        let s = common::start(|c| c.data_path = data_path);
+        let s = common::start(|c| {
+            c.data_path = data_path;
+            c.residency = residency;
+        });
         // Several read-in windows (1 MiB each), the last one partial.
         let content = common::pattern(77, (3 << 20) + 12345);
         s.write_file("cold.bin", &content);
@@ -1915,10 +1929,11 @@ fn cold_file_is_read_in_then_sent_byte_exact() {
             posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
         };
         drop_cache();
-        let (cached, total) =
-            ringftpd::sys::fs::cached_bytes(std::os::fd::AsFd::as_fd(&file), 0, 3 << 20)
-                .unwrap_or((0, 1));
-        eprintln!("{data_path:?}: {cached} of {total} bytes cached before RETR");
+        let check = residency.unwrap_or_else(ringftpd::sys::fs::Residency::probe);
+        let (cached, total) = check
+            .cached_bytes(std::os::fd::AsFd::as_fd(&file), 0, 3 << 20)
+            .unwrap_or((0, 1));
+        eprintln!("{data_path:?}, {check:?}: {cached} of {total} bytes cached before RETR");
         let mut c = s.login();
         common::assert_bytes_eq(&c.retr("cold.bin"), &content, &format!("{data_path:?}"));
         // From an offset inside a window, cold again.

@@ -144,6 +144,18 @@ pub struct Config {
     /// A `PROT P` data connection must resume the control connection's TLS session (522
     /// otherwise), so that nobody else can take it over.
     pub tls_require_reuse: bool,
+    /// How transfers check that a file window is in the page cache: `None` probes once at
+    /// start-up (`cachestat` where the kernel has it, else `preadv2(RWF_NOWAIT)`). Not a config
+    /// key: tests set it to run the fallback on kernels that have cachestat.
+    pub residency: Option<crate::sys::fs::Residency>,
+    /// Started as root: after binding the listeners, switch to this user (its groups, then its
+    /// gid and uid) before serving. `None` keeps the starting user.
+    pub run_as: Option<String>,
+    /// Serve as root when no `run_as` is given (otherwise a start as root is refused).
+    pub allow_root: bool,
+    /// Confine the process with Landlock to the roots, the users and config files' directories
+    /// and the log directories (where the kernel has Landlock; a warning where it has not).
+    pub landlock: bool,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -198,6 +210,10 @@ impl Default for Config {
             tls_key: None,
             tls_required: false,
             tls_require_reuse: true,
+            residency: None,
+            run_as: None,
+            allow_root: false,
+            landlock: true,
         }
     }
 }
@@ -309,6 +325,14 @@ impl Config {
             }
         }
         self.tls_config()?;
+        if let Some(name) = &self.run_as {
+            if name.is_empty() || name.contains(['\0', '/', ':']) || name.len() > 256 {
+                return Err(ConfigError::new(
+                    "user",
+                    format!("{name:?} is not a user name"),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -241,6 +241,20 @@ pub struct Options {
     #[arg(long, value_name = "BOOL")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_require_reuse: Option<bool>,
+    /// When started as root: after binding the listeners, switch to this user (its groups, gid
+    /// and uid) and serve as it.
+    #[arg(long, value_name = "NAME")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Serve as root when started as root without --user (refused otherwise).
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_root: bool,
+    /// Do not confine the process with Landlock (by default it may reach only the roots, the
+    /// config and users files' directories and the log directories).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_landlock: bool,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -255,6 +269,7 @@ const UNSET_MEANS: &[(&str, &str)] = &[
     ("json_log", "no JSON log"),
     ("tls_cert", "no AUTH TLS"),
     ("tls_key", "no AUTH TLS"),
+    ("user", "the user ringftpd was started as serves"),
 ];
 
 /// A config file that could not be used: which file, and why (the TOML error names the key and
@@ -327,6 +342,9 @@ impl Options {
             tls_key: self.tls_key.or(file.tls_key),
             tls_required: self.tls_required || file.tls_required,
             tls_require_reuse: self.tls_require_reuse.or(file.tls_require_reuse),
+            user: self.user.or(file.user),
+            allow_root: self.allow_root || file.allow_root,
+            no_landlock: self.no_landlock || file.no_landlock,
         }
     }
 
@@ -396,6 +414,10 @@ impl Options {
             tls_key: self.tls_key.clone().or(d.tls_key),
             tls_required: d.tls_required || self.tls_required,
             tls_require_reuse: self.tls_require_reuse.unwrap_or(d.tls_require_reuse),
+            residency: d.residency,
+            run_as: self.user.clone().or(d.run_as),
+            allow_root: d.allow_root || self.allow_root,
+            landlock: d.landlock && !self.no_landlock,
         };
         config.validate()?;
         Ok(config)
@@ -441,6 +463,9 @@ impl Options {
             tls_key: c.tls_key.clone(),
             tls_required: c.tls_required,
             tls_require_reuse: Some(c.tls_require_reuse),
+            user: c.run_as.clone(),
+            allow_root: c.allow_root,
+            no_landlock: !c.landlock,
         }
     }
 
@@ -537,6 +562,9 @@ pub const KEYS: &[&str] = &[
     "tls_key",
     "tls_required",
     "tls_require_reuse",
+    "user",
+    "allow_root",
+    "no_landlock",
 ];
 
 #[cfg(test)]
@@ -565,6 +593,9 @@ mod tests {
             allow_anonymous: false,
             force_dot_files: true,
             pin_shards: false,
+            run_as: Some("ftp".into()),
+            allow_root: true,
+            landlock: false,
             ..Config::default()
         });
         let printed = all.to_toml().unwrap();

@@ -185,7 +185,7 @@ impl Shard {
             conn.config.data_path
         };
         if let Some(t) = conn.transfer.as_mut() {
-            t.set_file(file, entry.size, path);
+            t.set_file(file, entry.size, path, self.shared.residency);
         }
         self.begin_transfer(r, conn);
     }

@@ -36,7 +36,7 @@ mod tls;
 mod transfer;
 mod upload;
 
-pub use startup::{Server, check, start};
+pub use startup::{Bound, Server, bind, check, start};
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -79,6 +79,8 @@ struct Shared {
     /// Where to hand shard k a session another shard accepted and placed on it (`doors[k]`,
     /// see `Limits::place`).
     doors: Arc<[Mailbox<Arrival>]>,
+    /// How transfers ask whether a file window is in the page cache (chosen at start-up).
+    residency: crate::sys::fs::Residency,
 }
 
 /// What the control thread tells a shard (`Server::shutdown`, `Server::reload`).

@@ -53,8 +53,9 @@ enum Pump {
 }
 
 /// Whether `file` at `offset` can be sent without the shard waiting for the disk. Bytes already
-/// known to be resident are not asked about again; kernels without cachestat(2) count as warm
-/// (the behaviour of every sendfile server).
+/// known to be resident are not asked about again. The check is cachestat(2), or on kernels
+/// before 6.5 a preadv2(RWF_NOWAIT) of the window (`sys::fs::Residency`); a file system that
+/// can answer neither counts as warm (the behaviour of every sendfile server).
 fn check_warm(file: &File, offset: u64, end: u64, warmth: &mut Warmth) -> Option<Pump> {
     if offset < warmth.until {
         return None;
@@ -66,7 +67,7 @@ fn check_warm(file: &File, offset: u64, end: u64, warmth: &mut Warmth) -> Option
     if warmth.cold {
         return Some(Pump::Cold { offset, len });
     }
-    match crate::sys::fs::cached_bytes(file.as_fd(), offset, len) {
+    match warmth.residency.cached_bytes(file.as_fd(), offset, len) {
         Ok((cached, total)) if cached < total => {
             // Each window is read on an io_uring worker before it is sent, so that read (not
             // sendfile on the shard) meets the readahead marks and starts the next disk I/O.

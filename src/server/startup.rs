@@ -103,6 +103,9 @@ impl Server {
             config.login_workers != running.login_workers,
             "login_workers",
         );
+        keep(config.run_as != running.run_as, "user");
+        keep(config.allow_root != running.allow_root, "allow_root");
+        keep(config.landlock != running.landlock, "no_landlock");
         config.listen.clone_from(&running.listen);
         config.shards = running.shards;
         config.pasv_ports = running.pasv_ports;
@@ -110,6 +113,9 @@ impl Server {
         config.pin_shards = running.pin_shards;
         config.fs_workers = running.fs_workers;
         config.login_workers = running.login_workers;
+        config.run_as.clone_from(&running.run_as);
+        config.allow_root = running.allow_root;
+        config.landlock = running.landlock;
         let prepared = prepare(&config).map_err(|e| e.to_string())?;
         self.accounts.replace(prepared.users);
         self.limits.set_caps(Caps::of(&config));
@@ -211,17 +217,26 @@ pub fn check(config: &Config) -> io::Result<()> {
 
 /// Bind every listener (one per shard per address, SO_REUSEPORT), start the pool and the shards.
 pub fn start(config: Config) -> io::Result<Server> {
-    let Prepared {
-        root,
-        users,
-        policy,
-        tls,
-    } = prepare(&config)?;
+    bind(config)?.start()
+}
+
+/// A configuration checked and its listeners bound, with no thread started yet: what `main`
+/// holds while it gives up root and confines the process (`privileges`), before `start`.
+pub struct Bound {
+    config: Config,
+    prepared: Prepared,
+    per_shard: Vec<Vec<TcpListener>>,
+    addrs: Vec<SocketAddr>,
+}
+
+/// Check `config`, open the root and read the users file, and bind every listener (one per
+/// shard per address, SO_REUSEPORT). Starts no thread.
+pub fn bind(config: Config) -> io::Result<Bound> {
+    let prepared = prepare(&config)?;
     if config.io_backend == crate::shard::Backend::IoUring {
         Ring::probe()?;
     }
-    let shards = config.shards;
-    let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut per_shard: Vec<Vec<TcpListener>> = (0..config.shards).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
     for want in &config.listen {
         let mut addr = *want;
@@ -232,6 +247,45 @@ pub fn start(config: Config) -> io::Result<Server> {
         }
         addrs.push(addr);
     }
+    Ok(Bound {
+        config,
+        prepared,
+        per_shard,
+        addrs,
+    })
+}
+
+impl Bound {
+    /// The configuration being served.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The named users as loaded at start-up.
+    pub fn users(&self) -> Option<&Users> {
+        self.prepared.users.as_ref()
+    }
+
+    /// Start the helper pool and the shards on the bound listeners.
+    pub fn start(self) -> io::Result<Server> {
+        spawn(self)
+    }
+}
+
+fn spawn(bound: Bound) -> io::Result<Server> {
+    let Bound {
+        config,
+        prepared:
+            Prepared {
+                root,
+                users,
+                policy,
+                tls,
+            },
+        per_shard,
+        addrs,
+    } = bound;
+    let shards = config.shards;
     let mut mailboxes = Vec::new();
     let mut inboxes = Vec::new();
     let mut doors = Vec::new();
@@ -277,6 +331,12 @@ pub fn start(config: Config) -> io::Result<Server> {
     let (pool, workers) = Pool::start(config.fs_workers, mailboxes)?;
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
+    let residency = config
+        .residency
+        .unwrap_or_else(crate::sys::fs::Residency::probe);
+    if residency == crate::sys::fs::Residency::NowaitRead {
+        log::info!("page-cache checks use preadv2(RWF_NOWAIT): this kernel has no cachestat(2)");
+    }
     let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
     let mut threads = Vec::new();
     for (index, (listeners, (done_rx, arrivals, control_rx, wake))) in
@@ -292,6 +352,7 @@ pub fn start(config: Config) -> io::Result<Server> {
             stop: Arc::clone(&stop),
             limits: Arc::clone(&limits),
             doors: Arc::clone(&doors),
+            residency,
         };
         let cpu = cpus.filter(|_| config.pin_shards).and_then(|set| {
             (0..nix::sched::CpuSet::count())

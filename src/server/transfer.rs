@@ -17,6 +17,7 @@ use crate::config::DataPath;
 use crate::proto::reply::ReplyCode;
 use crate::proto::session::{Outcome, Progress, TransferError};
 use crate::shard::SendMap;
+use crate::sys::fs::Residency;
 use crate::vfs::DirCursor;
 
 /// How a file's bytes reach the data socket: the configured data path, or the fallback it fell to.
@@ -181,7 +182,7 @@ impl Transfer {
         }
     }
 
-    pub(super) fn set_file(&mut self, file: File, len: u64, path: DataPath) {
+    pub(super) fn set_file(&mut self, file: File, len: u64, path: DataPath, residency: Residency) {
         let mode = match (self.ascii, path) {
             (true, _) => Mode::Ascii,
             (false, DataPath::Copy) => Mode::Copy,
@@ -209,7 +210,10 @@ impl Transfer {
             buf: Vec::new(),
             pos: 0,
             prev_cr: false,
-            warmth: Warmth::default(),
+            warmth: Warmth {
+                residency,
+                ..Warmth::default()
+            },
         };
     }
 
@@ -257,10 +261,13 @@ pub(super) struct Warmth {
     pub(super) reading: Option<u64>,
     /// A window of this file was found cold. From then on every window is read in first:
     /// cachestat(2) counts pages that readahead has inserted but not yet filled, and sending
-    /// those would wait for the disk on the shard.
+    /// those would wait for the disk on the shard. (The preadv2(RWF_NOWAIT) check does not
+    /// count them, but a file found cold once is likely to be read from disk from there on.)
     pub(super) cold: bool,
     /// The buffer of the last read, for the next one (its contents are never looked at).
     pub(super) spare: Option<Vec<u8>>,
+    /// How residency is checked (the server's start-up choice).
+    pub(super) residency: Residency,
 }
 /// Size of each of the two buffers of an upload.
 pub(super) const UPLOAD_BUF_BYTES: usize = 256 << 10;

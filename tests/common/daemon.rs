@@ -24,9 +24,11 @@ pub struct Daemon {
 impl Daemon {
     /// Start the binary with `args` (and `env`), and wait until it reports a listening address.
     /// As the in-process suites do, `RINGFTPD_TEST_IO=epoll` runs it on the fallback backend.
+    /// `--allow-root` is added: CI runs as root, where a start without `--user` is refused
+    /// (tests/privileges.rs covers `--user`; the flag does nothing for other users).
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.args(args);
+        cmd.arg("--allow-root").args(args);
         if let Ok(io) = std::env::var("RINGFTPD_TEST_IO") {
             cmd.args(["--io", &io]);
         }
