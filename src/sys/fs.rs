@@ -215,9 +215,9 @@ fn cachestat(fd: RawFd, offset: u64, len: u64) -> io::Result<u64> {
     const SYS_CACHESTAT: libc::c_long = 451;
     let range = Range { off: offset, len };
     let mut stat = Stat::default();
-    // SAFETY: `range` and `stat` are live, correctly laid out (repr(C), matching the kernel ABI)
-    // for the duration of the call; the kernel only reads `range` and writes `stat`. A bad fd
-    // is reported as EBADF, nothing else.
+    // A bad fd is reported as EBADF, nothing else.
+    // SAFETY: `range` and `stat` are live and repr(C) as the kernel ABI has them for the whole
+    // call; the kernel only reads `range` and writes `stat`.
     let ret = unsafe {
         libc::syscall(
             SYS_CACHESTAT,
