@@ -4,7 +4,8 @@
 # when a target crashes (the input is left in fuzz/artifacts/TARGET/). Uses `cargo +nightly fuzz`
 # where rustup has a nightly toolchain, else the stable toolchain with RUSTC_BOOTSTRAP=1 (the
 # sanitizer and coverage flags are nightly-only); skips, exit 0, when cargo-fuzz cannot be
-# installed or neither toolchain builds the targets.
+# installed or neither toolchain can build fuzz targets at all, and fails when the targets
+# themselves do not compile.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 secs=${1:-20}
@@ -26,6 +27,12 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly' &&
     fuzz=(cargo +nightly fuzz)
 elif RUSTC_BOOTSTRAP=1 cargo fuzz build -O >build.log 2>&1; then
     fuzz=(env RUSTC_BOOTSTRAP=1 cargo fuzz)
+elif grep -q 'could not compile `ringftpd' build.log; then
+    # The toolchain works but the targets (or the crate) do not compile: that is a bug, not a
+    # machine that cannot fuzz.
+    echo "fuzz: FAILED: the fuzz targets do not compile:"
+    grep -E '^error' -A8 build.log | head -40
+    exit 1
 else
     echo "fuzz: SKIPPED: no toolchain builds the targets (nightly, or stable with RUSTC_BOOTSTRAP=1):"
     tail -20 build.log

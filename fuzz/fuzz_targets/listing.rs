@@ -57,6 +57,8 @@ impl<'a> Arbitrary<'a> for Input {
         let repeat = 1 + usize::from(u.arbitrary::<u8>()?) * 64;
         let time_len = u.int_in_range(0..=20)?;
         let raw_time = u.bytes(time_len)?.to_vec();
+        // A symlink's target as vfs fills it in (any bytes: the formatter must cope).
+        let link: Option<Vec<u8>> = u.arbitrary()?;
         // The rest is the name, repeated for very long names: up to 64 KiB, far past NAME_MAX
         // and PATH_MAX (larger only costs allocation time).
         let rest = u.bytes(u.len())?;
@@ -74,6 +76,7 @@ impl<'a> Arbitrary<'a> for Input {
                 gid,
                 dev,
                 ino,
+                link,
             },
             now,
             facts,
