@@ -10,7 +10,7 @@
 # REFS (reference servers, "vsftpd pure-ftpd proftpd"),
 # RING_PORT/VS_PORT/IPERF_PORT/PURE_PORT/PRO_PORT (21921/21922/21923/21924/21925),
 # RINGFTPD_BIN / LOADGEN_BIN (skip the builds), SCENARIOS (space-separated subset of the names below),
-# RING_EXTRA (more ringftpd flags), SINK (splice|read: how loadgen receives data; see benches/README.md),
+# RING_EXTRA (more ringftpd flags), SINK (splice|read|trunc: how loadgen receives data; see benches/README.md),
 # CONN_WORKERS (16).
 #
 # Only 127.0.0.1 is ever used. The reference servers are not installed as packages: their .debs
