@@ -10,7 +10,7 @@
 # REFS (reference servers, "vsftpd pure-ftpd proftpd"),
 # RING_PORT/VS_PORT/IPERF_PORT/PURE_PORT/PRO_PORT (21921/21922/21923/21924/21925),
 # RINGFTPD_BIN / LOADGEN_BIN (skip the builds), SCENARIOS (space-separated subset of the names below),
-# RING_EXTRA (more ringftpd flags), SINK (splice|read: how loadgen receives data; see benches/README.md),
+# RING_EXTRA (more ringftpd flags), SINK (splice|read|trunc: how loadgen receives data; see benches/README.md),
 # CONN_WORKERS (16).
 #
 # Only 127.0.0.1 is ever used. The reference servers are not installed as packages: their .debs
@@ -471,6 +471,12 @@ ab() { # scenario round cmd-for-one-server(label port)
 }
 
 warm() { cat "$@" >/dev/null; }
+# Pages of a file missing from the page cache (this VM's cache drops scattered folios of warm
+# files; a download reads such windows in first), logged before each round that relies on it.
+log_resident() {
+    command -v fincore >/dev/null || return 0
+    log "$(basename "$1"): $(fincore -nb -o PAGES,SIZE "$1" | awk '{printf "%d of %d pages resident", $1, $2 / 4096}')"
+}
 
 s_get1() { run_lg "$1" "$2" "$3" "$4" get --sessions 1 --file big.bin --repeat "$REPEAT1"; }
 s_get4() { run_lg "$1" "$2" "$3" "$4" get --sessions 4 --file big.bin --repeat "$REPEAT4"; }
@@ -510,6 +516,7 @@ main() {
     if scenario_on get1; then
         warm "$DATA/big.bin"
         for r in $(seq 1 "$ROUNDS"); do
+            log_resident "$DATA/big.bin"
             ab "get 1 session x ${BIG_MB} MiB" "$r" s_get1
             run_pump "get 1 session x ${BIG_MB} MiB" "$r" 1 "$REPEAT1"
             run_iperf "get 1 session x ${BIG_MB} MiB" "$r" 1
@@ -518,6 +525,7 @@ main() {
     if scenario_on get4; then
         warm "$DATA/big.bin"
         for r in $(seq 1 "$ROUNDS"); do
+            log_resident "$DATA/big.bin"
             ab "get 4 sessions x ${BIG_MB} MiB" "$r" s_get4
             run_pump "get 4 sessions x ${BIG_MB} MiB" "$r" 4 "$REPEAT4"
             run_iperf "get 4 sessions x ${BIG_MB} MiB" "$r" 4

@@ -8,6 +8,9 @@
 # CPU per unit of work is what a server with its own cores would see.
 #
 #   bash benches/cpu.sh            # ROUNDS=5
+#   SINK=trunc SERVERS=ringftpd KINDS=get bash benches/cpu.sh
+#       # the download with the load generator instead of curl (3 x 1 GiB RETR on one session,
+#       # GET_REPEAT), received with --sink read|splice|trunc; ringftpd alone
 #
 # Reuses the data, the unpacked vsftpd and its config that `bash benches/compare.sh` prepares
 # (run `QUICK=1 bash benches/compare.sh` once first; this script says so if they are missing).
@@ -27,8 +30,13 @@ UP_MB=${UP_MB:-256}
 CONN_WORKERS=${CONN_WORKERS:-16}
 CONN_SECS=${CONN_SECS:-5}
 KINDS=${KINDS:-get put conn}
+# Empty: the download is curl's. read|splice|trunc: loadgen get with that --sink.
+SINK=${SINK:-}
+GET_REPEAT=${GET_REPEAT:-3}
+SERVERS=${SERVERS:-ringftpd vsftpd}
 
-[[ -f $DATA/big.bin && -x $VSFTPD && -f $WORK/vsftpd.conf ]] ||
+with_vs() { [[ " $SERVERS " == *" vsftpd "* ]]; }
+[[ -f $DATA/big.bin ]] && { ! with_vs || [[ -x $VSFTPD && -f $WORK/vsftpd.conf ]]; } ||
     { echo "run 'bash benches/compare.sh' (QUICK=0, for the 1 GiB file) once first" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
 
@@ -47,7 +55,7 @@ wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/n
 cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
 
 # SO_REUSEPORT would let a second server silently share a busy port: refuse instead.
-for p in $RING_PORT $VS_PORT; do
+for p in $RING_PORT $(with_vs && echo $VS_PORT); do
     if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "port $p is already in use" >&2; exit 1; fi
 done
 mkdir -p "$DATA/upload"
@@ -58,10 +66,13 @@ setsid target/release/ringftpd "${as_root[@]}" --root "$DATA" --listen 127.0.0.1
     --max-per-ip 0 --max-connects-per-ip-per-sec 0 \
     --anonymous-upload upload --log-level warn >>"$WORK/cpu-ringftpd.log" 2>&1 &
 RING=$!; PIDS+=("$RING")
-LD_LIBRARY_PATH=/tmp/refservers/root/usr/lib/x86_64-linux-gnu setsid "$VSFTPD" "$WORK/vsftpd.conf" \
-    >>"$WORK/cpu-vsftpd.log" 2>&1 &
-VS=$!; PIDS+=("$VS")
-wait_port $RING_PORT && wait_port $VS_PORT || { echo "a server did not start" >&2; exit 1; }
+wait_port $RING_PORT || { echo "ringftpd did not start" >&2; exit 1; }
+if with_vs; then
+    LD_LIBRARY_PATH=/tmp/refservers/root/usr/lib/x86_64-linux-gnu setsid "$VSFTPD" "$WORK/vsftpd.conf" \
+        >>"$WORK/cpu-vsftpd.log" 2>&1 &
+    VS=$!; PIDS+=("$VS")
+    wait_port $VS_PORT || { echo "vsftpd did not start" >&2; exit 1; }
+fi
 cat "$DATA/big.bin" >/dev/null
 
 declare -A GBPS CPU
@@ -72,7 +83,11 @@ measure() { # name pid port kind
     rm -f "$DATA"/upload/* 2>/dev/null || true
     sync
     before=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
-    if [[ $kind == get ]]; then
+    if [[ $kind == get && -n $SINK ]]; then
+        "$LOADGEN" get --addr 127.0.0.1:$port --sessions 1 --file big.bin --repeat "$GET_REPEAT" \
+            --sink "$SINK" --max-secs 300 --label "$name" >/dev/null
+        bytes=$((GET_REPEAT * $(stat -c %s "$DATA/big.bin")))
+    elif [[ $kind == get ]]; then
         bytes=$(curl -s -o /dev/null -w '%{size_download}' "ftp://127.0.0.1:$port/big.bin")
     elif [[ $kind == conn ]]; then
         # "bytes" here counts sessions: the per-unit maths below is the same.
@@ -93,19 +108,31 @@ measure() { # name pid port kind
 
 for r in $(seq 1 "$ROUNDS"); do
     for kind in $KINDS; do
-        if ((r % 2)); then measure ringftpd $RING $RING_PORT $kind; measure vsftpd $VS $VS_PORT $kind
+        if ! with_vs; then measure ringftpd $RING $RING_PORT $kind
+        elif ((r % 2)); then measure ringftpd $RING $RING_PORT $kind; measure vsftpd $VS $VS_PORT $kind
         else measure vsftpd $VS $VS_PORT $kind; measure ringftpd $RING $RING_PORT $kind; fi
     done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+if ! with_vs; then
+    echo "| run | ringftpd rate (each round) | median | ringftpd CPU (each round) | median |"
+    echo "|---|---|---|---|---|"
+    for kind in $KINDS; do
+        printf '| %s %s | %s | %.3f | %s | %.3f |\n' "$kind" "${SINK:+sink $SINK}" \
+            "$(printf '%.3f ' ${GBPS[ringftpd.$kind]})" "$(median <<<"${GBPS[ringftpd.$kind]}")" \
+            "$(printf '%.3f ' ${CPU[ringftpd.$kind]})" "$(median <<<"${CPU[ringftpd.$kind]}")"
+    done
+    echo "(rates in GB/s or sessions/s, CPU in s/GB or us/session; $ROUNDS rounds; 2 CPUs shared; loopback)"
+    exit 0
+fi
 echo "| run | ringftpd rate | vsftpd rate | ratio | ringftpd CPU | vsftpd CPU | ratio |"
 echo "|---|---|---|---|---|---|---|"
 for kind in $KINDS; do
     rg=$(median <<<"${GBPS[ringftpd.$kind]}"); vg=$(median <<<"${GBPS[vsftpd.$kind]}")
     rc=$(median <<<"${CPU[ringftpd.$kind]}"); vc=$(median <<<"${CPU[vsftpd.$kind]}")
     case $kind in
-        get) label="1 x 1 GiB RETR (curl): GB/s, CPU s/GB" ;;
+        get) label="1 x 1 GiB RETR (${SINK:+loadgen x $GET_REPEAT, sink }${SINK:-curl}): GB/s, CPU s/GB" ;;
         put) label="$UP_SESSIONS x $UP_MB MiB STOR (loadgen): GB/s, CPU s/GB" ;;
         conn) label="$CONN_WORKERS workers connect+RETR 4K+QUIT (loadgen): sessions/s, CPU us/session" ;;
     esac

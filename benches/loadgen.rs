@@ -51,7 +51,8 @@ modes:
                                                       markdown table of medians per scenario
 common: --addr 127.0.0.1:2121 --label NAME --user anonymous --pass bench@ --pasv (PASV, not EPSV)
         --timeout SECS (socket timeout, 60) --max-secs SECS (whole run, 900)
-        --sink read|splice (how data is received: read(2) into a buffer, or spliced to /dev/null)";
+        --sink read|splice|trunc (how data is received: read(2) into a buffer, spliced to /dev/null,
+                                  or discarded by the kernel with recv(MSG_TRUNC))";
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -541,22 +542,27 @@ fn reply_err(cmd: &str, r: Reply) -> FtpError {
     }
 }
 
-/// How `drain` disposes of data: `--sink read` (the default) or `--sink splice`; see `Sink`.
+/// How `drain` disposes of data: `--sink read` (the default), `splice` or `trunc`; see `Sink`.
 static SINK: std::sync::OnceLock<Sink> = std::sync::OnceLock::new();
 
 /// The receive side of every transfer. `Read` is what curl does: `read(2)` into a 256 KiB buffer, a
 /// kernel-to-user copy of every byte. `Splice` moves the socket's pages into a pipe and on to
 /// `/dev/null` without copying, so on a 2-core box the client does not eat the CPU the server needs.
+/// `Trunc` is `recv(MSG_TRUNC)`: on TCP the kernel frees the received bytes without copying them
+/// anywhere, one syscall per call and no pipe, the cheapest receiver there is, so the server's own
+/// cost per byte decides the rate.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Sink {
     Read,
     Splice,
+    Trunc,
 }
 
 /// The `--sink` of this run, for the records.
 fn sink_name() -> &'static str {
     match SINK.get() {
         Some(Sink::Splice) => "splice",
+        Some(Sink::Trunc) => "trunc",
         _ => "read",
     }
 }
@@ -622,12 +628,34 @@ fn drain_splice(data: &mut TcpStream) -> Option<FtpResult<u64>> {
     })
 }
 
-/// Read to EOF, keeping only the count: through `/dev/null` with `--sink splice`, else into `sink`.
-fn drain(data: &mut TcpStream, sink: &mut [u8]) -> FtpResult<u64> {
-    if SINK.get() == Some(&Sink::Splice) {
-        if let Some(r) = drain_splice(data) {
-            return r;
+/// Receive to EOF with `recv(MSG_TRUNC)`: the kernel discards the bytes (TCP never writes `buf`,
+/// whose length is only how much one call may take) and returns how many there were.
+fn drain_trunc(data: &TcpStream, buf: &mut [u8]) -> FtpResult<u64> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    let mut total = 0u64;
+    loop {
+        match recv(data.as_raw_fd(), buf, MsgFlags::MSG_TRUNC) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n as u64,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(FtpError::Io("data recv", e.into())),
         }
+    }
+}
+
+/// Read to EOF, keeping only the count: through `/dev/null` with `--sink splice`, discarded in the
+/// kernel with `--sink trunc`, else into `sink`.
+fn drain(data: &mut TcpStream, sink: &mut [u8]) -> FtpResult<u64> {
+    match SINK.get() {
+        Some(Sink::Splice) => {
+            if let Some(r) = drain_splice(data) {
+                return r;
+            }
+        }
+        Some(Sink::Trunc) => return drain_trunc(data, sink),
+        _ => {}
     }
     let mut total = 0u64;
     loop {
@@ -1871,8 +1899,9 @@ fn main() -> ExitCode {
     let sink = match opts.str("sink", "read").as_str() {
         "read" => Sink::Read,
         "splice" => Sink::Splice,
+        "trunc" => Sink::Trunc,
         s => {
-            eprintln!("loadgen: --sink {s:?}: read or splice");
+            eprintln!("loadgen: --sink {s:?}: read, splice or trunc");
             return ExitCode::from(64);
         }
     };

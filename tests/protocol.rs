@@ -1894,6 +1894,52 @@ fn hundreds_of_idle_sessions() {
     assert_eq!(sessions[123].retr("hello.txt"), b"Hello, world!\n");
 }
 
+/// Fairness on one shard: a session pulling a resident file as fast as the client can drain it
+/// spends only its per-turn budget at a time, so a small RETR on another session of the same
+/// shard still completes at once (whole-file residency checks must not let one send run on).
+#[test]
+fn small_retr_beside_a_bulk_download_answers_quickly() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = common::start(|c| c.shards = 1);
+    s.sparse_file("bulk.bin", BIG);
+    let small = common::pattern(9, 4096);
+    s.write_file("small.bin", &small);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let mut bulk = s.login();
+    // The first bulk transfer is under way before the small RETRs start.
+    let first = start_big_retr(&mut bulk, "bulk.bin", 64 << 10);
+    let flag = std::sync::Arc::clone(&stop);
+    let puller = std::thread::spawn(move || {
+        // Bulk downloads back to back, drained as fast as this thread can, until told to stop.
+        let mut data = first;
+        let mut pulls = 0u32;
+        loop {
+            common::drain(&mut data);
+            bulk.expect_reply(226, "bulk RETR");
+            pulls += 1;
+            if flag.load(Ordering::Relaxed) {
+                return pulls;
+            }
+            data = start_big_retr(&mut bulk, "bulk.bin", 0);
+        }
+    });
+    let mut c = s.login();
+    let mut slowest = Duration::ZERO;
+    for i in 0..10 {
+        let t0 = Instant::now();
+        common::assert_bytes_eq(&c.retr("small.bin"), &small, &format!("small RETR {i}"));
+        slowest = slowest.max(t0.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let pulls = puller.join().unwrap();
+    // Generous for a loaded CI box; a small RETR queued behind whole bulk sends would take
+    // about as long as a 64 MiB pull.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest small RETR {slowest:?} ({pulls} bulk pulls)"
+    );
+}
+
 /// A file that is not in the page cache is read in asynchronously (io_uring READ) before it is
 /// sent; the bytes must be the same on every data path.
 #[test]
@@ -1944,6 +1990,40 @@ fn cold_file_on_every_data_path(residency: Option<ringftpd::sys::fs::Residency>)
             &content[1_500_000..],
             &format!("{data_path:?} REST 1500000"),
         );
+    }
+}
+
+/// A resident file with a few evicted pages: those windows are read in (a sendfile transfer
+/// moves onto a pipe for them) and the rest is sent as usual (sendfile again once the pipe is
+/// empty); the bytes must be exact on every path.
+#[test]
+fn file_with_evicted_holes_is_sent_byte_exact() {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    for data_path in [DataPath::Sendfile, DataPath::Splice, DataPath::Copy] {
+        let s = common::start(|c| {
+            c.data_path = data_path;
+            c.shards = 1;
+        });
+        let content = common::pattern(31, (40 << 20) + 4321);
+        s.write_file("holey.bin", &content);
+        let file = std::fs::File::open(s.path("holey.bin")).unwrap();
+        file.sync_all().unwrap();
+        // Resident first (read it), then holes near the start and far beyond readahead's reach.
+        drop(std::fs::read(s.path("holey.bin")).unwrap());
+        let mut c = s.login();
+        for round in 0..3 {
+            for hole in [MIB + 4096, 2 * MIB + 77, 36 * MIB] {
+                posix_fadvise(
+                    &file,
+                    hole as i64,
+                    256 << 10,
+                    PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                )
+                .unwrap();
+            }
+            let what = format!("{data_path:?} round {round}");
+            common::assert_bytes_eq(&c.retr("holey.bin"), &content, &what);
+        }
     }
 }
 

@@ -24,6 +24,16 @@ use crate::vfs::DirCursor;
 /// Largest single sendfile/copy step; the per-turn budget caps the total.
 const COPY_CHUNK: usize = 64 << 10;
 
+/// How much of a file one residency check may vouch for. Pages found resident may be evicted
+/// before they are sent; this bounds how far that trust reaches (64 MiB: 1/64 of the checks of
+/// 1 MiB windows, and a fraction of a second of a fast download).
+const WARM_SPAN: u64 = 64 << 20;
+
+/// How far beyond a read the kernel's readahead may insert pages: a window is at most the
+/// device's `read_ahead_kb` (128 KiB by default, 8 MiB on virtio disks here), and an async one
+/// starts at most one window ahead.
+const RA_REACH: u64 = 16 << 20;
+
 /// How a pump step ended: what the shard does next for this transfer.
 enum Pump {
     Done,
@@ -47,6 +57,8 @@ enum Pump {
     },
     /// The splice path needs a pipe from the shard's pool.
     NeedPipe,
+    /// The cold windows are behind this (former sendfile) transfer: back to sendfile.
+    Resume,
     /// This piece of a listing is sent: format the next one from this cursor.
     NextPiece(DirCursor),
     Failed(TransferError),
@@ -64,21 +76,44 @@ fn check_warm(file: &File, offset: u64, end: u64, warmth: &mut Warmth) -> Option
         return Some(Pump::Warming);
     }
     let len = (end - offset).min(COLD_WINDOW);
-    if warmth.cold {
-        return Some(Pump::Cold { offset, len });
-    }
-    match warmth.residency.cached_bytes(file.as_fd(), offset, len) {
-        Ok((cached, total)) if cached < total => {
-            // Each window is read on an io_uring worker before it is sent, so that read (not
-            // sendfile on the shard) meets the readahead marks and starts the next disk I/O.
-            warmth.cold = true;
-            Some(Pump::Cold { offset, len })
+    // The server's start-up choice: cachestat(2), or preadv2(RWF_NOWAIT) probes without it.
+    let residency = warmth.residency;
+    let resident = |off: u64, n: u64| match residency.cached_bytes(file.as_fd(), off, n) {
+        Ok((cached, total)) => cached >= total,
+        Err(_) => true,
+    };
+    if offset >= warmth.read_until {
+        // Most files are wholly resident: one check of the next WARM_SPAN (at most) trusts that
+        // much at once, instead of one per window. Only a wholly resident span passes, so a span
+        // just behind another transfer's readahead (pages inserted, not yet read) never does.
+        // After a span with a hole the next try waits a quarter span, so a file with holes
+        // does not pay for a failing span check per window.
+        let span = (end - offset).min(WARM_SPAN);
+        if span > len && offset >= warmth.span_from {
+            if resident(offset, span) {
+                warmth.until = offset + span;
+                return None;
+            }
+            warmth.span_from = offset + WARM_SPAN / 4;
         }
-        _ => {
+        if resident(offset, len) {
             warmth.until = offset + len;
-            None
+            return None;
         }
     }
+    // This window is read in (on an io_uring worker, or spliced into a pipe there), and so is the
+    // next, read ahead. Their readahead may reach RA_REACH beyond them, filling holes there with
+    // pages that look resident before they are. If that reach holds no hole now, before the read,
+    // nothing lands there and sendfile resumes after this window: a wholly cached file with a
+    // few evicted pages takes the slow path for those windows only. Otherwise the reach is read
+    // in too, and a file read from disk stays on the read-in path to its end.
+    let reach = (offset + 2 * COLD_WINDOW + RA_REACH).min(end);
+    let from = warmth.read_until.max(offset + len);
+    if from < reach && !resident(from, reach - from) {
+        warmth.read_until = reach;
+    }
+    warmth.read_until = warmth.read_until.max(offset + len);
+    Some(Pump::Cold { offset, len })
 }
 
 /// Classify a failed socket write: the peer going away is 426, anything else is a local error.
@@ -160,6 +195,9 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                     if let Some(wait) = check_warm(file, *offset, *end, warmth) {
                         return wait;
                     }
+                    if warmth.was_sendfile {
+                        return Pump::Resume;
+                    }
                     let want =
                         (*end - *offset).min((warmth.until - *offset).min(p.size as u64)) as usize;
                     let mut off = *offset as i64;
@@ -222,6 +260,8 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                     return Pump::Done;
                 }
                 if let Some(wait) = check_warm(file, *offset, *end, warmth) {
+                    // A cold window moves this transfer onto a pipe (see `warm_window`).
+                    warmth.was_sendfile |= matches!(wait, Pump::Cold { .. });
                     return wait;
                 }
                 // Never send past what is known to be resident in one call.
@@ -522,6 +562,14 @@ impl Shard {
                     self.drive(r, conn);
                 }
             },
+            Pump::Resume => {
+                self.return_pipe(t);
+                if let Source::File { mode, warmth, .. } = &mut t.source {
+                    *mode = Mode::Sendfile;
+                    warmth.was_sendfile = false;
+                }
+                self.drive(r, conn);
+            }
             Pump::SendMap { offset, len } => {
                 if let (
                     Source::File {

@@ -259,11 +259,15 @@ pub(super) struct Warmth {
     pub(super) until: u64,
     /// A read that brings a cold window into the page cache is in flight, from this offset.
     pub(super) reading: Option<u64>,
-    /// A window of this file was found cold. From then on every window is read in first:
-    /// cachestat(2) counts pages that readahead has inserted but not yet filled, and sending
-    /// those would wait for the disk on the shard. (The preadv2(RWF_NOWAIT) check does not
-    /// count them, but a file found cold once is likely to be read from disk from there on.)
-    pub(super) cold: bool,
+    /// Windows before this offset are read in before they are sent, whatever cachestat(2)
+    /// says: reading a cold window starts readahead beyond it, and cachestat counts pages that
+    /// readahead has inserted but not yet filled, which sendfile on the shard would wait for.
+    pub(super) read_until: u64,
+    /// The next check of a whole `WARM_SPAN` waits until here (one found a hole).
+    pub(super) span_from: u64,
+    /// A sendfile transfer that was moved onto a pipe for a cold window: it goes back to
+    /// sendfile once the pipe is empty and the next window is resident.
+    pub(super) was_sendfile: bool,
     /// The buffer of the last read, for the next one (its contents are never looked at).
     pub(super) spare: Option<Vec<u8>>,
     /// How residency is checked (the server's start-up choice).
