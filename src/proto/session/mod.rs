@@ -106,10 +106,6 @@ impl Session {
         }
     }
 
-    pub fn greeting() -> Reply {
-        Reply::new(ReplyCode::ServiceReady, "ringftpd ready.")
-    }
-
     pub fn cwd(&self) -> &VirtualPath {
         &self.cwd
     }
