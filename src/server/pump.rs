@@ -306,24 +306,9 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                     if let Some(wait) = check_warm(file, *offset, *end, warmth) {
                         return wait;
                     }
-                    let want = (*end - *offset).min(COPY_CHUNK as u64) as usize;
-                    let mut raw = vec![0u8; want];
-                    let n = match file.read_at(&mut raw, *offset) {
-                        Ok(0) => return Pump::Failed(TransferError::FileChanged),
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            return Pump::Failed(TransferError::Local(
-                                e.raw_os_error().unwrap_or(libc::EIO),
-                            ));
-                        }
-                    };
-                    *offset += n as u64;
-                    raw.truncate(n);
-                    *buf = match mode {
-                        Mode::Ascii => to_crlf(&raw, prev_cr),
-                        _ => raw,
-                    };
+                    if let Err(stop) = refill(file, offset, *end, mode, buf, prev_cr) {
+                        return stop;
+                    }
                     *pos = 0;
                 }
                 match send_from(sock, buf, pos, left) {
@@ -335,6 +320,39 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
         t.bytes += sent as u64;
         left = left.saturating_sub(sent);
     }
+}
+
+/// The copy path's next chunk (at most `COPY_CHUNK` bytes from `offset`) read into `buf`, which
+/// is reused from chunk to chunk (no allocation once it has grown); TYPE A converts line endings.
+/// Shared by the cleartext copy path and `PROT P`.
+fn refill(
+    file: &File,
+    offset: &mut u64,
+    end: u64,
+    mode: &Mode,
+    buf: &mut Vec<u8>,
+    prev_cr: &mut bool,
+) -> Result<(), Pump> {
+    let want = (end - *offset).min(COPY_CHUNK as u64) as usize;
+    buf.resize(want, 0);
+    let n = loop {
+        match file.read_at(buf, *offset) {
+            Ok(0) => return Err(Pump::Failed(TransferError::FileChanged)),
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Pump::Failed(TransferError::Local(
+                    e.raw_os_error().unwrap_or(libc::EIO),
+                )));
+            }
+        }
+    };
+    *offset += n as u64;
+    buf.truncate(n);
+    if matches!(mode, Mode::Ascii) {
+        *buf = to_crlf(buf, prev_cr);
+    }
+    Ok(())
 }
 
 /// `pump` for a `PROT P` data connection: finish the TLS handshake (refusing one that did not
@@ -409,28 +427,8 @@ fn pump_tls(t: &mut Transfer, budget: usize, must_resume: bool) -> Pump {
                     if let Some(wait) = check_warm(file, *offset, *end, warmth) {
                         return wait;
                     }
-                    let want = (*end - *offset).min(COPY_CHUNK as u64) as usize;
-                    // The buffer is reused from chunk to chunk (no allocation once it has grown).
-                    buf.resize(want, 0);
-                    match file.read_at(buf, *offset) {
-                        Ok(0) => return Pump::Failed(TransferError::FileChanged),
-                        Ok(n) => {
-                            *offset += n as u64;
-                            buf.truncate(n);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                            buf.clear();
-                            *pos = 0;
-                            continue;
-                        }
-                        Err(e) => {
-                            return Pump::Failed(TransferError::Local(
-                                e.raw_os_error().unwrap_or(libc::EIO),
-                            ));
-                        }
-                    }
-                    if matches!(mode, Mode::Ascii) {
-                        *buf = to_crlf(buf, prev_cr);
+                    if let Err(stop) = refill(file, offset, *end, mode, buf, prev_cr) {
+                        return stop;
                     }
                     *pos = 0;
                 }
