@@ -11,7 +11,7 @@
 # RING_PORT/VS_PORT/IPERF_PORT/PURE_PORT/PRO_PORT (21921/21922/21923/21924/21925),
 # RINGFTPD_BIN / LOADGEN_BIN (skip the builds), SCENARIOS (space-separated subset of the names below),
 # RING_EXTRA (more ringftpd flags), SINK (splice|read|trunc: how loadgen receives data; see benches/README.md),
-# CONN_WORKERS (16).
+# CONN_WORKERS (16), TLS_SESSIONS (8: the wide PROT P scenario).
 #
 # Only 127.0.0.1 is ever used. The reference servers are not installed as packages: their .debs
 # are downloaded and unpacked under /tmp/refservers. Each runs as Debian configures it by default
@@ -45,11 +45,12 @@ PRO_PASV_MAX=32767
 # pure-ftpd's virtual user (bench data only; the password is no secret).
 PURE_USER=bench
 PURE_PASS=bench-pw
-ALL_SCENARIOS="get1 get4 many conn list mlsd put idle idle10k cold"
+ALL_SCENARIOS="get1 get4 many conn list mlsd put idle idle10k cold tls1 tls8"
 # splice: the client moves received pages to /dev/null without copying, so on 2 shared cores the
 # client's receive copy is not what is measured. read: read(2) into a buffer, as curl does.
 SINK=${SINK:-splice}
 CONN_WORKERS=${CONN_WORKERS:-16}
+TLS_SESSIONS=${TLS_SESSIONS:-8}
 PUT_SESSIONS=${PUT_SESSIONS:-8}
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 
@@ -158,6 +159,11 @@ prepare_data() {
     chown nobody "$DATA/upload"
     chmod 755 "$DATA/upload"
     mkdir -p "$WORK/empty"
+    # A self-signed certificate for the PROT P scenarios (RSA 2048, as most FTPS sites still use).
+    if [[ ! -s $WORK/tls-cert.pem ]]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/tls-key.pem" -out "$WORK/tls-cert.pem" \
+            -days 3650 -subj /CN=localhost >/dev/null 2>&1 || die "openssl req (test certificate) failed"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +237,19 @@ dual_log_enable=NO
 syslog_enable=NO
 vsftpd_log_file=$WORK/vsftpd-xfer.log
 EOF
+    # FTPS for the PROT P scenarios (tls1, tls8): explicit AUTH TLS, optional for anonymous, so the
+    # cleartext scenarios run as before; data sessions must resume the control session (the default).
+    if tls_scenarios; then
+        cat >>"$WORK/vsftpd.conf" <<EOF
+ssl_enable=YES
+allow_anon_ssl=YES
+force_anon_logins_ssl=NO
+force_anon_data_ssl=NO
+require_ssl_reuse=YES
+rsa_cert_file=$WORK/tls-cert.pem
+rsa_private_key_file=$WORK/tls-key.pem
+EOF
+    fi
 }
 
 # pure-ftpd: one virtual user (uid nobody, chrooted to the data). pure-pw hashes with argon2id at
@@ -318,6 +337,9 @@ start_server() { # name
             # A benchmark run as root serves as root (newer builds refuse that without the flag).
             if ((EUID == 0)) && "$RINGFTPD_BIN" --help 2>/dev/null | grep -q -- '--allow-root'; then
                 extra+=(--allow-root)
+            fi
+            if tls_scenarios && "$RINGFTPD_BIN" --help 2>/dev/null | grep -q -- '--tls-cert'; then
+                extra+=(--tls-cert "$WORK/tls-cert.pem" --tls-key "$WORK/tls-key.pem")
             fi
             # RING_EXTRA: more ringftpd flags, e.g. RING_EXTRA="--send-budget-kib 1024".
             if [[ -n ${RING_EXTRA:-} ]]; then read -r -a more <<<"$RING_EXTRA"; extra+=("${more[@]}"); fi
@@ -470,6 +492,18 @@ ab() { # scenario round cmd-for-one-server(label port)
     done
 }
 
+# Like ab, over the servers this script runs with FTPS: ringftpd and vsftpd (pure-ftpd and
+# proftpd are built with TLS in Debian too, but only vsftpd is configured here).
+ab_tls() { # scenario round cmd-for-one-server(label port)
+    local sc=$1 round=$2 fn=$3 list=() n i s
+    for s in "${SERVERS[@]}"; do [[ $s == ringftpd || $s == vsftpd ]] && list+=("$s"); done
+    n=${#list[@]}
+    for ((i = 0; i < n; i++)); do
+        s=${list[$(((i + round - 1) % n))]}
+        "$fn" "$sc" "$round" "$s" "${PORT[$s]}"
+    done
+}
+
 warm() { cat "$@" >/dev/null; }
 # Pages of a file missing from the page cache (this VM's cache drops scattered folios of warm
 # files; a download reads such windows in first), logged before each round that relies on it.
@@ -498,7 +532,11 @@ s_idle() {
 }
 s_cold() { run_lg "$1" "$2" "$3" "$4" cold --file cold.bin --small small4k --count "$COLD_COUNT" --root "$DATA"; }
 
+s_tls1() { run_lg "$1" "$2" "$3" "$4" get --tls --sessions 1 --file big.bin --repeat "$REPEAT1"; }
+s_tls8() { run_lg "$1" "$2" "$3" "$4" get --tls --sessions "$TLS_SESSIONS" --file big.bin --repeat 1; }
+
 scenario_on() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+tls_scenarios() { scenario_on tls1 || scenario_on tls8; }
 
 # ---------------------------------------------------------------------------------------------
 main() {
@@ -564,6 +602,14 @@ main() {
             run_lg "idle ${IDLE_BIG} sessions (ringftpd only)" "$r" ringftpd "$RING_PORT" \
                 idle --sessions "$IDLE_BIG" --pid "${PID[ringftpd]}" --connect-threads 16
         done
+    fi
+    if scenario_on tls1; then
+        warm "$DATA/big.bin"
+        for r in $(seq 1 "$ROUNDS"); do ab_tls "PROT P get 1 session x ${BIG_MB} MiB" "$r" s_tls1; done
+    fi
+    if scenario_on tls8; then
+        warm "$DATA/big.bin"
+        for r in $(seq 1 "$ROUNDS"); do ab_tls "PROT P get ${TLS_SESSIONS} sessions x ${BIG_MB} MiB" "$r" s_tls8; done
     fi
     if scenario_on cold; then
         for r in $(seq 1 "$ROUNDS"); do ab "cold: 4 KiB RETR beside 2 cold ${BIG_MB} MiB pulls" "$r" s_cold; done

@@ -52,13 +52,16 @@ modes:
 common: --addr 127.0.0.1:2121 --label NAME --user anonymous --pass bench@ --pasv (PASV, not EPSV)
         --timeout SECS (socket timeout, 60) --max-secs SECS (whole run, 900)
         --sink read|splice|trunc (how data is received: read(2) into a buffer, spliced to /dev/null,
-                                  or discarded by the kernel with recv(MSG_TRUNC))";
+                                  or discarded by the kernel with recv(MSG_TRUNC))
+        --tls (explicit FTPS: AUTH TLS, PBSZ 0, PROT P; every data connection resumes the control
+               connection's TLS session and is decrypted into the buffer; the certificate is not
+               checked, which is only acceptable because the target is always loopback)";
 
 // ---------------------------------------------------------------------------------------------
 // Options
 
 /// Flags that take no value.
-const FLAGS: &[&str] = &["mlsd", "pasv", "tree", "bench", "no-dele", "no-warm"];
+const FLAGS: &[&str] = &["mlsd", "pasv", "tree", "bench", "no-dele", "no-warm", "tls"];
 /// Options that take a value.
 const KEYS: &[&str] = &[
     "addr",
@@ -196,6 +199,9 @@ struct Cfg {
     pasv: bool,
     timeout: Duration,
     deadline: Instant,
+    /// `--tls`: explicit FTPS (each session gets a client configuration of its own, see
+    /// `tls::client_config`).
+    tls: bool,
 }
 
 impl Cfg {
@@ -218,6 +224,7 @@ impl Cfg {
             pasv: o.flag("pasv"),
             timeout: Duration::from_secs(o.num("timeout", 60)?),
             deadline: Instant::now() + Duration::from_secs(max_secs),
+            tls: o.flag("tls"),
         })
     }
 
@@ -272,12 +279,53 @@ struct Reply {
 }
 
 struct Ftp {
-    ctrl: TcpStream,
+    ctrl: Ctrl,
     /// Control bytes received but not yet consumed as lines.
     rbuf: Vec<u8>,
     peer: SocketAddr,
     pasv: bool,
     timeout: Duration,
+    /// After AUTH TLS: the configuration data connections use (PROT P).
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The control connection: in clear, or through rustls after AUTH TLS.
+enum Ctrl {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Ctrl {
+    fn sock(&self) -> &TcpStream {
+        match self {
+            Ctrl::Plain(s) => s,
+            Ctrl::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Ctrl {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Ctrl::Plain(s) => s.read(buf),
+            Ctrl::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Ctrl {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Ctrl::Plain(s) => s.write(buf),
+            Ctrl::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Ctrl::Plain(s) => s.flush(),
+            Ctrl::Tls(t) => t.flush(),
+        }
+    }
 }
 
 impl Ftp {
@@ -289,11 +337,12 @@ impl Ftp {
             .map_err(|e| FtpError::Io("nodelay", e))?;
         set_timeouts(&ctrl, cfg.timeout)?;
         let mut ftp = Ftp {
-            ctrl,
+            ctrl: Ctrl::Plain(ctrl),
             rbuf: Vec::with_capacity(512),
             peer: cfg.addr,
             pasv: cfg.pasv,
             timeout: cfg.timeout,
+            tls: None,
         };
         for _ in 0..3 {
             let r = ftp.read_reply()?;
@@ -306,9 +355,12 @@ impl Ftp {
         Err(FtpError::Proto("no 220 greeting".into()))
     }
 
-    /// Connect, USER/PASS, TYPE I.
+    /// Connect, (with `--tls`: AUTH TLS,) USER/PASS, (PBSZ 0, PROT P,) TYPE I.
     fn login(cfg: &Cfg) -> FtpResult<Ftp> {
         let mut ftp = Ftp::connect(cfg)?;
+        if cfg.tls {
+            ftp = ftp.start_tls(&tls::client_config())?;
+        }
         let r = ftp.cmd(&format!("USER {}", cfg.user))?;
         match r.code {
             230 => {}
@@ -320,8 +372,42 @@ impl Ftp {
             }
             _ => return Err(reply_err("USER", r)),
         }
+        if ftp.tls.is_some() {
+            ftp.expect("PBSZ 0", &[200])?;
+            ftp.expect("PROT P", &[200])?;
+        }
         ftp.expect("TYPE I", &[200])?;
         Ok(ftp)
+    }
+
+    /// AUTH TLS and the control connection's handshake.
+    fn start_tls(mut self, config: &Arc<rustls::ClientConfig>) -> FtpResult<Ftp> {
+        self.expect("AUTH TLS", &[234])?;
+        if !self.rbuf.is_empty() {
+            return Err(FtpError::Proto(
+                "bytes after the 234, before the handshake".into(),
+            ));
+        }
+        let Ftp {
+            ctrl,
+            rbuf,
+            peer,
+            pasv,
+            timeout,
+            ..
+        } = self;
+        let Ctrl::Plain(sock) = ctrl else {
+            return Err(FtpError::Proto("AUTH TLS twice".into()));
+        };
+        let tls = tls::handshake(config, sock).map_err(|e| FtpError::Io("control handshake", e))?;
+        Ok(Ftp {
+            ctrl: Ctrl::Tls(Box::new(tls)),
+            rbuf,
+            peer,
+            pasv,
+            timeout,
+            tls: Some(Arc::clone(config)),
+        })
     }
 
     /// One CRLF- (or LF-) terminated control line, without its terminator.
@@ -342,10 +428,12 @@ impl Ftp {
                 return Err(FtpError::Proto("reply line too long".into()));
             }
             let mut tmp = [0u8; 1024];
-            let n = self
-                .ctrl
-                .read(&mut tmp)
-                .map_err(|e| FtpError::Io("control read", e))?;
+            let n = match self.ctrl.read(&mut tmp) {
+                Ok(n) => n,
+                // A TLS peer that closes without close_notify: the end of the stream all the same.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(FtpError::Io("control read", e)),
+            };
             if n == 0 {
                 return Err(FtpError::Proto("control connection closed".into()));
             }
@@ -382,6 +470,7 @@ impl Ftp {
         buf.extend_from_slice(b"\r\n");
         self.ctrl
             .write_all(&buf)
+            .and_then(|_| self.ctrl.flush())
             .map_err(|e| FtpError::Io("control write", e))
     }
 
@@ -443,8 +532,10 @@ impl Ftp {
         }
         let mut data = self.open_data()?;
         self.start_transfer(&format!("RETR {path}"))?;
-        let n = drain(&mut data, sink)?;
-        drop(data);
+        let n = match &self.tls {
+            None => drain(&mut data, sink)?,
+            Some(config) => tls::drain(config, data, sink)?,
+        };
         self.finish_transfer("RETR")?;
         Ok(n)
     }
@@ -457,6 +548,7 @@ impl Ftp {
         sink: &mut [u8],
         keep: bool,
     ) -> FtpResult<(u64, u64, Vec<u8>)> {
+        self.clear_data_only(verb)?;
         let mut data = self.open_data()?;
         self.start_transfer(&format!("{verb} {path}"))?;
         let mut bytes = 0u64;
@@ -482,6 +574,7 @@ impl Ftp {
 
     /// STOR `size` bytes of `src` (repeated) to `path`.
     fn stor(&mut self, path: &str, size: u64, src: &[u8]) -> FtpResult<u64> {
+        self.clear_data_only("STOR")?;
         let mut data = self.open_data()?;
         self.start_transfer(&format!("STOR {path}"))?;
         let mut left = size;
@@ -496,6 +589,16 @@ impl Ftp {
         drop(data);
         self.finish_transfer("STOR")?;
         Ok(size)
+    }
+
+    /// `--tls` covers downloads (RETR) only.
+    fn clear_data_only(&self, verb: &str) -> FtpResult<()> {
+        match self.tls {
+            None => Ok(()),
+            Some(_) => Err(FtpError::Proto(format!(
+                "--tls: {verb} is not supported, only RETR"
+            ))),
+        }
     }
 
     /// SIZE (RFC 3659) in TYPE I.
@@ -513,7 +616,10 @@ impl Ftp {
         if self.cmd("QUIT").is_err() {
             return;
         }
-        let _ = self.ctrl.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = self
+            .ctrl
+            .sock()
+            .set_read_timeout(Some(Duration::from_secs(2)));
         let mut tmp = [0u8; 256];
         for _ in 0..64 {
             match self.ctrl.read(&mut tmp) {
@@ -692,6 +798,116 @@ fn parse_pasv(text: &str) -> Option<u16> {
         return None;
     }
     Some(nums[4] * 256 + nums[5])
+}
+
+/// `--tls`: explicit FTPS with rustls (ring), TLS 1.2 and 1.3.
+mod tls {
+    use std::io::{self, Read};
+    use std::net::TcpStream;
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{
+        ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
+    };
+
+    use super::{FtpError, FtpResult};
+
+    /// Accepts any certificate (the benchmark servers use self-signed ones); signatures are still
+    /// checked, so the handshake costs what a verifying client's does minus the chain walk.
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// One configuration per FTP session, as each client process has: its session cache is shared
+    /// by the control connection and its data connections, so a data connection resumes the
+    /// control connection's session (what servers that require reuse, vsftpd's
+    /// `require_ssl_reuse` and ringftpd's `tls_require_reuse`, ask for). Sessions sharing one
+    /// cache would resume each other's sessions, which both servers rightly refuse.
+    pub fn client_config() -> Arc<ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .expect("rustls protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    /// A finished client handshake on `sock`.
+    pub fn handshake(
+        config: &Arc<ClientConfig>,
+        mut sock: TcpStream,
+    ) -> io::Result<StreamOwned<ClientConnection, TcpStream>> {
+        let name = ServerName::try_from("localhost").expect("a valid name");
+        let mut conn = ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        Ok(StreamOwned::new(conn, sock))
+    }
+
+    /// Decrypt a protected download into `sink` until the server's close_notify; the count of
+    /// plaintext bytes. A data connection that ends without close_notify is an error.
+    pub fn drain(config: &Arc<ClientConfig>, sock: TcpStream, sink: &mut [u8]) -> FtpResult<u64> {
+        let mut tls = handshake(config, sock).map_err(|e| FtpError::Io("data handshake", e))?;
+        let mut total = 0u64;
+        loop {
+            match tls.read(sink) {
+                Ok(0) => return Ok(total),
+                Ok(n) => total += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FtpError::Io("data read (TLS)", e)),
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -960,7 +1176,8 @@ fn mode_get(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
     errors.report();
     let gbps = bytes as f64 / wall / 1e9;
     let mut rec = Record::new("get", label);
-    rec.s("sink", sink_name())
+    // Under --tls every byte is decrypted into the buffer, whatever --sink says.
+    rec.s("sink", if cfg.tls { "tls" } else { sink_name() })
         .i("sessions", n as u64)
         .i("repeat", k)
         .s("file", &file)
