@@ -1,13 +1,13 @@
 //! The `ringftpd` binary: read the config file and flags, validate, start the shards, serve.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ringftpd::cli::{Cli, Cmd};
 use ringftpd::config::{Config, ConfigError, Options};
 use ringftpd::lifecycle::{Notifier, Signal, Signals};
 use ringftpd::logging::{self, LogHandle, LogSettings};
-use ringftpd::privileges::{self, Confinement};
+use ringftpd::privileges::{self, Confinement, Grant};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -101,6 +101,7 @@ fn serve(
     bound: ringftpd::server::Bound,
     signals: &mut Signals,
     logs: &mut LogHandle,
+    confined: Option<&[(PathBuf, Grant)]>,
 ) -> ExitCode {
     let config = bound.config();
     let shards = config.shards;
@@ -157,7 +158,7 @@ fn serve(
                 if let Some(n) = &notifier {
                     n.reloading();
                 }
-                reload(cli, &server, logs);
+                reload(cli, &server, logs, confined);
                 if let Some(n) = &notifier {
                     n.ready(&status(&server));
                 }
@@ -183,7 +184,12 @@ const STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// SIGHUP: read the config file and the users file again (the command line's flags still win)
 /// and hand the result to the shards for new sessions; reopen the log files (logrotate). A
 /// configuration that does not validate is refused and the one in force stays.
-fn reload(cli: &Cli, server: &ringftpd::server::Server, logs: &mut LogHandle) {
+fn reload(
+    cli: &Cli,
+    server: &ringftpd::server::Server,
+    logs: &mut LogHandle,
+    confined: Option<&[(PathBuf, Grant)]>,
+) {
     let config = match load(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -195,11 +201,21 @@ fn reload(cli: &Cli, server: &ringftpd::server::Server, logs: &mut LogHandle) {
         }
     };
     let settings = log_settings(&config);
+    let wanted = confined.map(|_| landlock_wanted(cli, &config));
     // The server validates the rest (users file, roots) before anything changes.
     match server.reload(config) {
         Ok(restart) => {
             for key in restart {
                 log::warn!("{key} changed: it takes effect at the next restart");
+            }
+            if let (Some(enforced), Some(wanted)) = (confined, wanted) {
+                for (path, grant) in privileges::not_granted(enforced, &wanted) {
+                    log::warn!(
+                        "landlock: {} ({grant:?}) was not allowed at start-up and stays out of \
+                         reach until a restart (a user rooted there cannot log in)",
+                        path.display()
+                    );
+                }
             }
         }
         Err(e) => {
@@ -221,15 +237,26 @@ fn reload(cli: &Cli, server: &ringftpd::server::Server, logs: &mut LogHandle) {
     }
 }
 
+/// The Landlock rules a reloaded configuration would need (its users file read once more: the
+/// server has just loaded the same file).
+fn landlock_wanted(cli: &Cli, config: &Config) -> Vec<(PathBuf, Grant)> {
+    let users = config
+        .users_file
+        .as_deref()
+        .and_then(|path| ringftpd::auth::Users::load(path).ok());
+    privileges::landlock_rules(config, users.as_ref(), cli.config.as_deref())
+}
+
 /// Give up root (when started as root with a user to switch to), set `PR_SET_NO_NEW_PRIVS`,
 /// and confine the process with Landlock unless told not to. What happened is returned as log
-/// lines, written once the log thread runs. A kernel without Landlock (or a container that
-/// refuses it) gets a warning, not a failed start; a failed user switch stops the start.
+/// lines, written once the log thread runs, with the rules in force when Landlock confines the
+/// process (a reload compares its needs with them). A kernel without Landlock (or a container
+/// that refuses it) gets a warning, not a failed start; a failed user switch stops the start.
 fn lock_down(
     cli: &Cli,
     bound: &ringftpd::server::Bound,
     switch: Option<nix::unistd::User>,
-) -> Result<Vec<(log::Level, String)>, String> {
+) -> Result<LockDown, String> {
     let mut notes = Vec::new();
     if let Some(user) = &switch {
         privileges::switch_to(user)?;
@@ -244,10 +271,19 @@ fn lock_down(
     privileges::no_new_privs()?;
     let config = bound.config();
     if !config.landlock {
-        return Ok(notes);
+        return Ok(LockDown {
+            notes,
+            confined: None,
+        });
     }
     let rules = privileges::landlock_rules(config, bound.users(), cli.config.as_deref());
-    notes.push(match privileges::confine(&rules) {
+    let outcome = privileges::confine(&rules);
+    let confined = matches!(
+        outcome,
+        Ok(Confinement::Full { .. } | Confinement::Partial { .. })
+    )
+    .then(|| rules.clone());
+    notes.push(match outcome {
         Ok(Confinement::Full { paths }) => (
             log::Level::Info,
             format!("landlock: restricted to {paths} paths"),
@@ -268,7 +304,15 @@ fn lock_down(
             format!("{e}; the process is not confined"),
         ),
     });
-    Ok(notes)
+    Ok(LockDown { notes, confined })
+}
+
+/// What `lock_down` did.
+struct LockDown {
+    /// Log lines for the log thread.
+    notes: Vec<(log::Level, String)>,
+    /// The Landlock rules in force, when the process is confined.
+    confined: Option<Vec<(PathBuf, Grant)>>,
 }
 
 fn main() -> ExitCode {
@@ -345,8 +389,8 @@ fn main() -> ExitCode {
     // Still no thread: the user switch and Landlock cover every thread started from here on
     // (the log thread, the helper pool, the shards), and the log files are opened as the user
     // who will reopen them on SIGHUP.
-    let notes = match lock_down(&cli, &bound, switch) {
-        Ok(notes) => notes,
+    let LockDown { notes, confined } = match lock_down(&cli, &bound, switch) {
+        Ok(done) => done,
         Err(e) => {
             eprintln!("ringftpd: {e}");
             return ExitCode::FAILURE;
@@ -362,7 +406,7 @@ fn main() -> ExitCode {
     for (level, note) in notes {
         log::log!(level, "{note}");
     }
-    let code = serve(&cli, bound, &mut signals, &mut logs);
+    let code = serve(&cli, bound, &mut signals, &mut logs, confined.as_deref());
     // After the shards are joined: every record they queued is written before exit.
     logs.stop();
     code

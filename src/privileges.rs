@@ -82,9 +82,15 @@ pub fn landlock_rules(
         };
         rules.push((user.root.clone(), grant));
     }
-    for file in [config_file, config.users_file.as_deref()]
-        .into_iter()
-        .flatten()
+    // The TLS certificate and key are read again on SIGHUP, like the config and users files.
+    for file in [
+        config_file,
+        config.users_file.as_deref(),
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         rules.push((parent_dir(file), Grant::ReadFiles));
     }
@@ -101,6 +107,25 @@ pub fn landlock_rules(
     rules.sort_by(|a, b| a.0.cmp(&b.0));
     rules.dedup();
     rules
+}
+
+/// The rules of `wanted` that `enforced` does not grant: Landlock can only be tightened, never
+/// widened, so after a reload these paths (a new user's root, a log file moved elsewhere) stay
+/// out of reach until a restart. A rule is granted when an enforced rule on it or on a directory
+/// above it allows at least its rights.
+pub fn not_granted(
+    enforced: &[(PathBuf, Grant)],
+    wanted: &[(PathBuf, Grant)],
+) -> Vec<(PathBuf, Grant)> {
+    wanted
+        .iter()
+        .filter(|(path, grant)| {
+            !enforced.iter().any(|(above, has)| {
+                path.starts_with(above) && has.access().contains(grant.access())
+            })
+        })
+        .cloned()
+        .collect()
 }
 
 /// The directory a file named by the configuration lives in ("." for a bare name).
@@ -209,6 +234,35 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    #[test]
+    fn a_reload_sees_which_paths_landlock_still_refuses() {
+        let enforced = vec![
+            (PathBuf::from("/srv/ftp"), Grant::Read),
+            (PathBuf::from("/srv/ftp/incoming"), Grant::ReadWrite),
+            (PathBuf::from("/var/log/ringftpd"), Grant::WriteFiles),
+        ];
+        let wanted = vec![
+            // Inside a read-only root: granted.
+            (PathBuf::from("/srv/ftp/pub"), Grant::Read),
+            // Inside a read-only root but written to: not granted.
+            (PathBuf::from("/srv/ftp/pub"), Grant::ReadWrite),
+            // Inside the upload directory: granted.
+            (PathBuf::from("/srv/ftp/incoming/alice"), Grant::ReadWrite),
+            // A sibling whose name merely starts like a granted one: not granted.
+            (PathBuf::from("/srv/ftpx"), Grant::Read),
+            (PathBuf::from("/home/bob"), Grant::Read),
+            (PathBuf::from("/var/log/ringftpd"), Grant::WriteFiles),
+        ];
+        assert_eq!(
+            not_granted(&enforced, &wanted),
+            vec![
+                (PathBuf::from("/srv/ftp/pub"), Grant::ReadWrite),
+                (PathBuf::from("/srv/ftpx"), Grant::Read),
+                (PathBuf::from("/home/bob"), Grant::Read),
+            ]
+        );
+    }
+
     fn users_file(dir: &Path, entries: &[(&str, &Path, &str)]) -> PathBuf {
         let hash = crate::auth::hash_line(b"pw");
         let mut text = String::new();
@@ -245,6 +299,8 @@ mod tests {
             users_file: Some(users.clone()),
             xferlog: Some(d.join("log/xferlog")),
             json_log: Some(d.join("log/ringftpd.json")),
+            tls_cert: Some(d.join("tls/cert.pem")),
+            tls_key: Some(d.join("tls/private/key.pem")),
             ..Config::default()
         };
         let loaded = Users::load(&users).unwrap();
@@ -257,6 +313,8 @@ mod tests {
             (d.join("log"), Grant::WriteFiles),
             (d.join("pub"), Grant::Read),
             (d.join("pub/incoming"), Grant::ReadWrite),
+            (d.join("tls"), Grant::ReadFiles),
+            (d.join("tls/private"), Grant::ReadFiles),
         ];
         for zone in ["/etc/localtime", "/usr/share/zoneinfo"] {
             if Path::new(zone).exists() {

@@ -58,7 +58,7 @@ fn started_as_root_it_serves_as_the_user_confined() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     open_to_all(d);
-    for sub in ["pub", "alice", "log", "etc"] {
+    for sub in ["pub", "alice", "log", "etc", "tls"] {
         fs::create_dir(d.join(sub)).unwrap();
         open_to_all(&d.join(sub));
     }
@@ -79,6 +79,14 @@ fn started_as_root_it_serves_as_the_user_confined() {
     let conf = d.join("etc/ringftpd.toml");
     fs::write(&conf, "banner = \"before\"\n").unwrap();
     let xferlog = d.join("log/xferlog");
+    // A certificate and key, which SIGHUP loads again from inside the confinement.
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (d.join("tls/cert.pem"), d.join("tls/key.pem"));
+    fs::write(&cert, made.cert.pem()).unwrap();
+    fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    for f in [&cert, &key] {
+        nix::unistd::chown(f, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    }
     let anon_root = d.join("pub");
     let args = [
         "--user",
@@ -91,6 +99,10 @@ fn started_as_root_it_serves_as_the_user_confined() {
         users.to_str().unwrap(),
         "--xferlog",
         xferlog.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
         "--shards",
@@ -161,7 +173,8 @@ fn started_as_root_it_serves_as_the_user_confined() {
     // Anonymous users are read-only: the gate refuses (and Landlock would too).
     anon.expect("STOR nope.txt", 550);
 
-    // A reload re-reads the config and users files from inside the confinement.
+    // A reload re-reads the config and users files, and the certificate and key, from inside
+    // the confinement.
     fs::write(&conf, "banner = \"after\"\n").unwrap();
     daemon.signal(Signal::SIGHUP);
     daemon.wait_line(|l| l.contains("configuration reloaded") || l.contains("reload refused"));
@@ -170,6 +183,43 @@ fn started_as_root_it_serves_as_the_user_confined() {
     let mut after = Ctrl::connect_raw(daemon.addr);
     let (code, text) = after.read_reply();
     assert_eq!((code, text.contains("after")), (220, true), "{text}");
+
+    // Landlock can only tighten: a user added by a reload whose root lies outside the paths
+    // allowed at start-up is named in a warning.
+    let bob_root = d.join("bob");
+    fs::create_dir(&bob_root).unwrap();
+    open_to_all(&bob_root);
+    fs::write(bob_root.join("b.txt"), b"bob\n").unwrap();
+    write_users_file(
+        &users,
+        &[
+            UserSpec {
+                name: "alice",
+                root: &d.join("alice"),
+                extra: "access = \"read-write\"",
+            },
+            UserSpec {
+                name: "bob",
+                root: &bob_root,
+                extra: "access = \"read-only\"",
+            },
+        ],
+    );
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_line(|l| l.contains("configuration reloaded") || l.contains("reload refused"));
+    let warned = daemon
+        .seen
+        .iter()
+        .any(|l| l.contains("landlock:") && l.contains(bob_root.to_str().unwrap()));
+    assert_eq!(warned, confined, "{:?}", daemon.seen);
+    if confined {
+        // Bob's root cannot be opened in the confinement: his login fails (with the usual 530;
+        // the log says why).
+        let mut bob = Ctrl::connect(daemon.addr);
+        bob.expect("USER bob", 331);
+        bob.expect(&format!("PASS {USER_PASSWORD}"), 530);
+        daemon.wait_line(|l| l.contains("of user \"bob\""));
+    }
 
     // The transfer log is written as nobody, in the log directory.
     let deadline = std::time::Instant::now() + common::TIMEOUT;
