@@ -38,6 +38,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 pub use record::{Direction, SessionRecord, TransferRecord};
 use thread::{Files, Item, LogThread, Producer};
@@ -144,6 +145,7 @@ impl LogHandle {
         self.thread.swap(open(&settings)?)?;
         if self.global {
             log::set_max_level(settings.level);
+            WANTS.store(wants_of(&settings), Ordering::Relaxed);
         }
         self.settings = LogSettings {
             queue_capacity: self.settings.queue_capacity,
@@ -235,8 +237,37 @@ fn start_with(
     // Cannot fail: set_logger succeeds once per process, and only here.
     let _ = PRODUCER.set(handle.producer.clone());
     log::set_max_level(handle.settings.level);
+    // Relaxed: a hint for producers; a record built just before a change is harmless either way.
+    WANTS.store(wants_of(&handle.settings), Ordering::Relaxed);
     handle.global = true;
     Ok(handle)
+}
+
+/// Which records the configured files take, so producers build none that nobody writes: bit
+/// [`WANTS_TRANSFERS`] with an xferlog or a JSON log, [`WANTS_SESSIONS`] with a JSON log. Set by
+/// [`start`] and [`LogHandle::reconfigure`]; nothing is wanted before [`start`].
+static WANTS: AtomicU8 = AtomicU8::new(0);
+const WANTS_TRANSFERS: u8 = 1;
+const WANTS_SESSIONS: u8 = 2;
+
+fn wants_of(settings: &LogSettings) -> u8 {
+    let files = settings.xferlog.is_some() || settings.json_log.is_some();
+    (if files { WANTS_TRANSFERS } else { 0 })
+        | (if settings.json_log.is_some() {
+            WANTS_SESSIONS
+        } else {
+            0
+        })
+}
+
+/// Whether a finished transfer's record would be written anywhere (check before building one).
+pub fn wants_transfers() -> bool {
+    WANTS.load(Ordering::Relaxed) & WANTS_TRANSFERS != 0
+}
+
+/// Whether an ended session's record would be written anywhere.
+pub fn wants_sessions() -> bool {
+    WANTS.load(Ordering::Relaxed) & WANTS_SESSIONS != 0
 }
 
 /// Queues a finished transfer for the xferlog and JSON log. Never blocks: if the queue is
@@ -277,6 +308,23 @@ mod tests {
             json_log: Some(json.to_path_buf()),
             queue_capacity: 64,
         }
+    }
+
+    #[test]
+    fn records_are_wanted_only_by_a_file_that_takes_them() {
+        let (x, j) = (Path::new("/x"), Path::new("/j"));
+        let none = LogSettings {
+            xferlog: None,
+            json_log: None,
+            ..settings(x, j)
+        };
+        assert_eq!(wants_of(&none), 0, "the level alone wants no records");
+        let xfer_only = LogSettings {
+            json_log: None,
+            ..settings(x, j)
+        };
+        assert_eq!(wants_of(&xfer_only), WANTS_TRANSFERS);
+        assert_eq!(wants_of(&settings(x, j)), WANTS_TRANSFERS | WANTS_SESSIONS);
     }
 
     #[test]

@@ -106,6 +106,9 @@ impl Shard {
             Direction::Outgoing => conn.totals.bytes_out += bytes,
         }
         conn.totals.transfers = conn.totals.transfers.saturating_add(1);
+        if !logging::wants_transfers() {
+            return;
+        }
         let anonymous_password = conn.session.anonymous_password();
         logging::transfer(TransferRecord {
             session: conn.id,
@@ -127,6 +130,9 @@ impl Shard {
 
     /// The session is closing: queue its record.
     pub(super) fn log_session(&self, conn: &Conn, reason: EndReason) {
+        if !logging::wants_sessions() {
+            return;
+        }
         logging::session(SessionRecord {
             session: conn.id,
             client: conn.peer,
