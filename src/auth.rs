@@ -32,7 +32,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, Version};
 use serde::Deserialize;
 
 /// Largest argon2 memory cost accepted in the users file, in KiB (2 GiB).
@@ -174,19 +174,55 @@ impl Users {
     pub fn verify(&self, name: &[u8], password: &[u8]) -> Option<User> {
         // The hash carries its own algorithm and parameters; verification uses those, not these
         // defaults.
-        let argon2 = Argon2::default();
         match self.by_name.get(name) {
-            Some(entry) => argon2
-                .verify_password(password, &entry.hash)
-                .ok()
-                .map(|()| entry.user.clone()),
+            Some(entry) => verify_hash(password, &entry.hash).then(|| entry.user.clone()),
             None => {
                 // Only the time spent matters; black_box keeps the work from being optimised away.
-                let _ = black_box(argon2.verify_password(black_box(password), &self.dummy));
+                let _ = black_box(verify_hash(black_box(password), &self.dummy));
                 None
             }
         }
     }
+}
+
+/// Whether `password` matches `hash`: argon2 with the hash's own algorithm, version and
+/// parameters, its memory in a mapping of its own (`sys::mem::Blocks`: returned to the kernel
+/// at once, so a login flood leaves no resident memory behind), and a constant-time compare.
+fn verify_hash(password: &[u8], hash: &PasswordHash) -> bool {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let mut memory = match crate::sys::mem::Blocks::new(params.block_count()) {
+        Ok(m) => m,
+        Err(e) => {
+            log::error!("no memory for a password check: {e}");
+            return false;
+        }
+    };
+    let mut buf = [0u8; Output::MAX_LENGTH];
+    let Some(out) = buf.get_mut(..expected.len()) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params);
+    if argon2
+        .hash_password_into_with_memory(password, salt.as_ref(), out, memory.as_mut())
+        .is_err()
+    {
+        return false;
+    }
+    // `Output` compares in constant time.
+    Output::new(out).is_ok_and(|computed| &computed == expected)
 }
 
 impl fmt::Debug for Users {
@@ -404,6 +440,7 @@ fn toml_message(text: &str, error: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::PasswordVerifier;
     use std::sync::LazyLock;
 
     // Argon2 is slow in test builds, so each password is hashed once and shared.
@@ -727,6 +764,32 @@ mod tests {
         let entry = &users.by_name[b"alice".as_slice()];
         assert!(!entry.user.upload);
         assert!(entry.user.download);
+    }
+
+    /// `verify_hash` (memory of its own) agrees with the argon2 crate's verifier for each
+    /// algorithm and version a users file may name.
+    #[test]
+    fn verify_hash_agrees_with_the_argon2_verifier() {
+        let params = Params::new(64, 1, 1, None).unwrap();
+        for algorithm in [Algorithm::Argon2id, Algorithm::Argon2i, Algorithm::Argon2d] {
+            for version in [Version::V0x13, Version::V0x10] {
+                let argon2 = Argon2::new(algorithm, version, params.clone());
+                let phc = argon2
+                    .hash_password_with_salt(b"right", b"saltsaltsalt")
+                    .unwrap();
+                for (password, ok) in [(&b"right"[..], true), (b"wrong", false), (b"", false)] {
+                    assert_eq!(
+                        Argon2::default().verify_password(password, &phc).is_ok(),
+                        ok,
+                        "{algorithm:?} {version:?}"
+                    );
+                    assert_eq!(verify_hash(password, &phc), ok, "{algorithm:?} {version:?}");
+                }
+            }
+        }
+        let real = PasswordHash::new(&ALICE_HASH).unwrap();
+        assert!(verify_hash(b"alice secret", &real));
+        assert!(!verify_hash(b"alice secreT", &real));
     }
 
     #[test]
