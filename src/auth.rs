@@ -216,7 +216,7 @@ fn verify_hash(password: &[u8], hash: &PasswordHash) -> bool {
     };
     let argon2 = Argon2::new(algorithm, version, params);
     if argon2
-        .hash_password_into_with_memory(password, salt.as_ref(), out, memory.as_mut())
+        .hash_password_into_with_memory(password, salt.as_ref(), out, memory.blocks())
         .is_err()
     {
         return false;

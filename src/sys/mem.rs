@@ -28,7 +28,7 @@ impl Blocks {
         Ok(Blocks { map, count })
     }
 
-    pub fn as_mut(&mut self) -> &mut [Block] {
+    pub fn blocks(&mut self) -> &mut [Block] {
         const { assert!(size_of::<Block>() == 1024 && align_of::<Block>() <= 4096) };
         // SAFETY: the mapping is page-aligned (at least Block's alignment, checked above) and
         // `count * size_of::<Block>()` bytes long; Block is 128 plain u64 words, so the zeroed
@@ -45,7 +45,7 @@ mod tests {
     #[test]
     fn blocks_are_zeroed_writable_and_sized() {
         let mut b = Blocks::new(3).unwrap();
-        let blocks = b.as_mut();
+        let blocks = b.blocks();
         assert_eq!(blocks.len(), 3);
         blocks[2] = Block::default();
         assert!(Blocks::new(0).is_err());
