@@ -45,8 +45,8 @@ impl TlsError {
 }
 
 /// Load a PEM certificate chain and private key into a server configuration: TLS 1.2 and 1.3
-/// (rustls's defaults: no TLS 1.0/1.1, no ALPN required), no session cache and no ticketer
-/// of its own (each control session gets its own cache, see `for_session`).
+/// (rustls's defaults: no TLS 1.0/1.1), ALPN "ftp" when the client offers ALPN, no session
+/// cache and no ticketer of its own (each control session gets its own cache, see `for_session`).
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| TlsError::cert(format!("{cert:?}: {e}")))?
@@ -66,6 +66,11 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .map_err(|e| TlsError::key(format!("{key:?} does not fit {cert:?}: {e}")))?;
+    // ALPN (RFC 7301): "ftp" is FTP's registered protocol id. A client that offers only other
+    // protocols ("h2", "http/1.1": a browser sent here by a cross-protocol attack such as
+    // ALPACA) is refused with a no_application_protocol alert; a client that offers none, as
+    // curl, lftp, FileZilla and ftplib do, is served.
+    config.alpn_protocols = vec![b"ftp".to_vec()];
     // The builder's ticketer produces no tickets: stateless tickets would let any client that
     // holds one resume on any connection. Sessions live in the per-control-session cache
     // instead (for TLS 1.3 rustls then sends tickets that are keys into that cache).

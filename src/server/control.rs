@@ -250,6 +250,18 @@ impl Shard {
     }
 
     fn on_line(&mut self, r: ConnRef, conn: &mut Conn, line: Vec<u8>) {
+        if command::looks_like_http(&line) {
+            // A browser made to talk to this port (cross-protocol attacks): closed without a
+            // reply, so nothing it sent comes back in a response it might render. The line
+            // itself is not logged (it could carry anything, passwords included).
+            log::info!(
+                "{}: HTTP request on the control connection; closed",
+                conn.peer
+            );
+            conn.queued.clear();
+            conn.close_for(EndReason::Protocol);
+            return;
+        }
         let cmd = command::parse(&line);
         // During a transfer ABOR and STAT cut in even ahead of pipelined commands (RFC 959
         // section 4.1.3); everything else keeps its order.
