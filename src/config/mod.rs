@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::proto::session::TlsRequirement;
 pub use crate::shard::Backend;
 
 /// How RETR moves file bytes to the data socket (operators benchmark this on their own NICs).
@@ -156,6 +157,15 @@ pub struct Config {
     /// Confine the process with Landlock to the roots, the users and config files' directories
     /// and the log directories (where the kernel has Landlock; a warning where it has not).
     pub landlock: bool,
+    /// Implicit TLS listeners (port 990 style): every shard binds each with SO_REUSEPORT, and
+    /// a session accepted there speaks TLS from its first byte. Needs `tls_cert`.
+    pub implicit_tls_listen: Vec<SocketAddr>,
+    /// What anonymous users must do with TLS: optional, TLS for login, or TLS for login and
+    /// data connections.
+    pub tls_anonymous: TlsRequirement,
+    /// What named users must do with TLS (`tls_required` adds "data" to it). A user's own
+    /// `tls` in the users file adds to this.
+    pub tls_named: TlsRequirement,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -214,6 +224,10 @@ impl Default for Config {
             run_as: None,
             allow_root: false,
             landlock: true,
+            implicit_tls_listen: Vec::new(),
+            // Anonymous users are often scripts and mirrors that have no TLS: never forced.
+            tls_anonymous: TlsRequirement::Optional,
+            tls_named: TlsRequirement::Optional,
         }
     }
 }
@@ -345,11 +359,35 @@ impl Config {
                 .map_err(|e| ConfigError::new(e.key, e.reason)),
             (Some(_), None) => Err(ConfigError::new("tls_key", "tls_cert needs tls_key too")),
             (None, Some(_)) => Err(ConfigError::new("tls_cert", "tls_key needs tls_cert too")),
-            (None, None) if self.tls_required => Err(ConfigError::new(
-                "tls_required",
-                "needs tls_cert and tls_key",
-            )),
-            (None, None) => Ok(None),
+            (None, None) => match self.tls_needing_a_certificate() {
+                Some(key) => Err(ConfigError::new(key, "needs tls_cert and tls_key")),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The first key set that cannot work without a certificate.
+    fn tls_needing_a_certificate(&self) -> Option<&'static str> {
+        [
+            ("tls_required", self.tls_required),
+            ("implicit_tls_listen", !self.implicit_tls_listen.is_empty()),
+            (
+                "tls_anonymous",
+                self.tls_anonymous != TlsRequirement::Optional,
+            ),
+            ("tls_named", self.tls_named != TlsRequirement::Optional),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key))
+    }
+
+    /// What named users must do with TLS: `tls_named`, raised to "data" by `tls_required`
+    /// (its meaning before `tls_named` existed: login over TLS and `PROT P`).
+    pub fn tls_named_requirement(&self) -> TlsRequirement {
+        if self.tls_required {
+            TlsRequirement::Data
+        } else {
+            self.tls_named
         }
     }
 

@@ -74,6 +74,7 @@ impl Shard {
             stream,
             peer,
             local,
+            implicit_tls: listener >= self.implicit_from,
         };
         let to = self.shared.limits.place(self.index);
         if to == self.index {
@@ -88,12 +89,14 @@ impl Shard {
     }
 
     /// Serve a new control connection, admitted and counted on this shard: greet it and wait
-    /// for its commands.
+    /// for its commands. On an implicit TLS connection the handshake comes first: the greeting
+    /// is held by rustls until it is done, and goes out through TLS.
     pub(super) fn start_session(&mut self, arrival: Arrival) {
         let Arrival {
             stream,
             peer,
             local,
+            implicit_tls,
         } = arrival;
         self.sessions = self.sessions.wrapping_add(1);
         let conn = Box::new(Conn {
@@ -137,6 +140,10 @@ impl Shard {
             true,
             token(Kind::CtrlIn, r, 0),
         );
+        if implicit_tls {
+            conn.session.start_implicit_tls();
+            self.start_tls(&mut conn);
+        }
         let banner = Reply::new(ReplyCode::ServiceReady, conn.config.banner.as_bytes());
         conn.send(&banner);
         self.flush(r, &mut conn);
@@ -198,7 +205,16 @@ impl Shard {
                 }
                 Recv::WouldBlock => break,
                 Recv::Failed => {
-                    conn.close_for(EndReason::Error);
+                    // A handshake that fails is a client that does not speak TLS (or not ours).
+                    let handshaking = conn.tls.as_ref().is_some_and(|t| t.conn.is_handshaking());
+                    if handshaking {
+                        log::info!("{}: TLS handshake failed; closed", conn.peer);
+                    }
+                    conn.close_for(if handshaking {
+                        EndReason::Protocol
+                    } else {
+                        EndReason::Error
+                    });
                     break;
                 }
             }

@@ -111,6 +111,8 @@ struct Arrival {
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
+    /// Accepted on an implicit TLS listener: TLS from the first byte.
+    implicit_tls: bool,
 }
 
 /// One control connection and everything hanging off it.
@@ -188,6 +190,8 @@ pub(crate) struct Shard {
     ring: Ring,
     shared: Shared,
     listeners: Vec<TcpListener>,
+    /// Listeners from this index on are implicit TLS ones (`implicit_tls_listen`).
+    implicit_from: usize,
     slots: Vec<Slot>,
     free: Vec<u32>,
     inbox: Inbox,
