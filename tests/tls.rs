@@ -1307,3 +1307,21 @@ fn a_users_own_tls_requirement_in_the_users_file_adds_to_its_class() {
     c.login_as("carol", common::USER_PASSWORD);
     c.expect("NOOP", 200);
 }
+
+#[test]
+fn the_implicit_listener_shares_the_per_ip_cap_and_refuses_without_clear_bytes() {
+    let s = implicit_server(|c| c.max_sessions_per_ip = 1);
+    let mut held = Client::connect_implicit(s.implicit_addr(), client_config(&s.certs.der, BOTH));
+    held.expect("NOOP", 200);
+    // The cap counts both listeners: the plain one says 421 in clear...
+    let mut plain = common::Ctrl::connect_raw(s.addr);
+    let (code, _) = plain.read_reply();
+    assert_eq!(code, 421);
+    // ...and the implicit one closes the connection without a byte in clear.
+    let mut sock = TcpStream::connect_timeout(&s.implicit_addr(), TIMEOUT).unwrap();
+    sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut got = Vec::new();
+    let _ = sock.read_to_end(&mut got);
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    held.expect("QUIT", 221);
+}

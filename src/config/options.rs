@@ -757,6 +757,9 @@ login_workers = 2
             ("data_path = \"zerocopy\"", "data_path"),
             ("listen = \"127.0.0.1:21\"", "listen"),
             ("log_level = \"loud\"", "log_level"),
+            ("tls_anonymous = \"always\"", "tls_anonymous"),
+            ("tls_named = \"required\"", "tls_named"),
+            ("implicit_tls_listen = \"127.0.0.1:990\"", "implicit_tls_listen"),
         ] {
             let err = Options::parse_toml(&format!("root = {root:?}\n{text}")).unwrap_err();
             assert!(err.contains(key), "{text}: {err}");
@@ -774,6 +777,9 @@ login_workers = 2
             ("login_workers = 0", "login_workers"),
             ("ipv6_prefix_len = 8", "ipv6_prefix_len"),
             ("ban_secs = 0", "ban_secs"),
+            ("implicit_tls_listen = [\"127.0.0.1:0\"]", "implicit_tls_listen"),
+            ("tls_named = \"login\"", "tls_named"),
+            ("tls_anonymous = \"data\"", "tls_anonymous"),
         ] {
             let err = file_with(d.path(), text).resolve().unwrap_err();
             assert_eq!(err.key, key, "{text}: {err}");

@@ -52,7 +52,12 @@ impl Shard {
         let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             return;
         };
+        let implicit_tls = listener >= self.implicit_from;
         if let Err(refusal) = self.shared.limits.admit(peer.ip(), self.now) {
+            if implicit_tls {
+                // A TLS client cannot read a reply in clear: it is simply closed.
+                return;
+            }
             let text: &[u8] = match refusal {
                 Refusal::TooManySessions => b"421 Too many users, try again later.\r\n",
                 Refusal::TooManyFromIp => b"421 Too many connections from your address.\r\n",
@@ -74,7 +79,7 @@ impl Shard {
             stream,
             peer,
             local,
-            implicit_tls: listener >= self.implicit_from,
+            implicit_tls,
         };
         let to = self.shared.limits.place(self.index);
         if to == self.index {
