@@ -76,6 +76,14 @@ fn started_as_root_it_serves_as_the_user_confined() {
             extra: "access = \"read-write\"",
         }],
     );
+    // The certificate and key live in a directory of their own, read again on SIGHUP.
+    fs::create_dir(d.join("tls")).unwrap();
+    open_to_all(&d.join("tls"));
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (d.join("tls/cert.pem"), d.join("tls/key.pem"));
+    fs::write(&cert, made.cert.pem()).unwrap();
+    fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    nix::unistd::chown(&key, Some(nobody.uid), Some(nobody.gid)).unwrap();
     let conf = d.join("etc/ringftpd.toml");
     fs::write(&conf, "banner = \"before\"\n").unwrap();
     let xferlog = d.join("log/xferlog");
@@ -91,6 +99,10 @@ fn started_as_root_it_serves_as_the_user_confined() {
         users.to_str().unwrap(),
         "--xferlog",
         xferlog.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
         "--shards",
@@ -161,7 +173,8 @@ fn started_as_root_it_serves_as_the_user_confined() {
     // Anonymous users are read-only: the gate refuses (and Landlock would too).
     anon.expect("STOR nope.txt", 550);
 
-    // A reload re-reads the config and users files from inside the confinement.
+    // A reload re-reads the config and users files, the certificate and the key from inside
+    // the confinement.
     fs::write(&conf, "banner = \"after\"\n").unwrap();
     daemon.signal(Signal::SIGHUP);
     daemon.wait_line(|l| l.contains("configuration reloaded") || l.contains("reload refused"));

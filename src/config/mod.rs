@@ -154,8 +154,8 @@ pub struct Config {
     pub run_as: Option<String>,
     /// Serve as root when no `run_as` is given (otherwise a start as root is refused).
     pub allow_root: bool,
-    /// Confine the process with Landlock to the roots, the users and config files' directories
-    /// and the log directories (where the kernel has Landlock; a warning where it has not).
+    /// Confine the process with Landlock to the roots, the directories of the users, config,
+    /// certificate and key files, and the log directories (where the kernel has Landlock; a warning where it has not).
     pub landlock: bool,
     /// Implicit TLS listeners (port 990 style): every shard binds each with SO_REUSEPORT, and
     /// a session accepted there speaks TLS from its first byte. Needs `tls_cert`.

@@ -251,7 +251,7 @@ pub struct Options {
     #[serde(default)]
     pub allow_root: bool,
     /// Do not confine the process with Landlock (by default it may reach only the roots, the
-    /// config and users files' directories and the log directories).
+    /// config, users, certificate and key files' directories and the log directories).
     #[arg(long)]
     #[serde(default)]
     pub no_landlock: bool,
@@ -759,7 +759,10 @@ login_workers = 2
             ("log_level = \"loud\"", "log_level"),
             ("tls_anonymous = \"always\"", "tls_anonymous"),
             ("tls_named = \"required\"", "tls_named"),
-            ("implicit_tls_listen = \"127.0.0.1:990\"", "implicit_tls_listen"),
+            (
+                "implicit_tls_listen = \"127.0.0.1:990\"",
+                "implicit_tls_listen",
+            ),
         ] {
             let err = Options::parse_toml(&format!("root = {root:?}\n{text}")).unwrap_err();
             assert!(err.contains(key), "{text}: {err}");
@@ -777,7 +780,10 @@ login_workers = 2
             ("login_workers = 0", "login_workers"),
             ("ipv6_prefix_len = 8", "ipv6_prefix_len"),
             ("ban_secs = 0", "ban_secs"),
-            ("implicit_tls_listen = [\"127.0.0.1:0\"]", "implicit_tls_listen"),
+            (
+                "implicit_tls_listen = [\"127.0.0.1:0\"]",
+                "implicit_tls_listen",
+            ),
             ("tls_named = \"login\"", "tls_named"),
             ("tls_anonymous = \"data\"", "tls_anonymous"),
         ] {
