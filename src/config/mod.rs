@@ -136,7 +136,7 @@ pub struct Config {
     /// Threads checking passwords (argon2), fed by their own bounded queue so hashing never
     /// delays a stat, a listing or an upload commit.
     pub login_workers: usize,
-    /// PEM certificate chain for explicit FTP over TLS (AUTH TLS); with `tls_key`.
+    /// PEM certificate chain for FTP over TLS (AUTH TLS, implicit TLS); with `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,

@@ -223,7 +223,8 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_workers: Option<usize>,
-    /// PEM certificate chain for explicit FTP over TLS (AUTH TLS); needs --tls-key.
+    /// PEM certificate chain for FTP over TLS (AUTH TLS, and --implicit-tls-listen); needs
+    /// --tls-key.
     #[arg(long, value_name = "FILE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
