@@ -1,7 +1,9 @@
 //! FTP over TLS (RFC 4217) end to end: AUTH TLS on the control connection, PBSZ/PROT sequencing,
 //! STARTTLS command injection, `PROT P` downloads, listings and uploads through rustls
 //! (byte-exact, no plaintext on the wire, close_notify at the end), the data connection's
-//! session reuse requirement, the TLS-required policy, and real clients (curl, Python's ftplib).
+//! session reuse requirement, implicit TLS on its own listener, the TLS policy per class of
+//! users and per user, HTTP request lines and ALPN (cross-protocol attacks), and real clients
+//! (curl and lftp, explicit and implicit; Python's ftplib; suppaftp with rustls).
 //!
 //! The certificate is made at test time with rcgen (for "localhost" and 127.0.0.1); the test's
 //! own client is rustls, trusting exactly that certificate.

@@ -13,7 +13,8 @@
 //! - `cold`: reading cold windows without blocking the shard; the splice pipe pool
 //! - `upload`: receiving a file (STOR, APPE, STOU)
 //! - `records`: the transfer and session records handed to the log thread
-//! - `tls`: rustls driven from the shard (control connections after AUTH TLS, `PROT P` data)
+//! - `tls`: rustls driven from the shard (control connections after AUTH TLS or from the first
+//!   byte on an implicit TLS listener, `PROT P` data)
 //! - `fsworker`, `logins`, `limits`: the blocking helper pool; the password-check pool; limits
 //!   shared across shards
 //!

@@ -110,8 +110,9 @@ impl Session {
         };
     }
 
-    /// The requirement that applies to this session now: its logged-in user's class, or
-    /// before login the stricter of the two classes.
+    /// The requirement that applies to this session now: its logged-in user's class (with the
+    /// user's own requirement on top), or before login the less strict of the two classes (the
+    /// user is not known yet; the data command is checked again after login).
     fn requirement(&self) -> TlsRequirement {
         let policy = &self.policy.tls;
         if !self.logged_in() {
