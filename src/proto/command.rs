@@ -554,6 +554,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A few verbs `parse` runs, in either case.
+    const SOME_VERBS: [&str; 8] = [
+        "RETR", "STOR", "LIST", "USER", "pass", "opts", "SITE", "MLSD",
+    ];
+
     #[test]
     fn verbs_are_case_insensitive_and_aliases_map() {
         assert_eq!(parse(b"noop"), Ok(Command::Noop));
@@ -847,6 +852,20 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(line in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = parse(&line);
+            let _ = looks_like_http(&line);
+        }
+
+        /// FTP verbs with any argument that does not end like an HTTP request line stay FTP
+        /// commands.
+        #[test]
+        fn ftp_verbs_are_never_taken_for_http(
+            verb in proptest::sample::select(SOME_VERBS.to_vec()),
+            arg in "[ -~]{0,40}",
+        ) {
+            let tail = arg.len().saturating_sub(9);
+            prop_assume!(!arg[tail..].starts_with(" HTTP/1."));
+            let line = format!("{verb} {arg}");
+            prop_assert!(!looks_like_http(line.as_bytes()), "{}", line);
         }
 
         #[test]
