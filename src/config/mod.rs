@@ -501,6 +501,29 @@ mod tests {
     }
 
     #[test]
+    fn tls_required_means_tls_named_data() {
+        let c = Config::default();
+        assert_eq!(c.tls_named_requirement(), TlsRequirement::Optional);
+        for named in [
+            TlsRequirement::Optional,
+            TlsRequirement::Login,
+            TlsRequirement::Data,
+        ] {
+            let c = Config {
+                tls_named: named,
+                ..Config::default()
+            };
+            assert_eq!(c.tls_named_requirement(), named);
+            let c = Config {
+                tls_required: true,
+                ..c
+            };
+            assert_eq!(c.tls_named_requirement(), TlsRequirement::Data);
+        }
+        assert_eq!(Config::default().tls_anonymous, TlsRequirement::Optional);
+    }
+
+    #[test]
     fn port_range_parsing() {
         assert_eq!(parse_port_range("50000-51000"), Ok((50000, 51000)));
         assert!(parse_port_range("50000").is_err());
