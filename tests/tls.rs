@@ -1327,3 +1327,22 @@ fn the_implicit_listener_shares_the_per_ip_cap_and_refuses_without_clear_bytes()
     assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
     held.expect("QUIT", 221);
 }
+
+#[test]
+fn a_reload_without_a_certificate_is_refused_while_implicit_listeners_run() {
+    let s = implicit_server(|_| {});
+    let mut config = Config {
+        root: s.root.path().to_path_buf(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        shards: 2,
+        ..Config::default()
+    };
+    if let Ok(io) = std::env::var("RINGFTPD_TEST_IO") {
+        config.io_backend = io.parse().unwrap();
+    }
+    // The listeners stay (they need a restart), so the certificate they need must stay too.
+    let err = s.reload(config).unwrap_err();
+    assert!(err.contains("implicit_tls_listen"), "{err}");
+    let mut c = Client::connect_implicit(s.implicit_addr(), client_config(&s.certs.der, BOTH));
+    c.expect("NOOP", 200);
+}
