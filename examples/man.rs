@@ -60,6 +60,22 @@ const SECTIONS_8: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "USERS FILE",
+        &[
+            "The file named by --users is TOML: one [[user]] table per named user. Unknown keys \
+             stop start-up, so a misspelt key cannot silently grant a default.",
+            "name\tThe login name (case-sensitive; anonymous and ftp are reserved).",
+            "password\tThe argon2id hash that ringftpd hash-password prints.",
+            "root\tThe directory served as / to this user (absolute, must exist).",
+            "access\tread-write or read-only.",
+            "download, upload\tOptional: whether RETR, and STOR/APPE/STOU, are allowed (upload = \
+             true on a read-only user is an error).",
+            "tls\tOptional: login or data, what this user must do with TLS on top of tls_named. \
+             It can only add: login is checked with the password (the account is then refused \
+             in clear with 534), data also refuses PROT C and data commands in clear.",
+        ],
+    ),
+    (
         "EXIT STATUS",
         &[
             "0\tThe server stopped, or --check-config found the configuration usable, or \

@@ -11,6 +11,7 @@
 //! access = "read-write"      # or "read-only"
 //! # download = true          # optional, default true
 //! # upload = true            # optional, default true for read-write
+//! # tls = "login"            # optional: "login" or "data", on top of `tls_named`
 //!
 //! [[user]]
 //! name = "bob"
@@ -34,6 +35,8 @@ use std::path::{Path, PathBuf};
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, Version};
 use serde::Deserialize;
+
+use crate::proto::session::TlsRequirement;
 
 /// Largest argon2 memory cost accepted in the users file, in KiB (2 GiB).
 ///
@@ -61,6 +64,10 @@ pub struct User {
     pub download: bool,
     /// May STOR/APPE/STOU (default: true for read-write, false for read-only; `upload = true` on a read-only user is a config error).
     pub upload: bool,
+    /// What this user must do with TLS on top of the `tls_named` class (`tls = "login"` or
+    /// `"data"`; `None` when the file says nothing). It can only add: a user cannot be let off
+    /// a requirement of its class, which is checked at USER, before the name is looked up.
+    pub tls: Option<TlsRequirement>,
 }
 
 /// Why the users file could not be loaded.
@@ -94,6 +101,7 @@ struct UserEntry {
     download: bool,
     // `None` lets the default follow `access`.
     upload: Option<bool>,
+    tls: Option<String>,
 }
 
 fn default_download() -> bool {
@@ -267,6 +275,7 @@ fn check_entry(entry: UserEntry, index: usize) -> Result<Entry, String> {
         access,
         download,
         upload,
+        tls,
     } = entry;
     // An empty name cannot identify the user, so fall back to its position.
     let who = if name.is_empty() {
@@ -318,6 +327,12 @@ fn check_entry(entry: UserEntry, index: usize) -> Result<Entry, String> {
         (access, None) => access == Access::ReadWrite,
     };
 
+    let tls = match tls.as_deref().map(str::parse::<TlsRequirement>) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return Err(format!("{who}: tls: {e}")),
+    };
+
     Ok(Entry {
         user: User {
             name,
@@ -325,6 +340,7 @@ fn check_entry(entry: UserEntry, index: usize) -> Result<Entry, String> {
             access,
             download,
             upload,
+            tls,
         },
         hash,
     })
@@ -490,7 +506,7 @@ mod tests {
                 "bob",
                 &BOB_HASH,
                 dir,
-                "access = 'read-only'\ndownload = false"
+                "access = 'read-only'\ndownload = false\ntls = 'data'"
             ),
         );
         Users::parse(&text, file_path()).expect("valid users file")
@@ -512,6 +528,7 @@ mod tests {
                 access: Access::ReadWrite,
                 download: true,
                 upload: true,
+                tls: None,
             })
         );
         let bob = users.verify(b"bob", b"bob secret");
@@ -523,6 +540,7 @@ mod tests {
                 access: Access::ReadOnly,
                 download: false,
                 upload: false,
+                tls: Some(TlsRequirement::Data),
             })
         );
     }
@@ -738,6 +756,31 @@ mod tests {
         assert_invalid(
             &user_block("alice", ZERO_PHC, &file, rw),
             "is not a directory",
+        );
+    }
+
+    #[test]
+    fn a_tls_requirement_must_be_one_of_the_three() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_invalid(
+            &user_block(
+                "alice",
+                ZERO_PHC,
+                dir.path(),
+                "access = 'read-only'\ntls = 'yes'",
+            ),
+            "user \"alice\": tls: unknown TLS requirement \"yes\"",
+        );
+        let text = user_block(
+            "alice",
+            ZERO_PHC,
+            dir.path(),
+            "access = 'read-only'\ntls = 'login'",
+        );
+        let users = Users::parse(&text, file_path()).unwrap();
+        assert_eq!(
+            users.by_name[b"alice".as_slice()].user.tls,
+            Some(TlsRequirement::Login)
         );
     }
 

@@ -120,6 +120,9 @@ fn serve(
             root.display()
         );
     }
+    for addr in server.implicit_tls_addrs() {
+        log::info!("implicit TLS on ftps://{addr}/");
+    }
     let notifier = Notifier::from_env();
     let status = |server: &ringftpd::server::Server| {
         let (sessions, transfers) = server.activity();

@@ -82,17 +82,19 @@ pub fn landlock_rules(
         };
         rules.push((user.root.clone(), grant));
     }
-    // The TLS certificate and key are read again on SIGHUP, like the config and users files.
-    for file in [
-        config_file,
-        config.users_file.as_deref(),
-        config.tls_cert.as_deref(),
-        config.tls_key.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
+    for file in [config_file, config.users_file.as_deref()]
+        .into_iter()
+        .flatten()
     {
         rules.push((parent_dir(file), Grant::ReadFiles));
+    }
+    // The certificate and key are read again on SIGHUP. Where one is a symlink (certbot's
+    // live/ names point into archive/), the directory it resolves to is needed as well.
+    for file in [&config.tls_cert, &config.tls_key].into_iter().flatten() {
+        rules.push((parent_dir(file), Grant::ReadFiles));
+        if let Ok(real) = std::fs::canonicalize(file) {
+            rules.push((parent_dir(&real), Grant::ReadFiles));
+        }
     }
     for file in [&config.xferlog, &config.json_log].into_iter().flatten() {
         rules.push((parent_dir(file), Grant::WriteFiles));
@@ -283,9 +285,19 @@ mod tests {
     fn rules_name_every_configured_path_with_its_access() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for sub in ["pub/incoming", "alice", "bob", "log"] {
+        for sub in [
+            "pub/incoming",
+            "alice",
+            "bob",
+            "log",
+            "tls/live",
+            "tls/archive",
+        ] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
+        // A certificate as certbot lays it out: live/ links into archive/.
+        std::fs::write(d.join("tls/archive/cert1.pem"), "").unwrap();
+        std::os::unix::fs::symlink("../archive/cert1.pem", d.join("tls/live/cert.pem")).unwrap();
         let users = users_file(
             d,
             &[
@@ -299,8 +311,8 @@ mod tests {
             users_file: Some(users.clone()),
             xferlog: Some(d.join("log/xferlog")),
             json_log: Some(d.join("log/ringftpd.json")),
-            tls_cert: Some(d.join("tls/cert.pem")),
-            tls_key: Some(d.join("tls/private/key.pem")),
+            tls_cert: Some(d.join("tls/live/cert.pem")),
+            tls_key: Some(d.join("tls/live/key.pem")),
             ..Config::default()
         };
         let loaded = Users::load(&users).unwrap();
@@ -313,8 +325,11 @@ mod tests {
             (d.join("log"), Grant::WriteFiles),
             (d.join("pub"), Grant::Read),
             (d.join("pub/incoming"), Grant::ReadWrite),
-            (d.join("tls"), Grant::ReadFiles),
-            (d.join("tls/private"), Grant::ReadFiles),
+            (
+                d.canonicalize().unwrap().join("tls/archive"),
+                Grant::ReadFiles,
+            ),
+            (d.join("tls/live"), Grant::ReadFiles),
         ];
         for zone in ["/etc/localtime", "/usr/share/zoneinfo"] {
             if Path::new(zone).exists() {

@@ -45,8 +45,8 @@ impl TlsError {
 }
 
 /// Load a PEM certificate chain and private key into a server configuration: TLS 1.2 and 1.3
-/// (rustls's defaults: no TLS 1.0/1.1, no ALPN required), no session cache and no ticketer
-/// of its own (each control session gets its own cache, see `for_session`).
+/// (rustls's defaults: no TLS 1.0/1.1), ALPN "ftp" when the client offers ALPN, no session
+/// cache and no ticketer of its own (each control session gets its own cache, see `for_session`).
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| TlsError::cert(format!("{cert:?}: {e}")))?
@@ -66,6 +66,11 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .map_err(|e| TlsError::key(format!("{key:?} does not fit {cert:?}: {e}")))?;
+    // ALPN (RFC 7301): "ftp" is FTP's registered protocol id. A client that offers only other
+    // protocols ("h2", "http/1.1": a browser sent here by a cross-protocol attack such as
+    // ALPACA) is refused with a no_application_protocol alert; a client that offers none, as
+    // curl, lftp, FileZilla and ftplib do, is served.
+    config.alpn_protocols = vec![b"ftp".to_vec()];
     // The builder's ticketer produces no tickets: stateless tickets would let any client that
     // holds one resume on any connection. Sessions live in the per-control-session cache
     // instead (for TLS 1.3 rustls then sends tickets that are keys into that cache).
@@ -105,7 +110,8 @@ pub fn for_session(base: &ServerConfig) -> SessionConfigs {
     }
 }
 
-/// One control session's TLS sessions, bounded to [`SESSIONS_PER_CONTROL`], oldest evicted.
+/// One control session's TLS sessions, bounded to [`SESSIONS_PER_CONTROL`], least recently
+/// used evicted.
 ///
 /// `take` does not remove: rustls takes a TLS 1.3 ticket out of the cache when it is used, but
 /// FTP clients resume the control connection's session for every data connection (Python's
@@ -128,12 +134,18 @@ impl StoresServerSessions for SessionCache {
         true
     }
 
+    /// A session that is used moves to the back, so eviction takes the least recently used:
+    /// GnuTLS clients (lftp, FileZilla) resume the control connection's first session on every
+    /// data connection, and the tickets that downloads and listings add must not push it out
+    /// (lftp's `mirror` failed with 522 after about eight data connections when the oldest
+    /// went first).
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let at = entries.iter().position(|(k, _)| k == key)?;
+        let entry = entries.remove(at)?;
+        let value = entry.1.clone();
+        entries.push_back(entry);
+        Some(value)
     }
 
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
@@ -164,6 +176,18 @@ mod tests {
             SESSIONS_PER_CONTROL,
             "bounded"
         );
+    }
+
+    #[test]
+    fn a_session_in_use_outlives_newer_ones() {
+        let cache = SessionCache::default();
+        cache.put(b"control".to_vec(), b"c".to_vec());
+        for i in 0..(SESSIONS_PER_CONTROL as u8 * 3) {
+            // Each data connection resumes the control's session, then adds tickets of its own.
+            assert_eq!(cache.take(b"control"), Some(b"c".to_vec()), "after {i}");
+            cache.put(vec![i], vec![i]);
+        }
+        assert_eq!(cache.entries.lock().unwrap().len(), SESSIONS_PER_CONTROL);
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn started_as_root_it_serves_as_the_user_confined() {
     // Anonymous users are read-only: the gate refuses (and Landlock would too).
     anon.expect("STOR nope.txt", 550);
 
-    // A reload re-reads the config and users files, and the certificate and key, from inside
+    // A reload re-reads the config and users files, the certificate and the key from inside
     // the confinement.
     fs::write(&conf, "banner = \"after\"\n").unwrap();
     daemon.signal(Signal::SIGHUP);

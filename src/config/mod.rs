@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::proto::session::TlsRequirement;
 pub use crate::shard::Backend;
 
 /// How RETR moves file bytes to the data socket (operators benchmark this on their own NICs).
@@ -135,7 +136,7 @@ pub struct Config {
     /// Threads checking passwords (argon2), fed by their own bounded queue so hashing never
     /// delays a stat, a listing or an upload commit.
     pub login_workers: usize,
-    /// PEM certificate chain for explicit FTP over TLS (AUTH TLS); with `tls_key`.
+    /// PEM certificate chain for FTP over TLS (AUTH TLS, implicit TLS); with `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
@@ -153,9 +154,18 @@ pub struct Config {
     pub run_as: Option<String>,
     /// Serve as root when no `run_as` is given (otherwise a start as root is refused).
     pub allow_root: bool,
-    /// Confine the process with Landlock to the roots, the users and config files' directories
-    /// and the log directories (where the kernel has Landlock; a warning where it has not).
+    /// Confine the process with Landlock to the roots, the directories of the users, config,
+    /// certificate and key files, and the log directories (where the kernel has Landlock; a warning where it has not).
     pub landlock: bool,
+    /// Implicit TLS listeners (port 990 style): every shard binds each with SO_REUSEPORT, and
+    /// a session accepted there speaks TLS from its first byte. Needs `tls_cert`.
+    pub implicit_tls_listen: Vec<SocketAddr>,
+    /// What anonymous users must do with TLS: optional, TLS for login, or TLS for login and
+    /// data connections.
+    pub tls_anonymous: TlsRequirement,
+    /// What named users must do with TLS (`tls_required` adds "data" to it). A user's own
+    /// `tls` in the users file adds to this.
+    pub tls_named: TlsRequirement,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -214,6 +224,10 @@ impl Default for Config {
             run_as: None,
             allow_root: false,
             landlock: true,
+            implicit_tls_listen: Vec::new(),
+            // Anonymous users are often scripts and mirrors that have no TLS: never forced.
+            tls_anonymous: TlsRequirement::Optional,
+            tls_named: TlsRequirement::Optional,
         }
     }
 }
@@ -345,11 +359,35 @@ impl Config {
                 .map_err(|e| ConfigError::new(e.key, e.reason)),
             (Some(_), None) => Err(ConfigError::new("tls_key", "tls_cert needs tls_key too")),
             (None, Some(_)) => Err(ConfigError::new("tls_cert", "tls_key needs tls_cert too")),
-            (None, None) if self.tls_required => Err(ConfigError::new(
-                "tls_required",
-                "needs tls_cert and tls_key",
-            )),
-            (None, None) => Ok(None),
+            (None, None) => match self.tls_needing_a_certificate() {
+                Some(key) => Err(ConfigError::new(key, "needs tls_cert and tls_key")),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The first key set that cannot work without a certificate.
+    fn tls_needing_a_certificate(&self) -> Option<&'static str> {
+        [
+            ("tls_required", self.tls_required),
+            ("implicit_tls_listen", !self.implicit_tls_listen.is_empty()),
+            (
+                "tls_anonymous",
+                self.tls_anonymous != TlsRequirement::Optional,
+            ),
+            ("tls_named", self.tls_named != TlsRequirement::Optional),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key))
+    }
+
+    /// What named users must do with TLS: `tls_named`, raised to "data" by `tls_required`
+    /// (its meaning before `tls_named` existed: login over TLS and `PROT P`).
+    pub fn tls_named_requirement(&self) -> TlsRequirement {
+        if self.tls_required {
+            TlsRequirement::Data
+        } else {
+            self.tls_named
         }
     }
 
@@ -460,6 +498,29 @@ mod tests {
             .validate()
             .is_err()
         );
+    }
+
+    #[test]
+    fn tls_required_means_tls_named_data() {
+        let c = Config::default();
+        assert_eq!(c.tls_named_requirement(), TlsRequirement::Optional);
+        for named in [
+            TlsRequirement::Optional,
+            TlsRequirement::Login,
+            TlsRequirement::Data,
+        ] {
+            let c = Config {
+                tls_named: named,
+                ..Config::default()
+            };
+            assert_eq!(c.tls_named_requirement(), named);
+            let c = Config {
+                tls_required: true,
+                ..c
+            };
+            assert_eq!(c.tls_named_requirement(), TlsRequirement::Data);
+        }
+        assert_eq!(Config::default().tls_anonymous, TlsRequirement::Optional);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, Config, ConfigError, DataPath, parse_port_range};
+use super::{Backend, Config, ConfigError, DataPath, TlsRequirement, parse_port_range};
 
 /// `MIN-MAX`, as `--pasv-ports` and `pasv_ports = "50000-50999"` write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +223,8 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_workers: Option<usize>,
-    /// PEM certificate chain for explicit FTP over TLS (AUTH TLS); needs --tls-key.
+    /// PEM certificate chain for FTP over TLS (AUTH TLS, and --implicit-tls-listen); needs
+    /// --tls-key.
     #[arg(long, value_name = "FILE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -231,8 +232,8 @@ pub struct Options {
     #[arg(long, value_name = "FILE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
-    /// Named users must log in over TLS (534 before AUTH TLS) and use PROT P for data (521);
-    /// anonymous users may use either.
+    /// Named users must log in over TLS (534 before AUTH TLS) and use PROT P for data (521):
+    /// the same as --tls-named data, kept for existing configurations.
     #[arg(long)]
     #[serde(default)]
     pub tls_required: bool,
@@ -251,10 +252,25 @@ pub struct Options {
     #[serde(default)]
     pub allow_root: bool,
     /// Do not confine the process with Landlock (by default it may reach only the roots, the
-    /// config and users files' directories and the log directories).
+    /// config, users, certificate and key files' directories and the log directories).
     #[arg(long)]
     #[serde(default)]
     pub no_landlock: bool,
+    /// Implicit TLS address to listen on (port 990 style: TLS from the first byte, the 220
+    /// after the handshake, data protected by default); repeat for several. Needs --tls-cert.
+    #[arg(long, value_name = "ADDR:PORT")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implicit_tls_listen: Option<Vec<SocketAddr>>,
+    /// What anonymous users must do with TLS: optional, login (AUTH TLS before USER, 534
+    /// otherwise) or data (login, and PROT P for data connections).
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(default, with = "text", skip_serializing_if = "Option::is_none")]
+    pub tls_anonymous: Option<TlsRequirement>,
+    /// What named users must do with TLS: optional, login or data (as --tls-anonymous);
+    /// --tls-required raises it to data.
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(default, with = "text", skip_serializing_if = "Option::is_none")]
+    pub tls_named: Option<TlsRequirement>,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -270,6 +286,7 @@ const UNSET_MEANS: &[(&str, &str)] = &[
     ("tls_cert", "no AUTH TLS"),
     ("tls_key", "no AUTH TLS"),
     ("user", "the user ringftpd was started as serves"),
+    ("implicit_tls_listen", "no implicit TLS listener"),
 ];
 
 /// A config file that could not be used: which file, and why (the TOML error names the key and
@@ -345,6 +362,9 @@ impl Options {
             user: self.user.or(file.user),
             allow_root: self.allow_root || file.allow_root,
             no_landlock: self.no_landlock || file.no_landlock,
+            implicit_tls_listen: self.implicit_tls_listen.or(file.implicit_tls_listen),
+            tls_anonymous: self.tls_anonymous.or(file.tls_anonymous),
+            tls_named: self.tls_named.or(file.tls_named),
         }
     }
 
@@ -418,6 +438,12 @@ impl Options {
             run_as: self.user.clone().or(d.run_as),
             allow_root: d.allow_root || self.allow_root,
             landlock: d.landlock && !self.no_landlock,
+            implicit_tls_listen: self
+                .implicit_tls_listen
+                .clone()
+                .unwrap_or(d.implicit_tls_listen),
+            tls_anonymous: self.tls_anonymous.unwrap_or(d.tls_anonymous),
+            tls_named: self.tls_named.unwrap_or(d.tls_named),
         };
         config.validate()?;
         Ok(config)
@@ -466,6 +492,10 @@ impl Options {
             user: c.run_as.clone(),
             allow_root: c.allow_root,
             no_landlock: !c.landlock,
+            implicit_tls_listen: (!c.implicit_tls_listen.is_empty())
+                .then(|| c.implicit_tls_listen.clone()),
+            tls_anonymous: Some(c.tls_anonymous),
+            tls_named: Some(c.tls_named),
         }
     }
 
@@ -565,6 +595,9 @@ pub const KEYS: &[&str] = &[
     "user",
     "allow_root",
     "no_landlock",
+    "implicit_tls_listen",
+    "tls_anonymous",
+    "tls_named",
 ];
 
 #[cfg(test)]
@@ -596,6 +629,7 @@ mod tests {
             run_as: Some("ftp".into()),
             allow_root: true,
             landlock: false,
+            implicit_tls_listen: vec![SocketAddr::from(([127, 0, 0, 1], 990))],
             ..Config::default()
         });
         let printed = all.to_toml().unwrap();
@@ -724,6 +758,12 @@ login_workers = 2
             ("data_path = \"zerocopy\"", "data_path"),
             ("listen = \"127.0.0.1:21\"", "listen"),
             ("log_level = \"loud\"", "log_level"),
+            ("tls_anonymous = \"always\"", "tls_anonymous"),
+            ("tls_named = \"required\"", "tls_named"),
+            (
+                "implicit_tls_listen = \"127.0.0.1:990\"",
+                "implicit_tls_listen",
+            ),
         ] {
             let err = Options::parse_toml(&format!("root = {root:?}\n{text}")).unwrap_err();
             assert!(err.contains(key), "{text}: {err}");
@@ -741,6 +781,12 @@ login_workers = 2
             ("login_workers = 0", "login_workers"),
             ("ipv6_prefix_len = 8", "ipv6_prefix_len"),
             ("ban_secs = 0", "ban_secs"),
+            (
+                "implicit_tls_listen = [\"127.0.0.1:0\"]",
+                "implicit_tls_listen",
+            ),
+            ("tls_named = \"login\"", "tls_named"),
+            ("tls_anonymous = \"data\"", "tls_anonymous"),
         ] {
             let err = file_with(d.path(), text).resolve().unwrap_err();
             assert_eq!(err.key, key, "{text}: {err}");

@@ -73,7 +73,7 @@ pub struct SessionRecord {
     pub bytes_out: u64,
     /// Transfers started, complete or not.
     pub transfers: u32,
-    /// Why it ended: `"quit"`, `"closed"`, `"idle-timeout"`, `"login-timeout"`, `"limit"`, `"shutdown"`, ...
+    /// Why it ended: `"quit"`, `"closed"`, `"idle-timeout"`, `"login-timeout"`, `"limit"`, `"shutdown"`, `"protocol"`, ...
     pub result: &'static str,
     /// The last reply sent (221 after QUIT, 421 on timeout or shutdown), if any.
     pub reply_code: Option<u16>,

@@ -204,6 +204,36 @@ impl From<AddrError> for ParseError {
 }
 
 /// Parse one framed line (CRLF already removed).
+/// Request methods an HTTP client starts its request line with (RFC 9110 section 9, and PATCH
+/// from RFC 5789), as HTTP sends them: upper case, then a space. None is an FTP verb (there is
+/// no FTP `GET` or `PUT`; `OPTS` is not `OPTIONS`), so no FTP client ever sends one of them.
+const HTTP_METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PATCH ",
+];
+
+/// Whether a control line is an HTTP request line: a method and a space, or anything ending in
+/// ` HTTP/1.x`. A browser made to talk to the FTP port (cross-protocol attacks such as ALPACA,
+/// or HTML form posts to port 21) sends such a line first; its session is closed before any
+/// line of it can run as a command or be echoed back in a reply the browser might render.
+pub fn looks_like_http(line: &[u8]) -> bool {
+    if HTTP_METHODS.iter().any(|m| line.starts_with(m)) {
+        return true;
+    }
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.len() >= 9 && {
+        let tail = &line[line.len() - 9..];
+        tail.starts_with(b" HTTP/1.") && tail[8].is_ascii_digit()
+    }
+}
+
 pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     // ABOR is sent after Telnet IP and Synch (RFC 959 section 4.1.3): IAC IP IAC DM precede the verb.
     let start = line.iter().position(|&b| b < 0xf0).unwrap_or(line.len());
@@ -481,8 +511,53 @@ fn list_args(arg: &[u8]) -> ListArgs {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_request_lines_are_recognised_and_ftp_lines_are_not() {
+        for line in [
+            &b"GET / HTTP/1.1"[..],
+            b"POST /upload HTTP/1.0",
+            b"HEAD /",
+            b"PUT /x",
+            b"DELETE /x",
+            b"OPTIONS * HTTP/1.1",
+            b"CONNECT example.org:443 HTTP/1.1",
+            b"TRACE /",
+            b"PATCH /x",
+            b"FOO /bar HTTP/1.1",
+            b"FOO /bar HTTP/1.0\r",
+        ] {
+            assert!(looks_like_http(line), "{:?}", String::from_utf8_lossy(line));
+        }
+        for line in [
+            &b"USER anonymous"[..],
+            b"OPTS UTF8 ON",
+            b"RETR GET",
+            b"get file",
+            b"GET",
+            b"STOR HTTP/1.1.txt",
+            b"RETR notes HTTP/1.x",
+            b"PASS GET / HTTP/1.",
+            b"",
+        ] {
+            assert!(
+                !looks_like_http(line),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // None of the methods is a verb this server runs.
+        for m in HTTP_METHODS {
+            assert!(parse(m).is_err(), "{:?}", String::from_utf8_lossy(m));
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
+
+    /// A few verbs `parse` runs, in either case.
+    const SOME_VERBS: [&str; 8] = [
+        "RETR", "STOR", "LIST", "USER", "pass", "opts", "SITE", "MLSD",
+    ];
 
     #[test]
     fn verbs_are_case_insensitive_and_aliases_map() {
@@ -777,6 +852,20 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(line in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = parse(&line);
+            let _ = looks_like_http(&line);
+        }
+
+        /// FTP verbs with any argument that does not end like an HTTP request line stay FTP
+        /// commands.
+        #[test]
+        fn ftp_verbs_are_never_taken_for_http(
+            verb in proptest::sample::select(SOME_VERBS.to_vec()),
+            arg in "[ -~]{0,40}",
+        ) {
+            let tail = arg.len().saturating_sub(9);
+            prop_assume!(!arg[tail..].starts_with(" HTTP/1."));
+            let line = format!("{verb} {arg}");
+            prop_assert!(!looks_like_http(line.as_bytes()), "{}", line);
         }
 
         #[test]

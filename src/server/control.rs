@@ -52,7 +52,12 @@ impl Shard {
         let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             return;
         };
+        let implicit_tls = listener >= self.implicit_from;
         if let Err(refusal) = self.shared.limits.admit(peer.ip(), self.now) {
+            if implicit_tls {
+                // A TLS client cannot read a reply in clear: it is simply closed.
+                return;
+            }
             let text: &[u8] = match refusal {
                 Refusal::TooManySessions => b"421 Too many users, try again later.\r\n",
                 Refusal::TooManyFromIp => b"421 Too many connections from your address.\r\n",
@@ -74,6 +79,7 @@ impl Shard {
             stream,
             peer,
             local,
+            implicit_tls,
         };
         let to = self.shared.limits.place(self.index);
         if to == self.index {
@@ -88,12 +94,14 @@ impl Shard {
     }
 
     /// Serve a new control connection, admitted and counted on this shard: greet it and wait
-    /// for its commands.
+    /// for its commands. On an implicit TLS connection the handshake comes first: the greeting
+    /// is held by rustls until it is done, and goes out through TLS.
     pub(super) fn start_session(&mut self, arrival: Arrival) {
         let Arrival {
             stream,
             peer,
             local,
+            implicit_tls,
         } = arrival;
         self.sessions = self.sessions.wrapping_add(1);
         let conn = Box::new(Conn {
@@ -137,6 +145,10 @@ impl Shard {
             true,
             token(Kind::CtrlIn, r, 0),
         );
+        if implicit_tls {
+            conn.session.start_implicit_tls();
+            self.start_tls(&mut conn);
+        }
         let banner = Reply::new(ReplyCode::ServiceReady, conn.config.banner.as_bytes());
         conn.send(&banner);
         self.flush(r, &mut conn);
@@ -198,7 +210,16 @@ impl Shard {
                 }
                 Recv::WouldBlock => break,
                 Recv::Failed => {
-                    conn.close_for(EndReason::Error);
+                    // A handshake that fails is a client that does not speak TLS (or not ours).
+                    let handshaking = conn.tls.as_ref().is_some_and(|t| t.conn.is_handshaking());
+                    if handshaking {
+                        log::info!("{}: TLS handshake failed; closed", conn.peer);
+                    }
+                    conn.close_for(if handshaking {
+                        EndReason::Protocol
+                    } else {
+                        EndReason::Error
+                    });
                     break;
                 }
             }
@@ -250,6 +271,18 @@ impl Shard {
     }
 
     fn on_line(&mut self, r: ConnRef, conn: &mut Conn, line: Vec<u8>) {
+        if command::looks_like_http(&line) {
+            // A browser made to talk to this port (cross-protocol attacks): closed without a
+            // reply, so nothing it sent comes back in a response it might render. The line
+            // itself is not logged (it could carry anything, passwords included).
+            log::info!(
+                "{}: HTTP request on the control connection; closed",
+                conn.peer
+            );
+            conn.queued.clear();
+            conn.close_for(EndReason::Protocol);
+            return;
+        }
         let cmd = command::parse(&line);
         // During a transfer ABOR and STAT cut in even ahead of pipelined commands (RFC 959
         // section 4.1.3); everything else keeps its order.

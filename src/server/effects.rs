@@ -313,6 +313,13 @@ impl Shard {
                 self.shared.limits.login_succeeded(conn.peer.ip());
                 conn.root = root;
                 self.outcome(r, conn, Outcome::Login(Some(rights)));
+                if !conn.session.logged_in() {
+                    // The session refused the login after all (a user whose own `tls` asks for
+                    // TLS, on a clear connection): it does not hold one of the user's sessions.
+                    if let Some(user) = conn.counted_user.take() {
+                        self.shared.limits.user_left(&user);
+                    }
+                }
             }
             Done::Login(None) => {
                 // RFC 2577 section 5: slow down password guessing; unknown users and wrong

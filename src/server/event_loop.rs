@@ -29,6 +29,7 @@ impl Shard {
         index: usize,
         shared: Shared,
         listeners: Vec<TcpListener>,
+        implicit_from: usize,
         inbox: Inbox,
         wake: Arc<EventFd>,
     ) -> io::Result<Shard> {
@@ -49,6 +50,7 @@ impl Shard {
             ring,
             shared,
             listeners,
+            implicit_from,
             slots: Vec::new(),
             free: Vec::new(),
             inbox,

@@ -76,6 +76,7 @@ impl Accounts {
                 upload: user.upload,
                 download: user.download,
                 drop_box: None,
+                tls: user.tls,
             },
             root,
         ))

@@ -13,7 +13,8 @@
 //! - `cold`: reading cold windows without blocking the shard; the splice pipe pool
 //! - `upload`: receiving a file (STOR, APPE, STOU)
 //! - `records`: the transfer and session records handed to the log thread
-//! - `tls`: rustls driven from the shard (control connections after AUTH TLS, `PROT P` data)
+//! - `tls`: rustls driven from the shard (control connections after AUTH TLS or from the first
+//!   byte on an implicit TLS listener, `PROT P` data)
 //! - `fsworker`, `logins`, `limits`: the blocking helper pool; the password-check pool; limits
 //!   shared across shards
 //!
@@ -111,6 +112,8 @@ struct Arrival {
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
+    /// Accepted on an implicit TLS listener: TLS from the first byte.
+    implicit_tls: bool,
 }
 
 /// One control connection and everything hanging off it.
@@ -188,6 +191,8 @@ pub(crate) struct Shard {
     ring: Ring,
     shared: Shared,
     listeners: Vec<TcpListener>,
+    /// Listeners from this index on are implicit TLS ones (`implicit_tls_listen`).
+    implicit_from: usize,
     slots: Vec<Slot>,
     free: Vec<u32>,
     inbox: Inbox,

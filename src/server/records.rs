@@ -65,6 +65,9 @@ pub(super) enum EndReason {
     Error,
     /// The server stopped.
     Shutdown,
+    /// The client spoke another protocol: an HTTP request line on the control connection, or
+    /// a TLS handshake that failed (bytes that are not TLS on an implicit TLS session).
+    Protocol,
 }
 
 impl EndReason {
@@ -77,6 +80,7 @@ impl EndReason {
             EndReason::Limit => "limit",
             EndReason::Error => "error",
             EndReason::Shutdown => "shutdown",
+            EndReason::Protocol => "protocol",
         }
     }
 }
@@ -176,6 +180,7 @@ mod tests {
             EndReason::Limit,
             EndReason::Error,
             EndReason::Shutdown,
+            EndReason::Protocol,
         ];
         let names: Vec<&str> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(
@@ -187,7 +192,8 @@ mod tests {
                 "login-timeout",
                 "limit",
                 "error",
-                "shutdown"
+                "shutdown",
+                "protocol"
             ]
         );
     }

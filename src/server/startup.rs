@@ -32,6 +32,7 @@ pub struct Server {
     wakers: Vec<Arc<EventFd>>,
     stop: Arc<AtomicBool>,
     addrs: Vec<SocketAddr>,
+    implicit_addrs: Vec<SocketAddr>,
     limits: Arc<Limits>,
     /// Where each shard hears of a drain or a reload.
     controls: Vec<Mailbox<Control>>,
@@ -44,6 +45,11 @@ impl Server {
     /// The bound control addresses (with the real port when 0 was asked for).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.clone()
+    }
+
+    /// The bound implicit TLS addresses (`implicit_tls_listen`), with their real ports.
+    pub fn implicit_tls_addrs(&self) -> Vec<SocketAddr> {
+        self.implicit_addrs.clone()
     }
 
     /// Control sessions each shard holds now.
@@ -94,6 +100,10 @@ impl Server {
             }
         };
         keep(config.listen != running.listen, "listen");
+        keep(
+            config.implicit_tls_listen != running.implicit_tls_listen,
+            "implicit_tls_listen",
+        );
         keep(config.shards != running.shards, "shards");
         keep(config.pasv_ports != running.pasv_ports, "pasv_ports");
         keep(config.io_backend != running.io_backend, "io");
@@ -107,6 +117,9 @@ impl Server {
         keep(config.allow_root != running.allow_root, "allow_root");
         keep(config.landlock != running.landlock, "no_landlock");
         config.listen.clone_from(&running.listen);
+        config
+            .implicit_tls_listen
+            .clone_from(&running.implicit_tls_listen);
         config.shards = running.shards;
         config.pasv_ports = running.pasv_ports;
         config.io_backend = running.io_backend;
@@ -199,7 +212,8 @@ fn prepare(config: &Config) -> io::Result<Prepared> {
         force_dot_files: config.force_dot_files,
         tls: TlsPolicy {
             available: tls.is_some(),
-            required: config.tls_required,
+            anonymous: config.tls_anonymous,
+            named: config.tls_named_requirement(),
         },
     };
     Ok(Prepared {
@@ -225,8 +239,10 @@ pub fn start(config: Config) -> io::Result<Server> {
 pub struct Bound {
     config: Config,
     prepared: Prepared,
+    /// Each shard's listeners: the `listen` ones, then the `implicit_tls_listen` ones.
     per_shard: Vec<Vec<TcpListener>>,
     addrs: Vec<SocketAddr>,
+    implicit_addrs: Vec<SocketAddr>,
 }
 
 /// Check `config`, open the root and read the users file, and bind every listener (one per
@@ -237,21 +253,27 @@ pub fn bind(config: Config) -> io::Result<Bound> {
         Ring::probe()?;
     }
     let mut per_shard: Vec<Vec<TcpListener>> = (0..config.shards).map(|_| Vec::new()).collect();
-    let mut addrs = Vec::new();
-    for want in &config.listen {
-        let mut addr = *want;
-        for listeners in per_shard.iter_mut() {
-            let l = bind_control(addr)?;
-            addr = l.local_addr()?;
-            listeners.push(l);
+    let mut bind_all = |wanted: &[SocketAddr]| -> io::Result<Vec<SocketAddr>> {
+        let mut addrs = Vec::new();
+        for want in wanted {
+            let mut addr = *want;
+            for listeners in per_shard.iter_mut() {
+                let l = bind_control(addr)?;
+                addr = l.local_addr()?;
+                listeners.push(l);
+            }
+            addrs.push(addr);
         }
-        addrs.push(addr);
-    }
+        Ok(addrs)
+    };
+    let addrs = bind_all(&config.listen)?;
+    let implicit_addrs = bind_all(&config.implicit_tls_listen)?;
     Ok(Bound {
         config,
         prepared,
         per_shard,
         addrs,
+        implicit_addrs,
     })
 }
 
@@ -284,8 +306,11 @@ fn spawn(bound: Bound) -> io::Result<Server> {
             },
         per_shard,
         addrs,
+        implicit_addrs,
     } = bound;
     let shards = config.shards;
+    // In each shard's list the implicit TLS listeners come after the plain ones.
+    let implicit_from = config.listen.len();
     let mut mailboxes = Vec::new();
     let mut inboxes = Vec::new();
     let mut doors = Vec::new();
@@ -375,7 +400,7 @@ fn spawn(bound: Bound) -> io::Result<Server> {
                     arrivals,
                     controls: control_rx,
                 };
-                match Shard::new(index, shared, listeners, inbox, wake) {
+                match Shard::new(index, shared, listeners, implicit_from, inbox, wake) {
                     Ok(mut shard) => {
                         let _ = ready_tx.send(Ok(()));
                         if let Err(e) = shard.run() {
@@ -399,6 +424,7 @@ fn spawn(bound: Bound) -> io::Result<Server> {
         wakers,
         stop,
         addrs,
+        implicit_addrs,
         limits,
         controls,
         accounts,

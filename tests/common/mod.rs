@@ -87,6 +87,14 @@ impl TestServer {
         self.server.as_ref().expect("server running").local_addrs()
     }
 
+    /// The first implicit TLS address (`implicit_tls_listen`), with its real port.
+    pub fn implicit_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .expect("server running")
+            .implicit_tls_addrs()[0]
+    }
+
     /// Control sessions each shard holds now.
     pub fn sessions_per_shard(&self) -> Vec<usize> {
         self.server

@@ -17,6 +17,8 @@ pub struct Rights {
     /// Anonymous "incoming" directory: uploads only there, never overwriting, and nothing in it
     /// can be downloaded or listed (a write-only drop box, as mirror sites run them).
     pub drop_box: Option<VirtualPath>,
+    /// The user's own TLS requirement (`tls` in the users file), on top of its class's.
+    pub tls: Option<super::TlsRequirement>,
 }
 
 impl Rights {
@@ -26,6 +28,7 @@ impl Rights {
             upload: false,
             download: true,
             drop_box: None,
+            tls: None,
         }
     }
 }

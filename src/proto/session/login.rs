@@ -1,5 +1,6 @@
 //! Logging in: USER, PASS and ACCT, anonymous logins (RFC 1635), and the answer to a password check.
 
+use super::tls::{TlsRequirement, refuse_clear_login};
 use super::{Effect, Pending, Rights, Session, Step};
 use crate::proto::path::VirtualPath;
 use crate::proto::reply::ReplyCode;
@@ -22,14 +23,16 @@ pub struct Policy {
     pub tls: TlsPolicy,
 }
 
-/// What the session knows of TLS: whether AUTH TLS can be offered, and what is required.
+/// What the session knows of TLS: whether AUTH TLS can be offered, and what each class of
+/// users must use (a named user's own `tls` in the users file can only add to its class).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TlsPolicy {
     /// A certificate is configured: FEAT lists AUTH TLS, PBSZ and PROT, and AUTH TLS works.
     pub available: bool,
-    /// Named users must log in over TLS (534 to USER before AUTH TLS) and use `PROT P` for
-    /// data (521 otherwise). Anonymous users may use either.
-    pub required: bool,
+    /// Anonymous users (USER anonymous or ftp).
+    pub anonymous: TlsRequirement,
+    /// Users of the users file.
+    pub named: TlsRequirement,
 }
 
 impl Default for Policy {
@@ -72,13 +75,10 @@ impl Session {
         let anonymous = ANONYMOUS_NAMES
             .iter()
             .any(|n| n.eq_ignore_ascii_case(&name));
-        if !anonymous && self.policy.tls.required && !self.tls.control {
+        if let Some(refused) = self.login_needs_tls(anonymous) {
             // Before the password crosses the wire in clear.
             self.login = Login::AwaitUser;
-            return Step::reply(
-                ReplyCode::DeniedForPolicy,
-                "TLS required for login: enable explicit FTP over TLS.",
-            );
+            return refused;
         }
         self.login = Login::AwaitPass {
             user: name,
@@ -152,6 +152,14 @@ impl Session {
     /// The password check of a named user came back: `rights` or a failed login.
     pub(super) fn login_checked(&mut self, rights: Option<Rights>) -> Step {
         match (&self.login, rights) {
+            // The user's own requirement, known only now: the password has crossed in clear
+            // once, but the account is never used in clear.
+            (Login::AwaitPass { .. }, Some(rights))
+                if rights.tls >= Some(TlsRequirement::Login) && !self.tls.control =>
+            {
+                self.login = Login::AwaitUser;
+                refuse_clear_login()
+            }
             (Login::AwaitPass { user, .. }, Some(rights)) => {
                 self.login = Login::LoggedIn {
                     user: user.clone(),

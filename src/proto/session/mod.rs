@@ -39,6 +39,7 @@ pub use gate::Rights;
 use login::Login;
 pub use login::{MAX_ANONYMOUS_PASSWORD_BYTES, Policy, TlsPolicy};
 pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
+pub use tls::TlsRequirement;
 use tls::TlsState;
 use transfer::TransferKind;
 

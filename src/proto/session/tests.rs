@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::TlsRequirement;
 use super::{
     Effect, FsOp, ListTarget, MAX_ANONYMOUS_PASSWORD_BYTES, Outcome, Policy, Progress, Rights,
     Session, Step, StoreMode, TransferError,
@@ -135,6 +136,7 @@ fn read_write() -> Rights {
         upload: true,
         download: true,
         drop_box: None,
+        tls: None,
     }
 }
 
@@ -842,13 +844,38 @@ fn list_options_choose_what_is_shown() {
 }
 
 fn tls_policy(required: bool) -> Policy {
+    let named = if required {
+        TlsRequirement::Data
+    } else {
+        TlsRequirement::Optional
+    };
+    classes(TlsRequirement::Optional, named)
+}
+
+fn classes(anonymous: TlsRequirement, named: TlsRequirement) -> Policy {
     Policy {
         tls: super::TlsPolicy {
             available: true,
-            required,
+            anonymous,
+            named,
         },
         ..Policy::default()
     }
+}
+
+fn text(step: &Step) -> String {
+    String::from_utf8_lossy(&step.replies[0].to_bytes()).into_owned()
+}
+
+/// AUTH TLS (or an implicit connection), the login, and the password check coming back with
+/// `rights` for a named user.
+fn tls_login(s: &mut Session, user: &str, rights: Rights) -> Step {
+    assert_eq!(codes(&run(s, &format!("USER {user}"))), [331]);
+    let step = run(s, "PASS secret");
+    if step.effect.is_none() {
+        return step;
+    }
+    s.on_outcome(Outcome::Login(Some(rights)))
 }
 
 #[test]
@@ -954,4 +981,181 @@ fn tls_transfer_failures_map_to_replies() {
             "{err:?}"
         );
     }
+}
+
+#[test]
+fn login_policy_refuses_clear_users_of_its_class_with_534_naming_auth_tls() {
+    use TlsRequirement::*;
+    for (anonymous, named, user, refused) in [
+        (Optional, Optional, "alice", false),
+        (Optional, Login, "alice", true),
+        (Optional, Data, "alice", true),
+        (Optional, Login, "anonymous", false),
+        (Login, Optional, "ftp", true),
+        (Login, Optional, "alice", false),
+        (Data, Optional, "anonymous", true),
+    ] {
+        let mut s = Session::new(peer(), classes(anonymous, named));
+        let step = run(&mut s, &format!("USER {user}"));
+        if refused {
+            assert_eq!(codes(&step), [534], "{anonymous:?} {named:?} {user}");
+            assert!(
+                text(&step)
+                    .contains("TLS required for login: enable explicit FTP over TLS (AUTH TLS)"),
+                "{}",
+                text(&step)
+            );
+            assert_eq!(codes(&run(&mut s, "PASS x")), [503], "no password is taken");
+            // Over TLS the same login goes on.
+            run(&mut s, "AUTH TLS");
+            assert_eq!(codes(&run(&mut s, &format!("USER {user}"))), [331]);
+        } else {
+            assert_eq!(codes(&step), [331], "{anonymous:?} {named:?} {user}");
+        }
+    }
+}
+
+#[test]
+fn data_policy_refuses_prot_c_with_534_and_clear_transfers_with_521() {
+    let mut s = Session::new(
+        peer(),
+        classes(TlsRequirement::Optional, TlsRequirement::Data),
+    );
+    run(&mut s, "AUTH TLS");
+    run(&mut s, "PBSZ 0");
+    // Before login the class is not known: PROT C is taken, the data command decides.
+    assert_eq!(codes(&run(&mut s, "PROT C")), [200]);
+    assert_eq!(codes(&tls_login(&mut s, "alice", read_write())), [230]);
+    with_pasv(&mut s);
+    for cmd in ["RETR f", "LIST", "NLST", "MLSD", "STOR f"] {
+        let step = run(&mut s, cmd);
+        assert_eq!(codes(&step), [521], "{cmd}");
+        assert!(text(&step).contains("PROT P"), "{}", text(&step));
+    }
+    let step = run(&mut s, "PROT C");
+    assert_eq!(codes(&step), [534]);
+    assert!(text(&step).contains("use PROT P"), "{}", text(&step));
+    assert!(!s.data_protected());
+    assert_eq!(codes(&run(&mut s, "PROT P")), [200]);
+    // Once protected, PROT C is still refused.
+    assert_eq!(codes(&run(&mut s, "PROT C")), [534]);
+    assert!(s.data_protected());
+    assert!(matches!(
+        run(&mut s, "RETR f").effect,
+        Some(Effect::Retr { .. })
+    ));
+
+    // Anonymous users of the same server are not held to the named class.
+    let mut s = Session::new(
+        peer(),
+        classes(TlsRequirement::Optional, TlsRequirement::Data),
+    );
+    run(&mut s, "AUTH TLS");
+    run(&mut s, "PBSZ 0");
+    run(&mut s, "USER anonymous");
+    run(&mut s, "PASS a@b");
+    assert_eq!(codes(&run(&mut s, "PROT C")), [200]);
+    with_pasv(&mut s);
+    assert!(run(&mut s, "RETR f").effect.is_some());
+}
+
+#[test]
+fn login_policy_alone_lets_data_go_in_clear() {
+    let mut s = Session::new(
+        peer(),
+        classes(TlsRequirement::Optional, TlsRequirement::Login),
+    );
+    run(&mut s, "AUTH TLS");
+    assert_eq!(
+        codes(&tls_login(&mut s, "alice", Rights::read_only())),
+        [230]
+    );
+    with_pasv(&mut s);
+    assert!(matches!(
+        run(&mut s, "RETR f").effect,
+        Some(Effect::Retr { .. })
+    ));
+}
+
+#[test]
+fn a_users_own_requirement_adds_to_its_class() {
+    let strict = |tls| Rights {
+        tls: Some(tls),
+        ..Rights::read_only()
+    };
+    // "login" for one user of an optional class: the account is not used in clear (the check
+    // comes with the password check, the only time the user is known).
+    let mut s = Session::new(
+        peer(),
+        classes(TlsRequirement::Optional, TlsRequirement::Optional),
+    );
+    let step = tls_login(&mut s, "alice", strict(TlsRequirement::Login));
+    assert_eq!(codes(&step), [534]);
+    assert!(!s.logged_in());
+    let mut s = Session::new(
+        peer(),
+        classes(TlsRequirement::Optional, TlsRequirement::Optional),
+    );
+    run(&mut s, "AUTH TLS");
+    assert_eq!(
+        codes(&tls_login(&mut s, "alice", strict(TlsRequirement::Data))),
+        [230]
+    );
+    with_pasv(&mut s);
+    assert_eq!(codes(&run(&mut s, "RETR f")), [521]);
+    // "optional" for one user cannot let it off a "data" class.
+    let mut s = Session::new(
+        peer(),
+        classes(TlsRequirement::Optional, TlsRequirement::Data),
+    );
+    run(&mut s, "AUTH TLS");
+    assert_eq!(
+        codes(&tls_login(
+            &mut s,
+            "alice",
+            strict(TlsRequirement::Optional)
+        )),
+        [230]
+    );
+    with_pasv(&mut s);
+    assert_eq!(codes(&run(&mut s, "RETR f")), [521]);
+}
+
+#[test]
+fn an_implicit_session_is_protected_from_the_start() {
+    let mut s = Session::new(peer(), classes(TlsRequirement::Data, TlsRequirement::Data));
+    s.start_implicit_tls();
+    assert!(s.data_protected(), "PROT P by default");
+    let step = run(&mut s, "AUTH TLS");
+    assert_eq!((codes(&step), step.effect), (vec![503], None));
+    // Clients send PBSZ 0 and PROT P anyway.
+    assert_eq!(codes(&run(&mut s, "PBSZ 0")), [200]);
+    assert_eq!(codes(&run(&mut s, "PROT P")), [200]);
+    assert_eq!(codes(&run(&mut s, "USER anonymous")), [331]);
+    assert_eq!(codes(&run(&mut s, "PASS a@b")), [230]);
+    assert_eq!(codes(&run(&mut s, "CCC")), [534]);
+    with_pasv(&mut s);
+    assert!(run(&mut s, "RETR f").effect.is_some());
+
+    // Where policy allows it, PROT C turns protection off (PBSZ counts as done).
+    let mut s = Session::new(peer(), tls_policy(false));
+    s.start_implicit_tls();
+    assert_eq!(codes(&run(&mut s, "PROT C")), [200]);
+    assert!(!s.data_protected());
+}
+
+#[test]
+fn tls_requirements_parse_and_print_back() {
+    for (text, level) in [
+        ("optional", TlsRequirement::Optional),
+        ("login", TlsRequirement::Login),
+        ("data", TlsRequirement::Data),
+    ] {
+        assert_eq!(text.parse::<TlsRequirement>(), Ok(level));
+        assert_eq!(level.to_string(), text);
+    }
+    assert!("required".parse::<TlsRequirement>().is_err());
+    assert!("Login".parse::<TlsRequirement>().is_err());
+    assert!(TlsRequirement::Optional < TlsRequirement::Login);
+    assert!(TlsRequirement::Login < TlsRequirement::Data);
 }
