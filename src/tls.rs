@@ -94,7 +94,10 @@ pub struct SessionConfigs {
 pub fn for_session(base: &ServerConfig) -> SessionConfigs {
     let mut control = base.clone();
     control.session_storage = Arc::new(SessionCache::default());
-    let download = control.clone();
+    let mut download = control.clone();
+    // Keeps the traffic keys after the handshake, so a download's connection can be handed to
+    // kernel TLS (server::tls::into_kernel). Uploads stay in rustls.
+    download.enable_secret_extraction = true;
     let mut upload = control.clone();
     upload.send_tls13_tickets = 0;
     control.send_tls13_tickets = CONTROL_TICKETS;

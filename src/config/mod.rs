@@ -156,6 +156,10 @@ pub struct Config {
     /// Confine the process with Landlock to the roots, the users and config files' directories
     /// and the log directories (where the kernel has Landlock; a warning where it has not).
     pub landlock: bool,
+    /// `PROT P` data connections go to kernel TLS after their handshake where the kernel
+    /// offloads the cipher (probed at start-up), so downloads keep the zero-copy paths; false
+    /// keeps every one in rustls in user space.
+    pub ktls: bool,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -214,6 +218,7 @@ impl Default for Config {
             run_as: None,
             allow_root: false,
             landlock: true,
+            ktls: true,
         }
     }
 }

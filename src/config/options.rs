@@ -255,6 +255,11 @@ pub struct Options {
     #[arg(long)]
     #[serde(default)]
     pub no_landlock: bool,
+    /// Hand PROT P data connections to kernel TLS after their handshake where the kernel can
+    /// (TCP_ULP "tls"), so downloads keep sendfile; false keeps them in rustls in user space.
+    #[arg(long, value_name = "BOOL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ktls: Option<bool>,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -345,6 +350,7 @@ impl Options {
             user: self.user.or(file.user),
             allow_root: self.allow_root || file.allow_root,
             no_landlock: self.no_landlock || file.no_landlock,
+            ktls: self.ktls.or(file.ktls),
         }
     }
 
@@ -418,6 +424,7 @@ impl Options {
             run_as: self.user.clone().or(d.run_as),
             allow_root: d.allow_root || self.allow_root,
             landlock: d.landlock && !self.no_landlock,
+            ktls: self.ktls.unwrap_or(d.ktls),
         };
         config.validate()?;
         Ok(config)
@@ -466,6 +473,7 @@ impl Options {
             user: c.run_as.clone(),
             allow_root: c.allow_root,
             no_landlock: !c.landlock,
+            ktls: Some(c.ktls),
         }
     }
 
@@ -565,6 +573,7 @@ pub const KEYS: &[&str] = &[
     "user",
     "allow_root",
     "no_landlock",
+    "ktls",
 ];
 
 #[cfg(test)]

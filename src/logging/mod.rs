@@ -39,7 +39,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-pub use record::{Direction, SessionRecord, TransferRecord};
+pub use record::{DataTls, Direction, SessionRecord, TransferRecord};
 use thread::{Files, Item, LogThread, Producer};
 
 /// Records the queue holds before it drops: a burst of a few thousand short transfers from

@@ -15,10 +15,11 @@ use nix::fcntl::{SpliceFFlags, splice};
 use super::cold::COLD_WINDOW;
 use super::conns::{ConnRef, Kind, token};
 use super::fsworker::Job;
-use super::tls::{self, Handshake};
-use super::transfer::{Mode, Source, Transfer, Warmth};
+use super::tls::{self, Handoff, Handshake};
+use super::transfer::{Mode, Protection, Source, Transfer, Warmth};
 use super::{Conn, Shard};
 use crate::proto::session::TransferError;
+use crate::sys::ktls;
 use crate::vfs::DirCursor;
 
 /// Largest single sendfile/copy step; the per-turn budget caps the total.
@@ -359,7 +360,46 @@ fn refill(
 /// resume the control connection's session when `must_resume`), then read the file (or take
 /// the listing) into rustls, which encrypts it, and write its records to the socket. The end
 /// is always marked with close_notify, so the client can tell a complete file from a cut one.
-fn pump_tls(t: &mut Transfer, budget: usize, must_resume: bool) -> Pump {
+fn pump_tls(
+    t: &mut Transfer,
+    budget: usize,
+    must_resume: bool,
+    kernel: Option<&ktls::Support>,
+) -> Pump {
+    if let (Some(tls), Some(sock)) = (t.tls.as_deref_mut(), t.sock.as_ref()) {
+        if tls.is_handshaking() {
+            match tls::handshake(tls, sock) {
+                Handshake::Done => {}
+                Handshake::WantRead => return Pump::BlockedIn,
+                Handshake::WantWrite => return Pump::Blocked,
+                Handshake::Failed => return Pump::Failed(TransferError::TlsHandshake),
+            }
+            if must_resume && !tls::resumed(tls) {
+                // close_notify first, so the client reads a clean end and then the 522.
+                tls::refuse(tls, sock);
+                return Pump::Failed(TransferError::TlsNotResumed);
+            }
+        }
+        if let (true, Some(support)) = (t.try_kernel, kernel) {
+            match tls::into_kernel(&mut t.tls, sock, support, t.size) {
+                Handoff::Kernel => {
+                    t.try_kernel = false;
+                    t.protection = Protection::Kernel;
+                    // The cleartext paths from here on: the kernel encrypts what they send.
+                    return pump(t, budget);
+                }
+                Handoff::Keep(why) => {
+                    log::debug!("PROT P data stays in rustls: {why}");
+                    t.try_kernel = false;
+                }
+                Handoff::Blocked => return Pump::Blocked,
+                Handoff::Failed(e) => {
+                    log::warn!("kTLS hand-off failed after the keys left rustls: {e}");
+                    return Pump::Failed(TransferError::Local(libc::EIO));
+                }
+            }
+        }
+    }
     let Transfer {
         tls: Some(tls),
         sock: Some(sock),
@@ -370,19 +410,6 @@ fn pump_tls(t: &mut Transfer, budget: usize, must_resume: bool) -> Pump {
     else {
         return Pump::Failed(TransferError::NoDataConnection);
     };
-    if tls.is_handshaking() {
-        match tls::handshake(tls, sock) {
-            Handshake::Done => {}
-            Handshake::WantRead => return Pump::BlockedIn,
-            Handshake::WantWrite => return Pump::Blocked,
-            Handshake::Failed => return Pump::Failed(TransferError::TlsHandshake),
-        }
-        if must_resume && !tls::resumed(tls) {
-            // close_notify first, so the client reads a clean end and then the 522.
-            tls::refuse(tls, sock);
-            return Pump::Failed(TransferError::TlsNotResumed);
-        }
-    }
     let mut left = budget;
     loop {
         match tls::send(tls, sock) {
@@ -463,6 +490,25 @@ fn pump_tls(t: &mut Transfer, budget: usize, must_resume: bool) -> Pump {
     }
 }
 
+/// The end of a kernel TLS transfer: close_notify as an alert record, so the client can tell a
+/// complete file from a cut one (rustls sends it itself on the user-space path).
+fn close_kernel_tls(t: &mut Transfer) -> Pump {
+    if t.protection != Protection::Kernel || t.close_notified {
+        return Pump::Done;
+    }
+    let Some(sock) = t.sock.as_ref() else {
+        return Pump::Failed(TransferError::NoDataConnection);
+    };
+    match ktls::send_close_notify(sock.as_fd()) {
+        Ok(()) => {
+            t.close_notified = true;
+            Pump::Done
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Pump::Blocked,
+        Err(e) => Pump::Failed(socket_error(e.raw_os_error().unwrap_or(libc::EIO))),
+    }
+}
+
 /// Write `buf[*pos..]` (at most `left` bytes) to the socket and advance `pos`; a full socket or
 /// a failure is the `Pump` to return.
 fn send_from(sock: &TcpStream, buf: &[u8], pos: &mut usize, left: usize) -> Result<usize, Pump> {
@@ -499,13 +545,18 @@ impl Shard {
     pub(super) fn drive(&mut self, r: ConnRef, conn: &mut Conn) {
         let budget = conn.config.send_budget_bytes;
         let must_resume = conn.config.tls_require_reuse;
+        let kernel = self.shared.ktls;
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
         let before = t.bytes;
         let result = match t.tls {
             None => pump(t, budget),
-            Some(_) => pump_tls(t, budget, must_resume),
+            Some(_) => pump_tls(t, budget, must_resume, kernel.as_ref()),
+        };
+        let result = match result {
+            Pump::Done => close_kernel_tls(t),
+            other => other,
         };
         if t.bytes != before {
             t.last_progress = self.now;

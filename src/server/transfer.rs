@@ -84,6 +84,12 @@ pub(super) struct Transfer {
     pub(super) sock: Option<TcpStream>,
     /// `PROT P`: the data connection's TLS, driven in user space (the copy path).
     pub(super) tls: Option<Box<rustls::ServerConnection>>,
+    /// How this transfer's data is protected (`PROT P`: rustls, or kernel TLS after the hand-off).
+    pub(super) protection: Protection,
+    /// `PROT P` download: try the hand-off to kernel TLS once the handshake is done.
+    pub(super) try_kernel: bool,
+    /// Kernel TLS: the close_notify alert has gone out.
+    pub(super) close_notified: bool,
     /// A readiness poll is in flight for `sock`.
     pub(super) armed: bool,
     pub(super) bytes: u64,
@@ -174,6 +180,9 @@ impl Transfer {
             size: None,
             sock: None,
             tls: None,
+            protection: Protection::Clear,
+            try_kernel: false,
+            close_notified: false,
             armed: false,
             bytes: 0,
             started: now,
@@ -243,6 +252,16 @@ impl Transfer {
             elapsed: now.saturating_duration_since(self.started),
         }
     }
+}
+
+/// What protects a transfer's data connection (the transfer log says which).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Protection {
+    Clear,
+    /// `PROT P` through rustls in user space (the copy path).
+    Rustls,
+    /// `PROT P` handed to kernel TLS after the handshake (the zero-copy paths).
+    Kernel,
 }
 
 /// A pipe of the splice data path.
@@ -377,8 +396,13 @@ impl Shard {
             Some(e) => format!("{e:?}"),
         };
         let verb = if t.is_upload() { "received" } else { "sent" };
+        let path = match t.protection {
+            Protection::Clear => "",
+            Protection::Rustls => " (TLS in user space)",
+            Protection::Kernel => " (kTLS)",
+        };
         log::info!(
-            "{} {verb} {:?} {} bytes in {secs:.3}s: {status}",
+            "{} {verb} {:?} {} bytes in {secs:.3}s{path}: {status}",
             conn.peer,
             String::from_utf8_lossy(&t.what),
             t.bytes

@@ -2,3 +2,4 @@
 //! Every `unsafe` block outside `shard/` lives here, each with a `// SAFETY:` line.
 
 pub mod fs;
+pub mod ktls;
