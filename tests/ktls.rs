@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use common::tls::{BOTH, Certs, Client, certs, client_config, leaks};
+use common::tls::{BOTH, Certs, Client, certs, client_config_with, leaks};
 use common::{TIMEOUT, assert_bytes_eq, pattern};
 use serde_json::Value;
 
@@ -71,7 +71,16 @@ impl Served {
 
     /// A logged-in control connection over TLS with `PROT P`.
     fn client(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Client {
-        let config = client_config(&self.certs.der, versions);
+        self.client_with(versions, None)
+    }
+
+    /// `client` offering only `suite`.
+    fn client_with(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        suite: Option<rustls::CipherSuite>,
+    ) -> Client {
+        let config = client_config_with(&self.certs.der, versions, suite);
         let mut c = Client::connect(self.daemon.addr, config);
         c.secure_login();
         c
@@ -131,6 +140,7 @@ fn prot_p_downloads_go_through_ktls_where_the_kernel_has_it() {
     let kernel = kernel_has_ktls();
     let s = Served::start(&[]);
     let line = s.ktls_line();
+    println!("{line}");
     if kernel {
         assert!(line.contains("kTLS: available"), "{line}");
     } else {
@@ -182,6 +192,41 @@ fn prot_p_downloads_go_through_ktls_where_the_kernel_has_it() {
     for r in &records {
         assert_eq!(r["tls"], want, "{r}");
         assert_eq!(r["result"], "ok", "{r}");
+    }
+}
+
+#[test]
+fn every_offloadable_cipher_downloads_byte_exact() {
+    // The default test negotiates AES-256-GCM; these are the other AEADs rustls offers, each
+    // through the kernel where it offloads them (ChaCha20-Poly1305 needs 5.11 or later).
+    use rustls::CipherSuite as S;
+    let s = Served::start(&[]);
+    let body = pattern(64, 200_003);
+    fs::write(s.root().join("f.bin"), &body).unwrap();
+    let cases = [
+        (&rustls::version::TLS13, S::TLS13_AES_128_GCM_SHA256),
+        (&rustls::version::TLS13, S::TLS13_CHACHA20_POLY1305_SHA256),
+        (
+            &rustls::version::TLS12,
+            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            &rustls::version::TLS12,
+            S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ];
+    for (version, suite) in cases {
+        let mut c = s.client_with(&[version], Some(suite));
+        download(&mut c, "f.bin", &body, &format!("{suite:?}"));
+        c.expect("QUIT", 221);
+    }
+    let want = if kernel_has_ktls() {
+        "kernel"
+    } else {
+        "rustls"
+    };
+    for r in s.transfers(cases.len()) {
+        assert_eq!(r["tls"], want, "{r}");
     }
 }
 

@@ -43,9 +43,22 @@ pub fn client_config(
     der: &CertificateDer<'static>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
+    client_config_with(der, versions, None)
+}
+
+/// `client_config` offering only `suite` (when given), so the server must pick that cipher.
+pub fn client_config_with(
+    der: &CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    suite: Option<rustls::CipherSuite>,
+) -> Arc<ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suite) = suite {
+        provider.cipher_suites.retain(|s| s.suite() == suite);
+    }
+    let provider = Arc::new(provider);
     Arc::new(
         ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
