@@ -1,7 +1,8 @@
 //! Kernel TLS for `PROT P` data connections, end to end with the real binary: the start-up log
-//! says whether kTLS is used, downloads and listings are byte-exact, encrypted on the wire and
-//! end with close_notify whichever path they take, and the JSON transfer log names the path
-//! (`"tls": "kernel"` or `"rustls"`).
+//! says whether kTLS is used, downloads, listings and uploads are byte-exact, encrypted on the
+//! wire and end with close_notify whichever path they take (an upload cut without one is 451
+//! and keeps the old file; a TLS 1.3 KeyUpdate under kernel TLS is 426), and the JSON transfer
+//! log names the path (`"tls": "kernel"` or `"rustls"`).
 //!
 //! Where the kernel has no `tls` module (a kernel without CONFIG_TLS, as on the build host) the
 //! same tests check the fallback. `tests/kernel/ktls.sh` runs this binary under a kernel that has
@@ -12,6 +13,8 @@
 mod common;
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +22,8 @@ use std::time::{Duration, Instant};
 use common::daemon::Daemon;
 use common::tls::{BOTH, Certs, Client, certs, client_config_with, leaks};
 use common::{TIMEOUT, assert_bytes_eq, pattern};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 use serde_json::Value;
 
 /// The binary serving `root/` anonymously with TLS and a JSON log, in one temporary directory.
@@ -29,11 +34,29 @@ struct Served {
 }
 
 impl Served {
+    /// The binary with `extra` flags; `alice` (read-write, home `alice/`) when `users`.
     fn start(extra: &[&str]) -> Served {
+        Served::start_with(extra, false)
+    }
+
+    fn start_with(extra: &[&str], users: bool) -> Served {
         let certs = certs();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         fs::create_dir(&root).unwrap();
+        let users_file = dir.path().join("users.toml");
+        if users {
+            let home = dir.path().join("alice");
+            fs::create_dir(&home).unwrap();
+            common::write_users_file(
+                &users_file,
+                &[common::UserSpec {
+                    name: "alice",
+                    root: &home,
+                    extra: "access = \"read-write\"",
+                }],
+            );
+        }
         let json = dir.path().join("log.json");
         let mut args = vec![
             "--root",
@@ -50,6 +73,9 @@ impl Served {
             "--json-log",
             json.to_str().unwrap(),
         ];
+        if users {
+            args.extend_from_slice(&["--users", users_file.to_str().unwrap()]);
+        }
         args.extend_from_slice(extra);
         let daemon = Daemon::spawn(&args, &[]);
         Served { daemon, dir, certs }
@@ -83,6 +109,18 @@ impl Served {
         let config = client_config_with(&self.certs.der, versions, suite);
         let mut c = Client::connect(self.daemon.addr, config);
         c.secure_login();
+        c
+    }
+
+    /// alice logged in over TLS with `PROT P`.
+    fn alice(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Client {
+        let config = client_config_with(&self.certs.der, versions, None);
+        let mut c = Client::connect(self.daemon.addr, config);
+        c.auth();
+        c.expect("USER alice", 331);
+        c.expect(&format!("PASS {}", common::USER_PASSWORD), 230);
+        c.expect("PBSZ 0", 200);
+        c.expect("PROT P", 200);
         c
     }
 
@@ -226,6 +264,95 @@ fn every_offloadable_cipher_downloads_byte_exact() {
         "rustls"
     };
     for r in s.transfers(cases.len()) {
+        assert_eq!(r["tls"], want, "{r}");
+    }
+}
+
+/// A `PROT P` STOR whose data connection `send` drives after the handshake; the final reply.
+fn upload_with(
+    c: &mut Client,
+    name: &str,
+    send: impl FnOnce(&mut StreamOwned<ClientConnection, TcpStream>),
+) -> (u16, String) {
+    let addr = c.epsv();
+    let sock = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert_eq!(c.cmd(&format!("STOR {name}")).0, 150);
+    let server = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(Arc::clone(&c.config), server).unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    send(&mut tls);
+    let fin = c.reply();
+    drop(tls);
+    fin
+}
+
+#[test]
+fn prot_p_uploads_go_through_ktls_rx_where_the_kernel_has_it() {
+    let kernel = kernel_has_ktls();
+    let s = Served::start_with(&[], true);
+    let home = s.dir.path().join("alice");
+    for (versions, what) in [
+        (&[&rustls::version::TLS13][..], "TLS 1.3"),
+        (&[&rustls::version::TLS12][..], "TLS 1.2"),
+    ] {
+        let mut c = s.alice(versions);
+        let body = pattern(71, (1 << 20) + 333);
+        let config = Arc::clone(&c.config);
+        let (got, fin, raw) = c.protected_transfer("STOR up.bin", &config, Some(&body));
+        got.unwrap_or_else(|e| panic!("{what}: the server answers close_notify: {e}"));
+        assert_eq!(fin.0, 226, "{what}: {fin:?}");
+        assert_bytes_eq(&fs::read(home.join("up.bin")).unwrap(), &body, what);
+        assert!(
+            !leaks(&body, &raw),
+            "{what}: plaintext of the upload on the wire"
+        );
+
+        // Cut without close_notify: 451, and the old file stays.
+        let (code, text) = upload_with(&mut c, "up.bin", |tls| {
+            tls.write_all(&pattern(72, 100_000)).unwrap();
+            tls.flush().unwrap();
+            tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        assert_eq!(code, 451, "{what}: {text}");
+        assert!(text.contains("close_notify"), "{text}");
+        assert_bytes_eq(
+            &fs::read(home.join("up.bin")).unwrap(),
+            &body,
+            "old file kept",
+        );
+
+        if versions[0] == &rustls::version::TLS13 {
+            // A KeyUpdate mid-upload: the kernel cannot take the new key, so the upload stops
+            // with 426 and the old file stays; rustls takes it in its stride.
+            let second = pattern(73, 200_000);
+            let (code, text) = upload_with(&mut c, "up.bin", |tls| {
+                tls.write_all(&second[..100_000]).unwrap();
+                tls.conn.refresh_traffic_keys().unwrap();
+                tls.write_all(&second[100_000..]).unwrap();
+                tls.conn.send_close_notify();
+                // The server may close first (kernel path): what is left to write may fail.
+                let _ = tls.flush();
+                let mut rest = Vec::new();
+                let _ = tls.read_to_end(&mut rest);
+            });
+            let now = fs::read(home.join("up.bin")).unwrap();
+            if kernel {
+                assert_eq!(code, 426, "{what} KeyUpdate: {text}");
+                assert!(text.contains("key update"), "{text}");
+                assert_bytes_eq(&now, &body, "old file kept after a KeyUpdate");
+            } else {
+                assert_eq!(code, 226, "{what} KeyUpdate through rustls: {text}");
+                assert_bytes_eq(&now, &second, "KeyUpdate through rustls");
+            }
+        }
+        c.expect("QUIT", 221);
+    }
+    common::wait_no_temp_files(&home);
+    let want = if kernel { "kernel" } else { "rustls" };
+    let records = s.transfers(5);
+    for r in &records {
+        assert_eq!(r["direction"], "in", "{r}");
         assert_eq!(r["tls"], want, "{r}");
     }
 }

@@ -248,7 +248,7 @@ impl Shard {
                 .as_ref()
                 .map(|c| if upload { &c.upload } else { &c.download })
                 .map(|config| rustls::ServerConnection::new(std::sync::Arc::clone(config)));
-            let kernel = !upload && conn.config.ktls && self.shared.ktls.is_some();
+            let kernel = conn.config.ktls && self.shared.ktls.is_some();
             match (tls, conn.transfer.as_mut()) {
                 (Some(Ok(tls)), Some(t)) => {
                     t.tls = Some(Box::new(tls));

@@ -368,7 +368,7 @@ fn pump_tls(
 ) -> Pump {
     if let (Some(tls), Some(sock)) = (t.tls.as_deref_mut(), t.sock.as_ref()) {
         if tls.is_handshaking() {
-            match tls::handshake(tls, sock) {
+            match tls::handshake(tls, sock, &mut t.cut) {
                 Handshake::Done => {}
                 Handshake::WantRead => return Pump::BlockedIn,
                 Handshake::WantWrite => return Pump::Blocked,
@@ -381,7 +381,7 @@ fn pump_tls(
             }
         }
         if let (true, Some(support)) = (t.try_kernel, kernel) {
-            match tls::into_kernel(&mut t.tls, sock, support, t.size) {
+            match tls::into_kernel(&mut t.tls, sock, support, t.size, false) {
                 Handoff::Kernel => {
                     t.try_kernel = false;
                     t.protection = Protection::Kernel;

@@ -138,8 +138,54 @@ pub(super) fn recv(tls: &mut ServerConnection, sock: &TcpStream, out: &mut [u8])
     }
 }
 
+/// Where a data connection's reads stand in the TLS record stream during its handshake, so
+/// they never take a byte past the record being received. After the client's Finished the next
+/// byte on the socket is then the first of a record rustls has not seen, which is what the
+/// kernel needs for `TLS_RX`: a client that sends data right behind its Finished (TLS 1.3) would
+/// otherwise leave part of a record in rustls's buffer. While rustls is still handshaking, the
+/// record being received belongs to the handshake, so reading all of it is safe.
+#[derive(Default)]
+pub(super) struct RecordCut {
+    header: [u8; 5],
+    /// Header bytes received of the next record.
+    have: usize,
+    /// Body bytes still to come of the current record.
+    left: usize,
+}
+
+/// The socket, read no further than the current record's end.
+struct CutReader<'a> {
+    cut: &'a mut RecordCut,
+    sock: &'a TcpStream,
+}
+
+impl Read for CutReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let c = &mut *self.cut;
+        let want = if c.left > 0 { c.left } else { 5 - c.have };
+        let want = want.min(buf.len());
+        let n = (&*self.sock).read(&mut buf[..want])?;
+        if c.left > 0 {
+            c.left -= n;
+        } else {
+            c.header[c.have..c.have + n].copy_from_slice(&buf[..n]);
+            c.have += n;
+            if c.have == 5 {
+                // Type, version, then the body's length (RFC 8446 section 5.1).
+                c.left = usize::from(u16::from_be_bytes([c.header[3], c.header[4]]));
+                c.have = 0;
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// Move a data connection's handshake as far as the socket allows.
-pub(super) fn handshake(tls: &mut ServerConnection, sock: &TcpStream) -> Handshake {
+pub(super) fn handshake(
+    tls: &mut ServerConnection,
+    sock: &TcpStream,
+    cut: &mut RecordCut,
+) -> Handshake {
     loop {
         match send(tls, sock) {
             Ok(()) => {}
@@ -149,7 +195,10 @@ pub(super) fn handshake(tls: &mut ServerConnection, sock: &TcpStream) -> Handsha
         if !tls.is_handshaking() {
             return Handshake::Done;
         }
-        match tls.read_tls(&mut &*sock) {
+        match tls.read_tls(&mut CutReader {
+            cut: &mut *cut,
+            sock,
+        }) {
             Ok(0) => return Handshake::Failed,
             Ok(_) => {
                 if tls.process_new_packets().is_err() {
@@ -214,13 +263,16 @@ fn kernel_cipher(suite: rustls::CipherSuite) -> Option<Cipher> {
 /// kernel when the kernel offloads the cipher, rustls holds nothing more to send (queued records
 /// are flushed first) and nothing received that is still unread, and the transfer cannot reach
 /// the cipher's confidentiality limit (the kernel does not count records, and 6.1 cannot
-/// rekey). `size` is the number of bytes to send, where known. `slot` is emptied on `Kernel`
-/// and `Failed`; on `Keep` and `Blocked` rustls carries on as before.
+/// rekey). `size` is the number of bytes to send, where known. With `rx` (uploads) the receive
+/// key goes to the kernel too: the handshake's reads stopped at a record boundary
+/// (`RecordCut`), so the kernel decrypts from the first record rustls did not see. `slot` is
+/// emptied on `Kernel` and `Failed`; on `Keep` and `Blocked` rustls carries on as before.
 pub(super) fn into_kernel(
     slot: &mut Option<Box<ServerConnection>>,
     sock: &TcpStream,
     support: &Support,
     size: Option<u64>,
+    rx: bool,
 ) -> Handoff {
     let Some(tls) = slot.as_deref_mut() else {
         return Handoff::Keep("no TLS");
@@ -272,18 +324,22 @@ pub(super) fn into_kernel(
         Ok(s) => s,
         Err(_) => return Handoff::Failed(KtlsError::Cipher("secret extraction")),
     };
-    let (seq, keys) = secrets.tx;
-    let (key, iv) = match &keys {
-        ConnectionTrafficSecrets::Aes128Gcm { key, iv }
-        | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
-        | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (key.as_ref(), iv.as_ref()),
-        _ => return Handoff::Failed(KtlsError::Cipher("unknown secret kind")),
+    let info = |(seq, keys): &(u64, ConnectionTrafficSecrets)| {
+        let (key, iv) = match keys {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+            | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+            | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (key.as_ref(), iv.as_ref()),
+            _ => return Err(KtlsError::Cipher("unknown secret kind")),
+        };
+        CryptoInfo::new(version, cipher, key, iv, *seq)
+            .map_err(|_| KtlsError::Cipher(cipher.name()))
     };
-    let info = match CryptoInfo::new(version, cipher, key, iv, seq) {
-        Ok(info) => info,
-        Err(_) => return Handoff::Failed(KtlsError::Cipher(cipher.name())),
+    let result = info(&secrets.tx).and_then(|tx| ktls::set_tx(sock, &tx));
+    let result = match result {
+        Ok(()) if rx => info(&secrets.rx).and_then(|rx| ktls::set_rx(sock, &rx)),
+        other => other,
     };
-    match ktls::set_tx(sock, &info) {
+    match result {
         Ok(()) => Handoff::Kernel,
         Err(e) => Handoff::Failed(e),
     }

@@ -90,6 +90,8 @@ pub(super) struct Transfer {
     pub(super) try_kernel: bool,
     /// Kernel TLS: the close_notify alert has gone out.
     pub(super) close_notified: bool,
+    /// `PROT P`: where the handshake's reads stand in the record stream.
+    pub(super) cut: super::tls::RecordCut,
     /// A readiness poll is in flight for `sock`.
     pub(super) armed: bool,
     pub(super) bytes: u64,
@@ -183,6 +185,7 @@ impl Transfer {
             protection: Protection::Clear,
             try_kernel: false,
             close_notified: false,
+            cut: super::tls::RecordCut::default(),
             armed: false,
             bytes: 0,
             started: now,

@@ -1,7 +1,8 @@
-//! Kernel TLS (`TCP_ULP "tls"`, `SOL_TLS`/`TLS_TX`): the socket options that hand a finished TLS
-//! session's transmit keys to the kernel, the `crypto_info` structs they take (TLS 1.2 and 1.3,
-//! AES-GCM-128/256 and ChaCha20-Poly1305; the layouts of `uapi/linux/tls.h`), a control record
-//! (an alert) sent with `TLS_SET_RECORD_TYPE`, and the start-up probe of what this kernel offers.
+//! Kernel TLS (`TCP_ULP "tls"`, `SOL_TLS`/`TLS_TX`/`TLS_RX`): the socket options that hand a
+//! finished TLS session's keys to the kernel, the `crypto_info` structs they take (TLS 1.2 and
+//! 1.3, AES-GCM-128/256 and ChaCha20-Poly1305; the layouts of `uapi/linux/tls.h`), a control
+//! record (an alert) sent with `TLS_SET_RECORD_TYPE`, receiving with the record type
+//! (`TLS_GET_RECORD_TYPE`), and the start-up probe of what this kernel offers.
 //!
 //! After `TLS_TX` every byte written to the socket (write, sendfile, splice, io_uring SEND) goes
 //! out as TLS application data records, encrypted by the kernel: the zero-copy data paths keep
@@ -18,6 +19,8 @@ use nix::sys::socket::{setsockopt, sockopt};
 
 /// TLS record content types (RFC 8446 section 5.1).
 pub const RECORD_ALERT: u8 = 21;
+pub const RECORD_HANDSHAKE: u8 = 22;
+pub const RECORD_APPLICATION_DATA: u8 = 23;
 
 /// The close_notify alert's payload: level warning (1), description close_notify (0).
 pub const CLOSE_NOTIFY: [u8; 2] = [1, 0];
@@ -187,6 +190,98 @@ pub fn set_tx(sock: &impl AsFd, info: &CryptoInfo) -> Result<(), KtlsError> {
         call: "setsockopt(TLS_TX)",
         errno,
     })
+}
+
+/// Give the kernel the receive key: from now on reads return decrypted application data, and
+/// other records come one at a time with their type (`recv_record`).
+pub fn set_rx(sock: &impl AsFd, info: &CryptoInfo) -> Result<(), KtlsError> {
+    setsockopt(sock, sockopt::TcpTlsRx, &info.0).map_err(|errno| KtlsError::Os {
+        call: "setsockopt(TLS_RX)",
+        errno,
+    })
+}
+
+/// What one receive on a `TLS_RX` socket brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// This many bytes of application data.
+    Data(usize),
+    /// The peer's close_notify: a clean end of its data.
+    CloseNotify,
+    /// Any other alert (level, description): the peer gave up.
+    Alert(u8, u8),
+    /// A handshake message after the handshake: in TLS 1.3 a KeyUpdate (RFC 8446 section
+    /// 4.6.3), after which the peer encrypts with keys the kernel of 6.1 cannot take.
+    Handshake,
+    /// A record of another type (ChangeCipherSpec or unknown).
+    Other(u8),
+    /// TCP ended (no record at all).
+    Eof,
+}
+
+/// Name what a receive brought by its record type (`None`: the kernel attached none, as at
+/// TCP's end) and, for alerts, the payload.
+pub fn classify(record_type: Option<u8>, payload: &[u8]) -> Incoming {
+    let Some(record_type) = record_type else {
+        return match payload.len() {
+            0 => Incoming::Eof,
+            n => Incoming::Data(n),
+        };
+    };
+    match (record_type, payload) {
+        (RECORD_APPLICATION_DATA, _) => Incoming::Data(payload.len()),
+        (RECORD_ALERT, [_, 0, ..]) => Incoming::CloseNotify,
+        (RECORD_ALERT, [level, desc, ..]) => Incoming::Alert(*level, *desc),
+        (RECORD_ALERT, _) => Incoming::Alert(0, 0),
+        (RECORD_HANDSHAKE, _) => Incoming::Handshake,
+        (other, _) => Incoming::Other(other),
+    }
+}
+
+/// One non-blocking receive on a `TLS_RX` socket into `buf`: application data (possibly from
+/// several records), or one record of another type, told apart by the `TLS_GET_RECORD_TYPE`
+/// control message. (A plain read would fail with EIO on a non-data record.) `buf` must hold at
+/// least 2 bytes, an alert's payload. `WouldBlock` when nothing is there; EBADMSG when a record
+/// does not decrypt (a corrupt stream, or keys changed by a KeyUpdate).
+pub fn recv_record(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Incoming> {
+    let mut control = [0u64; RECORD_TYPE_CMSG_SPACE.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain integers and pointers, for which all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = RECORD_TYPE_CMSG_SPACE as _;
+    let len = loop {
+        // SAFETY: `msg` points at `iov` (describing `buf`, writable for its whole length) and at
+        // `control` (msg_controllen bytes); all outlive the call; `sock` is an open descriptor.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut record_type = None;
+    // SAFETY: the kernel filled msg_control/msg_controllen; CMSG_FIRSTHDR returns null or a
+    // header inside `control`, and CMSG_DATA of a SOL_TLS/TLS_GET_RECORD_TYPE header points at
+    // its one byte of data, inside `control` (its cmsg_len is checked first).
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if !cmsg.is_null()
+            && (*cmsg).cmsg_level == libc::SOL_TLS
+            && (*cmsg).cmsg_type == libc::TLS_GET_RECORD_TYPE
+            && (*cmsg).cmsg_len as usize >= libc::CMSG_LEN(1) as usize
+        {
+            record_type = Some(*libc::CMSG_DATA(cmsg));
+        }
+    }
+    Ok(classify(record_type, &buf[..len]))
 }
 
 /// `CMSG_SPACE(1)`: a cmsghdr and one byte of record type, padded to the header's alignment.
@@ -437,6 +532,30 @@ mod tests {
                 assert!(!rustls.contains(&kernel.wrapping_add(n)), "{start:x} {n}");
             }
         }
+    }
+
+    #[test]
+    fn received_records_are_told_apart_by_type() {
+        assert_eq!(classify(Some(23), b"abc"), Incoming::Data(3));
+        assert_eq!(
+            classify(Some(23), b""),
+            Incoming::Data(0),
+            "an empty data record"
+        );
+        assert_eq!(classify(None, b""), Incoming::Eof, "no record: TCP ended");
+        assert_eq!(classify(None, b"ab"), Incoming::Data(2));
+        assert_eq!(classify(Some(21), &CLOSE_NOTIFY), Incoming::CloseNotify);
+        // A fatal close_notify (level 2) still closes; another description is an error.
+        assert_eq!(classify(Some(21), &[2, 0]), Incoming::CloseNotify);
+        assert_eq!(classify(Some(21), &[2, 20]), Incoming::Alert(2, 20));
+        assert_eq!(
+            classify(Some(21), &[1]),
+            Incoming::Alert(0, 0),
+            "short alert"
+        );
+        // A TLS 1.3 KeyUpdate: handshake type 24, length 1, update_requested.
+        assert_eq!(classify(Some(22), &[24, 0, 0, 1, 1]), Incoming::Handshake);
+        assert_eq!(classify(Some(20), &[1]), Incoming::Other(20));
     }
 
     #[test]

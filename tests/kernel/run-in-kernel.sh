@@ -34,7 +34,8 @@ modules=(virtio_pci virtio_blk 9pnet_virtio 9p ext4
     chacha20poly1305 chacha_x86_64 chacha_generic poly1305_x86_64 poly1305_generic seqiv echainiv)
 # The initramfs is named by a hash of the module list and of the /init below, so a change to
 # either builds a new one (the kernel itself is unpacked once per version).
-initrd=$cache/initrd-$({ echo "${modules[*]}"; sed -n '/^    cat >"$init\/init"/,/^INIT$/p' "$0"; } | sha256sum | cut -c1-12).cpio.gz
+# shellcheck disable=SC2016
+initrd=$cache/initrd-$({ echo "${modules[*]}"; sed -n '/^    cat >"$init\/init"/,/^INIT$/p' "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-12).cpio.gz
 if [[ ! -f $cache/vmlinuz ]]; then
     rm -rf "$cache" && mkdir -p "$cache"
     (cd "$cache" && apt-get download -qq "linux-image-$kver" >/dev/null)

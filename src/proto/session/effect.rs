@@ -128,6 +128,10 @@ pub enum TransferError {
     /// `PROT P` upload: the data connection closed without a TLS close_notify, so the file may
     /// be cut short by an attacker or a broken path (RFC 4217 section 12.6).
     TlsTruncated,
+    /// `PROT P` upload through kernel TLS: the client sent a handshake message (a TLS 1.3
+    /// KeyUpdate) after the hand-off; the kernel cannot take its new keys, so the transfer
+    /// stops before a byte it could not decrypt reaches the file.
+    TlsRekey,
 }
 
 /// Results of effects, reported by the server.

@@ -944,6 +944,7 @@ fn tls_transfer_failures_map_to_replies() {
         (TransferError::TlsHandshake, 425),
         (TransferError::TlsNotResumed, 522),
         (TransferError::TlsTruncated, 451),
+        (TransferError::TlsRekey, 426),
     ] {
         let mut s = logged_in();
         with_pasv(&mut s);
