@@ -112,6 +112,14 @@ impl Served {
         c
     }
 
+    /// The server's log line for the next finished download of `name`: it names the path
+    /// (`(kTLS, sendfile)`, `(TLS in user space)`).
+    fn sent_line(&mut self, name: &str) -> String {
+        let quoted = format!("\"/{name}\"");
+        self.daemon
+            .wait_line(|l| l.contains(" sent ") && l.contains(&quoted))
+    }
+
     /// alice logged in over TLS with `PROT P`.
     fn alice(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Client {
         let config = client_config_with(&self.certs.der, versions, None);
@@ -176,7 +184,7 @@ fn download(c: &mut Client, name: &str, body: &[u8], what: &str) {
 #[test]
 fn prot_p_downloads_go_through_ktls_where_the_kernel_has_it() {
     let kernel = kernel_has_ktls();
-    let s = Served::start(&[]);
+    let mut s = Served::start(&[]);
     let line = s.ktls_line();
     println!("{line}");
     if kernel {
@@ -198,6 +206,14 @@ fn prot_p_downloads_go_through_ktls_where_the_kernel_has_it() {
     ] {
         let mut c = s.client(versions);
         download(&mut c, "big.bin", &big, &format!("{what} RETR"));
+        // The same zero-copy path as in clear (sendfile by default), encrypted by the kernel.
+        let line = s.sent_line("big.bin");
+        let want = if kernel {
+            "(kTLS, sendfile)"
+        } else {
+            "(TLS in user space)"
+        };
+        assert!(line.contains(want), "{what}: {line}");
         // A second data connection on the same control session (session reuse again).
         c.expect("REST 1000000", 350);
         download(
@@ -358,6 +374,48 @@ fn prot_p_uploads_go_through_ktls_rx_where_the_kernel_has_it() {
 }
 
 #[test]
+fn every_data_path_and_a_cold_file_under_ktls() {
+    // After the hand-off a download takes the configured data path, as in clear: sendfile,
+    // splice through a pipe, io_uring SEND from a mapping, or the copy path. A file not in the
+    // page cache is read in first (on the sendfile path through a pipe), then goes on the same.
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    let kernel = kernel_has_ktls();
+    for data_path in ["sendfile", "splice", "mmap", "copy"] {
+        let mut s = Served::start(&["--data-path", data_path]);
+        // Two read-in windows (1 MiB each), the last one partial.
+        let body = pattern(65, (1 << 20) + 54321);
+        let path = s.root().join("cold.bin");
+        fs::write(&path, &body).unwrap();
+        let file = fs::File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        let mut c = s.client(&[&rustls::version::TLS13]);
+        download(&mut c, "cold.bin", &body, &format!("{data_path}, warm"));
+        let line = s.sent_line("cold.bin");
+        if kernel {
+            assert!(line.contains(&format!("(kTLS, {data_path})")), "{line}");
+        } else {
+            assert!(line.contains("(TLS in user space)"), "{line}");
+        }
+        posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        download(&mut c, "cold.bin", &body, &format!("{data_path}, cold"));
+        // A cold window moves a sendfile transfer onto a pipe until the file is warm again.
+        let line = s.sent_line("cold.bin");
+        let cold_ok = match (kernel, data_path) {
+            (false, _) => line.contains("(TLS in user space)"),
+            (true, "sendfile") => {
+                line.contains("(kTLS, sendfile)") || line.contains("(kTLS, splice)")
+            }
+            (true, path) => line.contains(&format!("(kTLS, {path})")),
+        };
+        assert!(cold_ok, "{data_path}, cold: {line}");
+        let want = if kernel { "kernel" } else { "rustls" };
+        for r in s.transfers(2) {
+            assert_eq!(r["tls"], want, "{data_path}: {r}");
+        }
+    }
+}
+
+#[test]
 fn ktls_false_keeps_prot_p_in_rustls() {
     let s = Served::start(&["--ktls", "false"]);
     let line = s.ktls_line();
@@ -384,18 +442,41 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / hz
 }
 
-/// One timed `PROT P` download of `path` (the whole file, byte count checked).
-fn timed_download(s: &Served, c: &mut Client, path: &Path, len: usize) -> (f64, f64) {
+/// One timed download of `path` (the whole file, byte count checked), `PROT P` or in clear.
+fn timed_download(
+    s: &Served,
+    c: &mut Client,
+    path: &Path,
+    len: usize,
+    protected: bool,
+) -> (f64, f64) {
     let pid = s.daemon.child.id();
     let config = Arc::clone(&c.config);
+    let name = path.file_name().unwrap().to_str().unwrap();
     let cpu0 = cpu_seconds(pid);
     let t0 = Instant::now();
-    let name = path.file_name().unwrap().to_str().unwrap();
-    let (got, fin, _) = c.protected_transfer(&format!("RETR {name}"), &config, None);
+    let (got, fin) = if protected {
+        let (got, fin, _) = c.protected_transfer(&format!("RETR {name}"), &config, None);
+        (got.unwrap().len(), fin)
+    } else {
+        let addr = c.epsv();
+        let mut sock = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+        sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+        assert_eq!(c.cmd(&format!("RETR {name}")).0, 150);
+        let mut sink = vec![0u8; 1 << 20];
+        let mut got = 0;
+        loop {
+            match sock.read(&mut sink).unwrap() {
+                0 => break,
+                n => got += n,
+            }
+        }
+        (got, c.reply())
+    };
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
     assert_eq!(fin.0, 226);
-    assert_eq!(got.unwrap().len(), len);
+    assert_eq!(got, len);
     (secs, cpu)
 }
 
@@ -407,18 +488,23 @@ fn measure_prot_p_download() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     let len = mib << 20;
-    for (flag, label) in [("true", "kTLS on"), ("false", "kTLS off")] {
+    for (flag, label, prot) in [
+        ("true", "kTLS on", "P"),
+        ("false", "kTLS off", "P"),
+        ("true", "cleartext", "C"),
+    ] {
         let s = Served::start(&["--ktls", flag, "--data-timeout-secs", "600"]);
         let path = s.root().join("big.bin");
         fs::write(&path, pattern(63, len)).unwrap();
         let mut c = s.client(&[&rustls::version::TLS13]);
+        c.expect(&format!("PROT {prot}"), 200);
         // Once to warm the page cache, then the measured run.
-        timed_download(&s, &mut c, &path, len);
-        let (secs, cpu) = timed_download(&s, &mut c, &path, len);
+        timed_download(&s, &mut c, &path, len, prot == "P");
+        let (secs, cpu) = timed_download(&s, &mut c, &path, len, prot == "P");
         let record = s.transfers(2).pop().unwrap();
         println!(
-            "{label}: {mib} MiB PROT P RETR (TLS 1.3, path {}) in {secs:.2} s = {:.1} MB/s, \
-             server CPU {cpu:.2} s ({:.2} s per GB)",
+            "{label}: {mib} MiB PROT {prot} RETR (TLS 1.3 control, data {}) in {secs:.2} s = \
+             {:.1} MB/s, server CPU {cpu:.2} s ({:.2} s per GB)",
             record["tls"],
             len as f64 / secs / 1e6,
             cpu / (len as f64 / 1e9),

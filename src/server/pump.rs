@@ -18,6 +18,7 @@ use super::fsworker::Job;
 use super::tls::{self, Handoff, Handshake};
 use super::transfer::{Mode, Protection, Source, Transfer, Warmth};
 use super::{Conn, Shard};
+use crate::config::DataPath;
 use crate::proto::session::TransferError;
 use crate::sys::ktls;
 use crate::vfs::DirCursor;
@@ -364,7 +365,7 @@ fn pump_tls(
     t: &mut Transfer,
     budget: usize,
     must_resume: bool,
-    kernel: Option<&ktls::Support>,
+    kernel: Option<(&ktls::Support, DataPath)>,
 ) -> Pump {
     if let (Some(tls), Some(sock)) = (t.tls.as_deref_mut(), t.sock.as_ref()) {
         if tls.is_handshaking() {
@@ -380,12 +381,13 @@ fn pump_tls(
                 return Pump::Failed(TransferError::TlsNotResumed);
             }
         }
-        if let (true, Some(support)) = (t.try_kernel, kernel) {
+        if let (true, Some((support, path))) = (t.try_kernel, kernel) {
             match tls::into_kernel(&mut t.tls, sock, support, t.size, false) {
                 Handoff::Kernel => {
                     t.try_kernel = false;
                     t.protection = Protection::Kernel;
                     // The cleartext paths from here on: the kernel encrypts what they send.
+                    t.use_data_path(path);
                     return pump(t, budget);
                 }
                 Handoff::Keep(why) => {
@@ -546,13 +548,14 @@ impl Shard {
         let budget = conn.config.send_budget_bytes;
         let must_resume = conn.config.tls_require_reuse;
         let kernel = self.shared.ktls;
+        let path = conn.config.data_path;
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
         let before = t.bytes;
         let result = match t.tls {
             None => pump(t, budget),
-            Some(_) => pump_tls(t, budget, must_resume, kernel.as_ref()),
+            Some(_) => pump_tls(t, budget, must_resume, kernel.as_ref().map(|k| (k, path))),
         };
         let result = match result {
             Pump::Done => close_kernel_tls(t),

@@ -38,6 +38,40 @@ pub(super) enum Mode {
     Ascii,
 }
 
+impl Mode {
+    /// The mode for sending `file` (`len` bytes) over `path`.
+    fn of(ascii: bool, path: DataPath, file: &File, len: u64) -> Mode {
+        match (ascii, path) {
+            (true, _) => Mode::Ascii,
+            (false, DataPath::Copy) => Mode::Copy,
+            (false, DataPath::Sendfile) => Mode::Sendfile,
+            (false, DataPath::Splice) => Mode::Splice {
+                pipe: None,
+                in_pipe: 0,
+            },
+            // An empty file cannot be mapped; a failed mapping falls back to sendfile.
+            (false, DataPath::Mmap) => match SendMap::new(file) {
+                Ok(map) if len > 0 => Mode::Mmap {
+                    map: Arc::new(map),
+                    sending: false,
+                },
+                _ => Mode::Sendfile,
+            },
+        }
+    }
+
+    /// How the transfer log line names it.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Mode::Sendfile => "sendfile",
+            Mode::Copy => "copy",
+            Mode::Splice { .. } => "splice",
+            Mode::Mmap { .. } => "mmap",
+            Mode::Ascii => "copy, TYPE A",
+        }
+    }
+}
+
 /// Where a transfer's bytes come from (for an upload: where they go).
 pub(super) enum Source {
     /// Waiting for the helper pool to open the file or build the listing.
@@ -195,23 +229,7 @@ impl Transfer {
     }
 
     pub(super) fn set_file(&mut self, file: File, len: u64, path: DataPath, residency: Residency) {
-        let mode = match (self.ascii, path) {
-            (true, _) => Mode::Ascii,
-            (false, DataPath::Copy) => Mode::Copy,
-            (false, DataPath::Sendfile) => Mode::Sendfile,
-            (false, DataPath::Splice) => Mode::Splice {
-                pipe: None,
-                in_pipe: 0,
-            },
-            // An empty file cannot be mapped; a failed mapping falls back to sendfile.
-            (false, DataPath::Mmap) => match SendMap::new(&file) {
-                Ok(map) if len > 0 => Mode::Mmap {
-                    map: Arc::new(map),
-                    sending: false,
-                },
-                _ => Mode::Sendfile,
-            },
-        };
+        let mode = Mode::of(self.ascii, path, &file, len);
         let offset = self.start_offset.min(len);
         self.size = Some(len - offset);
         self.source = Source::File {
@@ -227,6 +245,20 @@ impl Transfer {
                 ..Warmth::default()
             },
         };
+    }
+
+    /// A `PROT P` download handed to kernel TLS: from the copy path that rustls needs to the
+    /// configured data path, before any byte is sent (TYPE A keeps converting).
+    pub(super) fn use_data_path(&mut self, path: DataPath) {
+        if let Source::File {
+            file,
+            end,
+            mode: mode @ Mode::Copy,
+            ..
+        } = &mut self.source
+        {
+            *mode = Mode::of(false, path, file, *end);
+        }
     }
 
     pub(super) fn set_buffer(&mut self, data: Vec<u8>, more: Option<DirCursor>) {
@@ -399,10 +431,11 @@ impl Shard {
             Some(e) => format!("{e:?}"),
         };
         let verb = if t.is_upload() { "received" } else { "sent" };
-        let path = match t.protection {
-            Protection::Clear => "",
-            Protection::Rustls => " (TLS in user space)",
-            Protection::Kernel => " (kTLS)",
+        let path = match (t.protection, &t.source) {
+            (Protection::Rustls, _) => " (TLS in user space)".to_string(),
+            (Protection::Kernel, Source::File { mode, .. }) => format!(" (kTLS, {})", mode.name()),
+            (Protection::Kernel, _) => " (kTLS)".to_string(),
+            (Protection::Clear, _) => String::new(),
         };
         log::info!(
             "{} {verb} {:?} {} bytes in {secs:.3}s{path}: {status}",
