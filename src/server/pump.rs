@@ -358,9 +358,12 @@ fn refill(
 }
 
 /// `pump` for a `PROT P` data connection: finish the TLS handshake (refusing one that did not
-/// resume the control connection's session when `must_resume`), then read the file (or take
-/// the listing) into rustls, which encrypts it, and write its records to the socket. The end
-/// is always marked with close_notify, so the client can tell a complete file from a cut one.
+/// resume the control connection's session when `must_resume`), then hand the connection to
+/// kernel TLS where `kernel` (this kernel's offloads, the configured data path) allows, after
+/// which the cleartext `pump` sends over that path and the kernel encrypts. Otherwise read the
+/// file (or take the listing) into rustls, which encrypts it, and write its records to the
+/// socket. The end is always marked with close_notify, so the client can tell a complete file
+/// from a cut one (under kernel TLS by `close_kernel_tls`).
 fn pump_tls(
     t: &mut Transfer,
     budget: usize,
