@@ -2,13 +2,15 @@
 # Kernel TLS under a kernel that has it: builds tests/ktls.rs on the host, then runs that test
 # binary in Debian's 6.1 kernel under QEMU (run-in-kernel.sh, which loads tls and the AEAD
 # modules at boot) with RINGFTPD_EXPECT_KTLS=1, so the tests fail unless the server announced
-# kTLS and logged every PROT P download as "tls": "kernel" (byte-exact, encrypted on the wire,
-# ended by close_notify, for TLS 1.2 and 1.3), on the io_uring and the epoll backend.
+# kTLS and logged every PROT P transfer as "tls": "kernel" (byte-exact, encrypted on the wire,
+# ended by close_notify, TLS 1.2 and 1.3, downloads on the configured zero-copy data path,
+# uploads through TLS_RX), on the io_uring and the epoll backend.
 #
 # `bash tests/kernel/ktls.sh`, as root. Exit 0 when the tests pass, or with a "skipped" line when
-# no guest can run here (not root, QEMU missing or unable to start, the guest wrote no status);
-# the tests' own status otherwise. KTLS_MEASURE=1 also runs measure_prot_p_download (MB/s and
-# server CPU for a KTLS_MEASURE_MIB (64) MiB download with kTLS on and off; emulated numbers).
+# no guest can run here (not root, QEMU missing or unable to start, no kernel package, the guest
+# wrote no status); the tests' own status otherwise (124 when the guest timed out).
+# KTLS_MEASURE=1 also runs measure_prot_p_download (MB/s and server CPU for a KTLS_MEASURE_MIB
+# (64) MiB download with kTLS on, off, and in clear; emulated numbers).
 # KMX_* settings pass through to run-in-kernel.sh (KMX_TIMEOUT defaults to 840 s here).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Run a command under another Linux kernel in QEMU (TCG; this host's KVM cannot run stock
 # kernels): `bash tests/kernel/run-in-kernel.sh CMD [ARGS...]`, as root; the exit status is
-# CMD's (125: the guest wrote no status, 124: timed out). The guest mounts the host's / over
-# virtio-9p, chroots into it and runs CMD in the current directory with the current
-# environment; /tmp in the guest is a fresh ext4 file system on a virtio disk, so page-cache
-# behaviour (posix_fadvise DONTNEED, RWF_NOWAIT) is that of a real block device.
+# CMD's (125: no guest ran: the kernel package could not be fetched, or the guest wrote no
+# status; 124: timed out). The guest mounts the host's / over virtio-9p, chroots into it and
+# runs CMD in the current directory with the current environment; /tmp in the guest is a
+# fresh ext4 file system on a virtio disk, so page-cache behaviour (posix_fadvise DONTNEED,
+# RWF_NOWAIT) is that of a real block device.
 #
 # Default kernel: Debian bookworm's 6.1 (no cachestat, Landlock ABI 2). KMX_KVER picks another
 # linux-image-*-amd64 that apt knows; KMX_CACHE (/var/tmp/kernel-matrix) keeps the unpacked
@@ -38,7 +39,11 @@ modules=(virtio_pci virtio_blk 9pnet_virtio 9p ext4
 initrd=$cache/initrd-$({ echo "${modules[*]}"; sed -n '/^    cat >"$init\/init"/,/^INIT$/p' "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-12).cpio.gz
 if [[ ! -f $cache/vmlinuz ]]; then
     rm -rf "$cache" && mkdir -p "$cache"
-    (cd "$cache" && apt-get download -qq "linux-image-$kver" >/dev/null)
+    (cd "$cache" && apt-get download -qq "linux-image-$kver" >/dev/null) || {
+        echo "run-in-kernel: cannot download linux-image-$kver" >&2
+        rm -rf "$cache"
+        exit 125
+    }
     dpkg -x "$cache"/linux-image-*.deb "$cache/root"
     depmod -b "$cache/root" "$kver"
     cp "$cache/root/boot/vmlinuz-$kver" "$cache/vmlinuz.tmp"
