@@ -322,17 +322,17 @@ pub(super) fn into_kernel(
     };
     let secrets = match tls.dangerous_extract_secrets() {
         Ok(s) => s,
-        Err(_) => return Handoff::Failed(KtlsError::Cipher("secret extraction")),
+        Err(_) => return Handoff::Failed(KtlsError::Keys("rustls refused to extract them")),
     };
     let info = |(seq, keys): &(u64, ConnectionTrafficSecrets)| {
         let (key, iv) = match keys {
             ConnectionTrafficSecrets::Aes128Gcm { key, iv }
             | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
             | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (key.as_ref(), iv.as_ref()),
-            _ => return Err(KtlsError::Cipher("unknown secret kind")),
+            _ => return Err(KtlsError::Keys("an AEAD the kernel has no struct for")),
         };
         CryptoInfo::new(version, cipher, key, iv, *seq)
-            .map_err(|_| KtlsError::Cipher(cipher.name()))
+            .map_err(|_| KtlsError::Keys("a key or IV of the wrong length"))
     };
     let result = info(&secrets.tx).and_then(|tx| ktls::set_tx(sock, &tx));
     let result = match result {

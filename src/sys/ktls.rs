@@ -34,6 +34,9 @@ pub enum KtlsError {
     /// The kernel knows the ULP but not this version and cipher (EINVAL/ENOPROTOOPT...).
     #[error("the kernel does not offload {0}")]
     Cipher(&'static str),
+    /// rustls did not give the traffic keys in a form the kernel takes.
+    #[error("the traffic keys could not be handed over: {0}")]
+    Keys(&'static str),
     /// Any other failure of a socket call, with its errno.
     #[error("{call}: {errno}")]
     Os { call: &'static str, errno: Errno },
