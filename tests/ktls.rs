@@ -338,6 +338,21 @@ fn prot_p_uploads_go_through_ktls_rx_where_the_kernel_has_it() {
             "old file kept",
         );
 
+        // A record that does not decrypt (forged on the path): 426, and the old file stays.
+        let (code, text) = upload_with(&mut c, "up.bin", |tls| {
+            tls.write_all(&pattern(74, 50_000)).unwrap();
+            tls.flush().unwrap();
+            let mut forged = vec![23, 3, 3, 0, 64];
+            forged.extend_from_slice(&pattern(75, 64));
+            tls.sock.write_all(&forged).unwrap();
+        });
+        assert_eq!(code, 426, "{what} forged record: {text}");
+        assert_bytes_eq(
+            &fs::read(home.join("up.bin")).unwrap(),
+            &body,
+            "old file kept after a forged record",
+        );
+
         if versions[0] == &rustls::version::TLS13 {
             // A KeyUpdate mid-upload: the kernel cannot take the new key, so the upload stops
             // with 426 and the old file stays; rustls takes it in its stride.
@@ -366,7 +381,7 @@ fn prot_p_uploads_go_through_ktls_rx_where_the_kernel_has_it() {
     }
     common::wait_no_temp_files(&home);
     let want = if kernel { "kernel" } else { "rustls" };
-    let records = s.transfers(5);
+    let records = s.transfers(7);
     for r in &records {
         assert_eq!(r["direction"], "in", "{r}");
         assert_eq!(r["tls"], want, "{r}");
