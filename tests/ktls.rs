@@ -431,6 +431,44 @@ fn every_data_path_and_a_cold_file_under_ktls() {
 }
 
 #[test]
+fn stat_during_a_download_names_the_protection() {
+    // Bigger than loopback's socket buffers, so the download is still running at STAT.
+    let s = Served::start(&[]);
+    let body = pattern(66, 24 << 20);
+    fs::write(s.root().join("big.bin"), &body).unwrap();
+    let mut c = s.client(&[&rustls::version::TLS13]);
+    let addr = c.epsv();
+    let sock = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert_eq!(c.cmd("RETR big.bin").0, 150);
+    let server = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(Arc::clone(&c.config), server).unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    // The handshake and a first byte: the hand-off (if any) is behind us.
+    let mut first = [0u8; 1];
+    tls.read_exact(&mut first).unwrap();
+    assert_eq!(first[0], body[0]);
+    c.send(b"STAT\r\n");
+    let mut text = Vec::new();
+    let mut b = [0u8; 1];
+    while !text.ends_with(b"213 End of status\r\n") {
+        c.stream().read_exact(&mut b).unwrap();
+        text.push(b[0]);
+    }
+    let text = String::from_utf8(text).unwrap();
+    let want = if kernel_has_ktls() {
+        "Data connection protected by kernel TLS, sendfile"
+    } else {
+        "Data connection protected by TLS in user space"
+    };
+    assert!(text.contains(want), "{text}");
+    // Walk away from the rest: the transfer ends with 426 (226 if it had all gone out).
+    drop(tls);
+    let (code, fin) = c.reply();
+    assert!(code == 426 || code == 226, "{code} {fin}");
+}
+
+#[test]
 fn ktls_false_keeps_prot_p_in_rustls() {
     let s = Served::start(&["--ktls", "false"]);
     let line = s.ktls_line();

@@ -285,6 +285,17 @@ impl Transfer {
             bytes: self.bytes,
             total: if self.ascii { None } else { self.size },
             elapsed: now.saturating_duration_since(self.started),
+            protection: match (self.protection, &self.source) {
+                (Protection::Clear, _) => None,
+                (Protection::Rustls, _) => Some("TLS in user space"),
+                (Protection::Kernel, Source::File { mode, .. }) => Some(match mode {
+                    Mode::Sendfile => "kernel TLS, sendfile",
+                    Mode::Splice { .. } => "kernel TLS, splice",
+                    Mode::Mmap { .. } => "kernel TLS, mmap",
+                    Mode::Copy | Mode::Ascii => "kernel TLS, copy",
+                }),
+                (Protection::Kernel, _) => Some("kernel TLS"),
+            },
         }
     }
 }

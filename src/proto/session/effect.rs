@@ -105,6 +105,9 @@ pub struct Progress {
     pub total: Option<u64>,
     /// Time since the transfer began.
     pub elapsed: Duration,
+    /// `PROT P`: what encrypts the data connection ("TLS in user space", "kernel TLS, sendfile"),
+    /// shown as a line of its own; `None` in clear.
+    pub protection: Option<&'static str>,
 }
 
 /// Why a transfer did not complete.
