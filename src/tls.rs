@@ -99,8 +99,11 @@ pub struct SessionConfigs {
 pub fn for_session(base: &ServerConfig) -> SessionConfigs {
     let mut control = base.clone();
     control.session_storage = Arc::new(SessionCache::default());
-    let download = control.clone();
-    let mut upload = control.clone();
+    // Data connections keep their traffic keys after the handshake, so they can be handed to
+    // kernel TLS (server::tls::into_kernel).
+    let mut download = control.clone();
+    download.enable_secret_extraction = true;
+    let mut upload = download.clone();
     upload.send_tls13_tickets = 0;
     control.send_tls13_tickets = CONTROL_TICKETS;
     SessionConfigs {

@@ -166,6 +166,10 @@ pub struct Config {
     /// What named users must do with TLS (`tls_required` adds "data" to it). A user's own
     /// `tls` in the users file adds to this.
     pub tls_named: TlsRequirement,
+    /// `PROT P` data connections go to kernel TLS after their handshake where the kernel
+    /// offloads the cipher (probed at start-up), so downloads keep the zero-copy paths; false
+    /// keeps every one in rustls in user space.
+    pub ktls: bool,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -228,6 +232,7 @@ impl Default for Config {
             // Anonymous users are often scripts and mirrors that have no TLS: never forced.
             tls_anonymous: TlsRequirement::Optional,
             tls_named: TlsRequirement::Optional,
+            ktls: true,
         }
     }
 }

@@ -271,6 +271,11 @@ pub struct Options {
     #[arg(long, value_name = "LEVEL")]
     #[serde(default, with = "text", skip_serializing_if = "Option::is_none")]
     pub tls_named: Option<TlsRequirement>,
+    /// Hand PROT P data connections to kernel TLS after their handshake where the kernel can
+    /// (TCP_ULP "tls"), so downloads keep sendfile; false keeps them in rustls in user space.
+    #[arg(long, value_name = "BOOL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ktls: Option<bool>,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -365,6 +370,7 @@ impl Options {
             implicit_tls_listen: self.implicit_tls_listen.or(file.implicit_tls_listen),
             tls_anonymous: self.tls_anonymous.or(file.tls_anonymous),
             tls_named: self.tls_named.or(file.tls_named),
+            ktls: self.ktls.or(file.ktls),
         }
     }
 
@@ -444,6 +450,7 @@ impl Options {
                 .unwrap_or(d.implicit_tls_listen),
             tls_anonymous: self.tls_anonymous.unwrap_or(d.tls_anonymous),
             tls_named: self.tls_named.unwrap_or(d.tls_named),
+            ktls: self.ktls.unwrap_or(d.ktls),
         };
         config.validate()?;
         Ok(config)
@@ -496,6 +503,7 @@ impl Options {
                 .then(|| c.implicit_tls_listen.clone()),
             tls_anonymous: Some(c.tls_anonymous),
             tls_named: Some(c.tls_named),
+            ktls: Some(c.ktls),
         }
     }
 
@@ -598,6 +606,7 @@ pub const KEYS: &[&str] = &[
     "implicit_tls_listen",
     "tls_anonymous",
     "tls_named",
+    "ktls",
 ];
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ pub fn write_transfer(rec: &TransferRecord, out: &mut Vec<u8>) {
         bytes_per_sec: throughput(rec.bytes, rec.duration),
         result: if rec.complete { "ok" } else { "incomplete" },
         reply_code: rec.reply_code,
+        tls: rec.tls.as_str(),
     };
     push(out, &line);
 }
@@ -130,6 +131,7 @@ struct Transfer<'a> {
     bytes_per_sec: Option<u64>,
     result: &'static str,
     reply_code: u16,
+    tls: &'static str,
 }
 
 #[derive(Serialize)]
@@ -282,6 +284,7 @@ mod tests {
                 "bytes_per_sec": 500_000,
                 "result": "ok",
                 "reply_code": 226,
+                "tls": "none",
             })
         );
     }

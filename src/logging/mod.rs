@@ -40,7 +40,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-pub use record::{Direction, SessionRecord, TransferRecord};
+pub use record::{DataTls, Direction, SessionRecord, TransferRecord};
 use thread::{Files, Item, LogThread, Producer};
 
 /// Records the queue holds before it drops: a burst of a few thousand short transfers from

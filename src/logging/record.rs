@@ -50,6 +50,29 @@ pub struct TransferRecord {
     pub complete: bool,
     /// The final reply the client got for this transfer (226, 426, 451, ...).
     pub reply_code: u16,
+    /// What protected the data connection: nothing, rustls, or kernel TLS.
+    pub tls: DataTls,
+}
+
+/// A transfer's data connection protection, as the JSON log names it (`"tls"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataTls {
+    /// `PROT C`.
+    None,
+    /// `PROT P` through rustls in user space.
+    Rustls,
+    /// `PROT P` handed to kernel TLS after the handshake (zero-copy paths).
+    Kernel,
+}
+
+impl DataTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataTls::None => "none",
+            DataTls::Rustls => "rustls",
+            DataTls::Kernel => "kernel",
+        }
+    }
 }
 
 /// One ended control session.
@@ -146,6 +169,7 @@ pub(crate) mod fixtures {
             ascii: false,
             complete: true,
             reply_code: 226,
+            tls: super::DataTls::None,
         }
     }
 }

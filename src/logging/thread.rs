@@ -518,6 +518,7 @@ pub(crate) mod tests {
             ascii: false,
             complete: true,
             reply_code: 226,
+            tls: crate::logging::record::DataTls::None,
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use super::conns::{ConnRef, Kind, token};
-use super::transfer::Source;
+use super::transfer::{Protection, Source};
 use super::{Conn, Shard};
 use crate::proto::addr;
 use crate::proto::session::{Outcome, TransferError};
@@ -248,8 +248,13 @@ impl Shard {
                 .as_ref()
                 .map(|c| if upload { &c.upload } else { &c.download })
                 .map(|config| rustls::ServerConnection::new(std::sync::Arc::clone(config)));
+            let kernel = conn.config.ktls && self.shared.ktls.is_some();
             match (tls, conn.transfer.as_mut()) {
-                (Some(Ok(tls)), Some(t)) => t.tls = Some(Box::new(tls)),
+                (Some(Ok(tls)), Some(t)) => {
+                    t.tls = Some(Box::new(tls));
+                    t.protection = Protection::Rustls;
+                    t.try_kernel = kernel;
+                }
                 _ => return self.fail_transfer(r, conn, TransferError::TlsHandshake),
             }
         }

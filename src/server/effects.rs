@@ -178,7 +178,8 @@ impl Shard {
         conn: &mut Conn,
         (file, entry): (std::fs::File, crate::proto::entry::Entry),
     ) {
-        // Under PROT P the bytes go through rustls in user space: the copy path.
+        // Under PROT P the bytes go through rustls in user space: the copy path, until the
+        // connection is handed to kernel TLS (`Transfer::use_data_path`).
         let path = if conn.session.data_protected() {
             crate::config::DataPath::Copy
         } else {

@@ -82,6 +82,8 @@ struct Shared {
     doors: Arc<[Mailbox<Arrival>]>,
     /// How transfers ask whether a file window is in the page cache (chosen at start-up).
     residency: crate::sys::fs::Residency,
+    /// The ciphers kernel TLS takes keys for (start-up probe); `None` where it has no `tls`.
+    ktls: Option<crate::sys::ktls::Support>,
 }
 
 /// What the control thread tells a shard (`Server::shutdown`, `Server::reload`).

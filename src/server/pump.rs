@@ -15,10 +15,12 @@ use nix::fcntl::{SpliceFFlags, splice};
 use super::cold::COLD_WINDOW;
 use super::conns::{ConnRef, Kind, token};
 use super::fsworker::Job;
-use super::tls::{self, Handshake};
-use super::transfer::{Mode, Source, Transfer, Warmth};
+use super::tls::{self, Handoff, Handshake};
+use super::transfer::{Mode, Protection, Source, Transfer, Warmth};
 use super::{Conn, Shard};
+use crate::config::DataPath;
 use crate::proto::session::TransferError;
+use crate::sys::ktls;
 use crate::vfs::DirCursor;
 
 /// Largest single sendfile/copy step; the per-turn budget caps the total.
@@ -356,10 +358,53 @@ fn refill(
 }
 
 /// `pump` for a `PROT P` data connection: finish the TLS handshake (refusing one that did not
-/// resume the control connection's session when `must_resume`), then read the file (or take
-/// the listing) into rustls, which encrypts it, and write its records to the socket. The end
-/// is always marked with close_notify, so the client can tell a complete file from a cut one.
-fn pump_tls(t: &mut Transfer, budget: usize, must_resume: bool) -> Pump {
+/// resume the control connection's session when `must_resume`), then hand the connection to
+/// kernel TLS where `kernel` (this kernel's offloads, the configured data path) allows, after
+/// which the cleartext `pump` sends over that path and the kernel encrypts. Otherwise read the
+/// file (or take the listing) into rustls, which encrypts it, and write its records to the
+/// socket. The end is always marked with close_notify, so the client can tell a complete file
+/// from a cut one (under kernel TLS by `close_kernel_tls`).
+fn pump_tls(
+    t: &mut Transfer,
+    budget: usize,
+    must_resume: bool,
+    kernel: Option<(&ktls::Support, DataPath)>,
+) -> Pump {
+    if let (Some(tls), Some(sock)) = (t.tls.as_deref_mut(), t.sock.as_ref()) {
+        if tls.is_handshaking() {
+            match tls::handshake(tls, sock, &mut t.cut) {
+                Handshake::Done => {}
+                Handshake::WantRead => return Pump::BlockedIn,
+                Handshake::WantWrite => return Pump::Blocked,
+                Handshake::Failed => return Pump::Failed(TransferError::TlsHandshake),
+            }
+            if must_resume && !tls::resumed(tls) {
+                // close_notify first, so the client reads a clean end and then the 522.
+                tls::refuse(tls, sock);
+                return Pump::Failed(TransferError::TlsNotResumed);
+            }
+        }
+        if let (true, Some((support, path))) = (t.try_kernel, kernel) {
+            match tls::into_kernel(&mut t.tls, sock, support, t.size, false) {
+                Handoff::Kernel => {
+                    t.try_kernel = false;
+                    t.protection = Protection::Kernel;
+                    // The cleartext paths from here on: the kernel encrypts what they send.
+                    t.use_data_path(path);
+                    return pump(t, budget);
+                }
+                Handoff::Keep(why) => {
+                    log::debug!("PROT P data stays in rustls: {why}");
+                    t.try_kernel = false;
+                }
+                Handoff::Blocked => return Pump::Blocked,
+                Handoff::Failed(e) => {
+                    log::warn!("kTLS hand-off failed after the keys left rustls: {e}");
+                    return Pump::Failed(TransferError::Local(libc::EIO));
+                }
+            }
+        }
+    }
     let Transfer {
         tls: Some(tls),
         sock: Some(sock),
@@ -370,19 +415,6 @@ fn pump_tls(t: &mut Transfer, budget: usize, must_resume: bool) -> Pump {
     else {
         return Pump::Failed(TransferError::NoDataConnection);
     };
-    if tls.is_handshaking() {
-        match tls::handshake(tls, sock) {
-            Handshake::Done => {}
-            Handshake::WantRead => return Pump::BlockedIn,
-            Handshake::WantWrite => return Pump::Blocked,
-            Handshake::Failed => return Pump::Failed(TransferError::TlsHandshake),
-        }
-        if must_resume && !tls::resumed(tls) {
-            // close_notify first, so the client reads a clean end and then the 522.
-            tls::refuse(tls, sock);
-            return Pump::Failed(TransferError::TlsNotResumed);
-        }
-    }
     let mut left = budget;
     loop {
         match tls::send(tls, sock) {
@@ -463,6 +495,25 @@ fn pump_tls(t: &mut Transfer, budget: usize, must_resume: bool) -> Pump {
     }
 }
 
+/// The end of a kernel TLS transfer: close_notify as an alert record, so the client can tell a
+/// complete file from a cut one (rustls sends it itself on the user-space path).
+fn close_kernel_tls(t: &mut Transfer) -> Pump {
+    if t.protection != Protection::Kernel || t.close_notified {
+        return Pump::Done;
+    }
+    let Some(sock) = t.sock.as_ref() else {
+        return Pump::Failed(TransferError::NoDataConnection);
+    };
+    match ktls::send_close_notify(sock.as_fd()) {
+        Ok(()) => {
+            t.close_notified = true;
+            Pump::Done
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Pump::Blocked,
+        Err(e) => Pump::Failed(socket_error(e.raw_os_error().unwrap_or(libc::EIO))),
+    }
+}
+
 /// Write `buf[*pos..]` (at most `left` bytes) to the socket and advance `pos`; a full socket or
 /// a failure is the `Pump` to return.
 fn send_from(sock: &TcpStream, buf: &[u8], pos: &mut usize, left: usize) -> Result<usize, Pump> {
@@ -499,13 +550,19 @@ impl Shard {
     pub(super) fn drive(&mut self, r: ConnRef, conn: &mut Conn) {
         let budget = conn.config.send_budget_bytes;
         let must_resume = conn.config.tls_require_reuse;
+        let kernel = self.shared.ktls;
+        let path = conn.config.data_path;
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
         let before = t.bytes;
         let result = match t.tls {
             None => pump(t, budget),
-            Some(_) => pump_tls(t, budget, must_resume),
+            Some(_) => pump_tls(t, budget, must_resume, kernel.as_ref().map(|k| (k, path))),
+        };
+        let result = match result {
+            Pump::Done => close_kernel_tls(t),
+            other => other,
         };
         if t.bytes != before {
             t.last_progress = self.now;

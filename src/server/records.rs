@@ -3,9 +3,9 @@
 //! what the session already holds, and handed to the log thread without blocking
 //! (`logging::transfer` / `logging::session`); nothing here runs per chunk.
 
-use super::transfer::Transfer;
+use super::transfer::{Protection, Transfer};
 use super::{Conn, Shard};
-use crate::logging::{self, Direction, SessionRecord, TransferRecord};
+use crate::logging::{self, DataTls, Direction, SessionRecord, TransferRecord};
 use crate::proto::reply::ReplyCode;
 
 /// Bits of a session id below the shard index: 2^48 sessions per shard before the sequence wraps.
@@ -129,6 +129,11 @@ impl Shard {
             ascii: t.ascii(),
             complete: reply == ReplyCode::ClosingDataConnection,
             reply_code: reply.as_u16(),
+            tls: match t.protection {
+                Protection::Clear => DataTls::None,
+                Protection::Rustls => DataTls::Rustls,
+                Protection::Kernel => DataTls::Kernel,
+            },
         });
     }
 

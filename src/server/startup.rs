@@ -362,6 +362,7 @@ fn spawn(bound: Bound) -> io::Result<Server> {
     if residency == crate::sys::fs::Residency::NowaitRead {
         log::info!("page-cache checks use preadv2(RWF_NOWAIT): this kernel has no cachestat(2)");
     }
+    let ktls = probe_ktls(&config);
     let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
     let mut threads = Vec::new();
     for (index, (listeners, (done_rx, arrivals, control_rx, wake))) in
@@ -378,6 +379,7 @@ fn spawn(bound: Bound) -> io::Result<Server> {
             limits: Arc::clone(&limits),
             doors: Arc::clone(&doors),
             residency,
+            ktls,
         };
         let cpu = cpus.filter(|_| config.pin_shards).and_then(|set| {
             (0..nix::sched::CpuSet::count())
@@ -479,4 +481,24 @@ fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
+}
+
+/// What kernel TLS offers here, probed once (a loopback pair per cipher, off the shards) and
+/// logged, so an operator sees which path `PROT P` data takes. `None`: every `PROT P` data
+/// connection stays in rustls. Probed whatever `ktls` says, so a reload that turns it on
+/// finds the answer.
+fn probe_ktls(config: &Config) -> Option<crate::sys::ktls::Support> {
+    let probed = crate::sys::ktls::probe();
+    let tls = config.tls_cert.is_some();
+    match (&probed, config.ktls) {
+        (Ok(support), true) if tls => log::info!("kTLS: available ({})", support.describe()),
+        (Err(e), true) if tls => {
+            log::info!("kTLS: unavailable ({e}), PROT P data goes through rustls in user space")
+        }
+        (_, false) if tls => {
+            log::info!("kTLS: off (ktls = false), PROT P data goes through rustls in user space")
+        }
+        _ => {}
+    }
+    probed.ok()
 }

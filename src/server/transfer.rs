@@ -38,6 +38,40 @@ pub(super) enum Mode {
     Ascii,
 }
 
+impl Mode {
+    /// The mode for sending `file` (`len` bytes) over `path`.
+    fn of(ascii: bool, path: DataPath, file: &File, len: u64) -> Mode {
+        match (ascii, path) {
+            (true, _) => Mode::Ascii,
+            (false, DataPath::Copy) => Mode::Copy,
+            (false, DataPath::Sendfile) => Mode::Sendfile,
+            (false, DataPath::Splice) => Mode::Splice {
+                pipe: None,
+                in_pipe: 0,
+            },
+            // An empty file cannot be mapped; a failed mapping falls back to sendfile.
+            (false, DataPath::Mmap) => match SendMap::new(file) {
+                Ok(map) if len > 0 => Mode::Mmap {
+                    map: Arc::new(map),
+                    sending: false,
+                },
+                _ => Mode::Sendfile,
+            },
+        }
+    }
+
+    /// How the transfer log line names it.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Mode::Sendfile => "sendfile",
+            Mode::Copy => "copy",
+            Mode::Splice { .. } => "splice",
+            Mode::Mmap { .. } => "mmap",
+            Mode::Ascii => "copy, TYPE A",
+        }
+    }
+}
+
 /// Where a transfer's bytes come from (for an upload: where they go).
 pub(super) enum Source {
     /// Waiting for the helper pool to open the file or build the listing.
@@ -84,6 +118,14 @@ pub(super) struct Transfer {
     pub(super) sock: Option<TcpStream>,
     /// `PROT P`: the data connection's TLS, driven in user space (the copy path).
     pub(super) tls: Option<Box<rustls::ServerConnection>>,
+    /// How this transfer's data is protected (`PROT P`: rustls, or kernel TLS after the hand-off).
+    pub(super) protection: Protection,
+    /// `PROT P` download: try the hand-off to kernel TLS once the handshake is done.
+    pub(super) try_kernel: bool,
+    /// Kernel TLS: the close_notify alert has gone out.
+    pub(super) close_notified: bool,
+    /// `PROT P`: where the handshake's reads stand in the record stream.
+    pub(super) cut: super::tls::RecordCut,
     /// A readiness poll is in flight for `sock`.
     pub(super) armed: bool,
     pub(super) bytes: u64,
@@ -174,6 +216,10 @@ impl Transfer {
             size: None,
             sock: None,
             tls: None,
+            protection: Protection::Clear,
+            try_kernel: false,
+            close_notified: false,
+            cut: super::tls::RecordCut::default(),
             armed: false,
             bytes: 0,
             started: now,
@@ -183,23 +229,7 @@ impl Transfer {
     }
 
     pub(super) fn set_file(&mut self, file: File, len: u64, path: DataPath, residency: Residency) {
-        let mode = match (self.ascii, path) {
-            (true, _) => Mode::Ascii,
-            (false, DataPath::Copy) => Mode::Copy,
-            (false, DataPath::Sendfile) => Mode::Sendfile,
-            (false, DataPath::Splice) => Mode::Splice {
-                pipe: None,
-                in_pipe: 0,
-            },
-            // An empty file cannot be mapped; a failed mapping falls back to sendfile.
-            (false, DataPath::Mmap) => match SendMap::new(&file) {
-                Ok(map) if len > 0 => Mode::Mmap {
-                    map: Arc::new(map),
-                    sending: false,
-                },
-                _ => Mode::Sendfile,
-            },
-        };
+        let mode = Mode::of(self.ascii, path, &file, len);
         let offset = self.start_offset.min(len);
         self.size = Some(len - offset);
         self.source = Source::File {
@@ -215,6 +245,20 @@ impl Transfer {
                 ..Warmth::default()
             },
         };
+    }
+
+    /// A `PROT P` download handed to kernel TLS: from the copy path that rustls needs to the
+    /// configured data path, before any byte is sent (TYPE A keeps converting).
+    pub(super) fn use_data_path(&mut self, path: DataPath) {
+        if let Source::File {
+            file,
+            end,
+            mode: mode @ Mode::Copy,
+            ..
+        } = &mut self.source
+        {
+            *mode = Mode::of(false, path, file, *end);
+        }
     }
 
     pub(super) fn set_buffer(&mut self, data: Vec<u8>, more: Option<DirCursor>) {
@@ -241,8 +285,29 @@ impl Transfer {
             bytes: self.bytes,
             total: if self.ascii { None } else { self.size },
             elapsed: now.saturating_duration_since(self.started),
+            protection: match (self.protection, &self.source) {
+                (Protection::Clear, _) => None,
+                (Protection::Rustls, _) => Some("TLS in user space"),
+                (Protection::Kernel, Source::File { mode, .. }) => Some(match mode {
+                    Mode::Sendfile => "kernel TLS, sendfile",
+                    Mode::Splice { .. } => "kernel TLS, splice",
+                    Mode::Mmap { .. } => "kernel TLS, mmap",
+                    Mode::Copy | Mode::Ascii => "kernel TLS, copy",
+                }),
+                (Protection::Kernel, _) => Some("kernel TLS"),
+            },
         }
     }
+}
+
+/// What protects a transfer's data connection (the transfer log says which).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Protection {
+    Clear,
+    /// `PROT P` through rustls in user space (the copy path).
+    Rustls,
+    /// `PROT P` handed to kernel TLS after the handshake (the zero-copy paths).
+    Kernel,
 }
 
 /// A pipe of the splice data path.
@@ -377,8 +442,14 @@ impl Shard {
             Some(e) => format!("{e:?}"),
         };
         let verb = if t.is_upload() { "received" } else { "sent" };
+        let path = match (t.protection, &t.source) {
+            (Protection::Rustls, _) => " (TLS in user space)".to_string(),
+            (Protection::Kernel, Source::File { mode, .. }) => format!(" (kTLS, {})", mode.name()),
+            (Protection::Kernel, _) => " (kTLS)".to_string(),
+            (Protection::Clear, _) => String::new(),
+        };
         log::info!(
-            "{} {verb} {:?} {} bytes in {secs:.3}s: {status}",
+            "{} {verb} {:?} {} bytes in {secs:.3}s{path}: {status}",
             conn.peer,
             String::from_utf8_lossy(&t.what),
             t.bytes

@@ -4,16 +4,17 @@
 //! renamed into place only after the data connection closed cleanly.
 
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
 use super::conns::{ConnRef, Kind, token};
 use super::fsworker::{Job, Upload};
-use super::tls::{self, Handshake, Recv};
-use super::transfer::{Ending, Source, Transfer, UPLOAD_BUF_BYTES};
+use super::tls::{self, Handoff, Handshake, Recv};
+use super::transfer::{Ending, Protection, Source, Transfer, UPLOAD_BUF_BYTES};
 use super::{Conn, Shard};
 use crate::proto::error::FileError;
 use crate::proto::session::TransferError;
+use crate::sys::ktls::{self, Incoming};
 
 /// Bytes per file write: a buffer goes to the file in pieces of this size. The page cache sizes
 /// its folios to the write, and on the VM the benchmarks run on larger writes cost more to copy
@@ -60,6 +61,7 @@ impl Shard {
     pub(super) fn drive_upload(&mut self, r: ConnRef, conn: &mut Conn) {
         let epoch = conn.data_epoch;
         let must_resume = conn.config.tls_require_reuse;
+        let kernel = self.shared.ktls;
         let Some(t) = conn.transfer.as_mut() else {
             return;
         };
@@ -67,8 +69,8 @@ impl Shard {
         let Source::Upload(u) = &mut t.source else {
             return;
         };
-        let handshake = match t.tls.as_deref_mut() {
-            Some(tls) if tls.is_handshaking() => match tls::handshake(tls, sock) {
+        let mut handshake = match t.tls.as_deref_mut() {
+            Some(tls) if tls.is_handshaking() => match tls::handshake(tls, sock, &mut t.cut) {
                 Handshake::Done if must_resume && !tls::resumed(tls) => {
                     tls::refuse(tls, sock);
                     Some(Step::Refused(TransferError::TlsNotResumed))
@@ -80,6 +82,25 @@ impl Shard {
             },
             _ => None,
         };
+        if let (None, true, Some(support)) = (&handshake, t.try_kernel, kernel.as_ref()) {
+            // Both keys to the kernel: it decrypts what the client sends from here on, and
+            // encrypts our close_notify.
+            match tls::into_kernel(&mut t.tls, sock, support, None, true) {
+                Handoff::Kernel => {
+                    t.try_kernel = false;
+                    t.protection = Protection::Kernel;
+                }
+                Handoff::Keep(why) => {
+                    log::debug!("PROT P upload stays in rustls: {why}");
+                    t.try_kernel = false;
+                }
+                Handoff::Blocked => handshake = Some(Step::PollOut),
+                Handoff::Failed(e) => {
+                    log::warn!("kTLS hand-off failed after the keys left rustls: {e}");
+                    handshake = Some(Step::Refused(TransferError::Local(libc::EIO)));
+                }
+            }
+        }
         let step = if let Some(step) = handshake {
             step
         } else {
@@ -117,6 +138,28 @@ impl Shard {
                     break Step::Wait;
                 }
                 let got = match t.tls.as_deref_mut() {
+                    None if t.protection == Protection::Kernel => {
+                        if u.fill.len() - u.filled < 2 {
+                            // Room for an alert's payload; the write in flight frees a buffer.
+                            break Step::Wait;
+                        }
+                        match ktls::recv_record(sock.as_fd(), &mut u.fill[u.filled..]) {
+                            Ok(Incoming::Data(n)) => Recv::Data(n),
+                            Ok(Incoming::CloseNotify) => {
+                                // Ours in answer, as on the rustls path (best effort).
+                                let _ = ktls::send_close_notify(sock.as_fd());
+                                Recv::Closed
+                            }
+                            Ok(Incoming::Eof) => Recv::Truncated,
+                            Ok(Incoming::Handshake) => {
+                                break Step::Refused(TransferError::TlsRekey);
+                            }
+                            Ok(Incoming::Alert(..) | Incoming::Other(_)) => Recv::Failed,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Recv::WouldBlock,
+                            // EBADMSG (a record that does not decrypt) and socket errors.
+                            Err(_) => Recv::Failed,
+                        }
+                    }
                     None => match (&*sock).read(&mut u.fill[u.filled..]) {
                         Ok(0) => Recv::Closed,
                         Ok(n) => Recv::Data(n),

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod tls;
 pub mod tools;
 
 use std::fs;

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Run a command under another Linux kernel in QEMU (TCG; this host's KVM cannot run stock
 # kernels): `bash tests/kernel/run-in-kernel.sh CMD [ARGS...]`, as root; the exit status is
-# CMD's (125: the guest wrote no status, 124: timed out). The guest mounts the host's / over
-# virtio-9p, chroots into it and runs CMD in the current directory with the current
-# environment; /tmp in the guest is a fresh ext4 file system on a virtio disk, so page-cache
-# behaviour (posix_fadvise DONTNEED, RWF_NOWAIT) is that of a real block device.
+# CMD's (125: no guest ran: the kernel package could not be fetched, or the guest wrote no
+# status; 124: timed out). The guest mounts the host's / over virtio-9p, chroots into it and
+# runs CMD in the current directory with the current environment; /tmp in the guest is a
+# fresh ext4 file system on a virtio disk, so page-cache behaviour (posix_fadvise DONTNEED,
+# RWF_NOWAIT) is that of a real block device.
 #
 # Default kernel: Debian bookworm's 6.1 (no cachestat, Landlock ABI 2). KMX_KVER picks another
 # linux-image-*-amd64 that apt knows; KMX_CACHE (/var/tmp/kernel-matrix) keeps the unpacked
-# kernel and initramfs; KMX_TIMEOUT (1800 s), KMX_MEM (2048 MiB), KMX_SMP (nproc),
+# kernel and the initramfs (one per module list); the guest has kernel TLS (tls, AES-GCM,
+# ChaCha20-Poly1305 loaded at boot); KMX_TIMEOUT (1800 s), KMX_MEM (2048 MiB), KMX_SMP (nproc),
 # KMX_TMP_MB (2048: size of the guest's /tmp), KMX_CONSOLE=1 shows the boot log.
 # Needs qemu-system-x86, busybox-static, cpio and kmod (installed with apt-get when missing).
 set -euo pipefail
@@ -25,21 +27,37 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The kernel, its modules and an initramfs, once per kernel version.
-if [[ ! -f $cache/initrd.cpio.gz ]]; then
+# The modules /init loads (with their dependencies): virtio, 9p and ext4 for the file systems,
+# then kernel TLS and the AEADs it offloads (AES-GCM through aesni/ghash, ChaCha20-Poly1305),
+# loaded up front because the guest has no modprobe to load them on demand.
+modules=(virtio_pci virtio_blk 9pnet_virtio 9p ext4
+    tls gcm ctr ghash_generic ghash_clmulni_intel aesni_intel
+    chacha20poly1305 chacha_x86_64 chacha_generic poly1305_x86_64 poly1305_generic seqiv echainiv)
+# The initramfs is named by a hash of the module list and of the /init below, so a change to
+# either builds a new one (the kernel itself is unpacked once per version).
+# shellcheck disable=SC2016
+initrd=$cache/initrd-$({ echo "${modules[*]}"; sed -n '/^    cat >"$init\/init"/,/^INIT$/p' "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-12).cpio.gz
+if [[ ! -f $cache/vmlinuz ]]; then
     rm -rf "$cache" && mkdir -p "$cache"
-    (cd "$cache" && apt-get download -qq "linux-image-$kver" >/dev/null)
+    (cd "$cache" && apt-get download -qq "linux-image-$kver" >/dev/null) || {
+        echo "run-in-kernel: cannot download linux-image-$kver" >&2
+        rm -rf "$cache"
+        exit 125
+    }
     dpkg -x "$cache"/linux-image-*.deb "$cache/root"
     depmod -b "$cache/root" "$kver"
-    cp "$cache/root/boot/vmlinuz-$kver" "$cache/vmlinuz"
-    init=$cache/initramfs
+    cp "$cache/root/boot/vmlinuz-$kver" "$cache/vmlinuz.tmp"
+    mv "$cache/vmlinuz.tmp" "$cache/vmlinuz"
+fi
+if [[ ! -f $initrd ]]; then
+    init=$(mktemp -d "$cache/initramfs.XXXXXX")
     mkdir -p "$init"/{bin,dev,proc,sys,host,mods}
     cp "$(command -v busybox)" "$init/bin/busybox"
     for applet in $("$init/bin/busybox" --list); do
         [[ $applet == busybox ]] || ln -sf busybox "$init/bin/$applet"
     done
     : >"$init/mods/order"
-    for m in virtio_pci virtio_blk 9pnet_virtio 9p ext4; do
+    for m in "${modules[@]}"; do
         modprobe -d "$cache/root" -S "$kver" --show-depends "$m" | while read -r cmd path _; do
             [[ $cmd == insmod ]] || continue
             name=$(basename "$path")
@@ -74,7 +92,9 @@ sync
 poweroff -f
 INIT
     chmod +x "$init/init"
-    (cd "$init" && find . | cpio -o -H newc --quiet | gzip -1 >"$cache/initrd.cpio.gz")
+    (cd "$init" && find . | cpio -o -H newc --quiet | gzip -1 >"$initrd.tmp")
+    mv "$initrd.tmp" "$initrd"
+    rm -rf "$init"
 fi
 
 job=$(mktemp -d /var/tmp/kmx-job.XXXXXX)
@@ -91,7 +111,7 @@ console=$job/console.log
 status=0
 timeout "${KMX_TIMEOUT:-1800}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -M pc \
     -nodefaults -display none -monitor none -no-reboot -m "${KMX_MEM:-2048}" \
-    -smp "${KMX_SMP:-$(nproc)}" -kernel "$cache/vmlinuz" -initrd "$cache/initrd.cpio.gz" \
+    -smp "${KMX_SMP:-$(nproc)}" -kernel "$cache/vmlinuz" -initrd "$initrd" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 kmx.job=$job" \
     -serial "file:$console" -serial "file:$job/out.log" -serial "file:$job/err.log" \
     -drive "file=$job/tmp.img,if=virtio,format=raw" \

@@ -105,6 +105,9 @@ pub struct Progress {
     pub total: Option<u64>,
     /// Time since the transfer began.
     pub elapsed: Duration,
+    /// `PROT P`: what encrypts the data connection ("TLS in user space", "kernel TLS, sendfile"),
+    /// shown as a line of its own; `None` in clear.
+    pub protection: Option<&'static str>,
 }
 
 /// Why a transfer did not complete.
@@ -128,6 +131,10 @@ pub enum TransferError {
     /// `PROT P` upload: the data connection closed without a TLS close_notify, so the file may
     /// be cut short by an attacker or a broken path (RFC 4217 section 12.6).
     TlsTruncated,
+    /// `PROT P` upload through kernel TLS: the client sent a handshake message (a TLS 1.3
+    /// KeyUpdate) after the hand-off; the kernel cannot take its new keys, so the transfer
+    /// stops before a byte it could not decrypt reaches the file.
+    TlsRekey,
 }
 
 /// Results of effects, reported by the server.

@@ -92,5 +92,9 @@ pub(super) fn transfer_error_reply(e: TransferError, kind: TransferKind) -> Repl
             ReplyCode::LocalError,
             "Data connection closed without TLS close_notify; transfer truncated.",
         ),
+        TransferError::TlsRekey => Reply::new(
+            ReplyCode::TransferAborted,
+            "TLS key update on the data connection is not supported here; transfer aborted.",
+        ),
     }
 }

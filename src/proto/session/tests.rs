@@ -480,6 +480,7 @@ fn stat_mid_transfer_reports_progress_and_the_transfer_goes_on() {
         bytes: 45,
         total: Some(90),
         elapsed: Duration::from_millis(1500),
+        protection: None,
     };
     assert_eq!(
         String::from_utf8(s.transfer_status(progress).to_bytes()).unwrap(),
@@ -517,6 +518,7 @@ fn stat_mid_upload_names_the_command_and_has_no_total() {
         bytes: 3 << 20,
         total: None,
         elapsed: Duration::from_secs(2),
+        protection: Some("kernel TLS"),
     };
     let text = s.transfer_status(progress).to_bytes();
     assert_eq!(
@@ -524,7 +526,8 @@ fn stat_mid_upload_names_the_command_and_has_no_total() {
         "213-Status of transfer:\r\n \
          STOR /up.bin\r\n \
          Status: 3145728 bytes transferred\r\n \
-         Average rate: 1572864 bytes/s over 2.000 s\r\n\
+         Average rate: 1572864 bytes/s over 2.000 s\r\n \
+         Data connection protected by kernel TLS\r\n\
          213 End of status\r\n"
     );
     assert_eq!(codes(&s.on_outcome(Outcome::TransferDone)), [226]);
@@ -562,6 +565,7 @@ fn stat_mid_transfer_percent_edges() {
             bytes,
             total: Some(total),
             elapsed: Duration::from_secs(1),
+            protection: None,
         };
         String::from_utf8(s.transfer_status(p).to_bytes()).unwrap()
     };
@@ -971,6 +975,7 @@ fn tls_transfer_failures_map_to_replies() {
         (TransferError::TlsHandshake, 425),
         (TransferError::TlsNotResumed, 522),
         (TransferError::TlsTruncated, 451),
+        (TransferError::TlsRekey, 426),
     ] {
         let mut s = logged_in();
         with_pasv(&mut s);

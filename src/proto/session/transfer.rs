@@ -82,10 +82,14 @@ impl Session {
             " Average rate: {rate} bytes/s over {:.3} s",
             p.elapsed.as_secs_f64()
         );
+        let mut lines = vec![what, count.into_bytes(), rate.into_bytes()];
+        if let Some(protection) = p.protection {
+            lines.push(format!(" Data connection protected by {protection}").into_bytes());
+        }
         Reply::multi(
             ReplyCode::FileStatus,
             "Status of transfer:",
-            vec![what, count.into_bytes(), rate.into_bytes()],
+            lines,
             "End of status",
         )
     }
