@@ -347,8 +347,10 @@ pub(super) struct UploadState {
     pub(super) upload: Upload,
     /// Where the next write lands.
     pub(super) offset: u64,
-    /// The buffer being filled from the socket (always `UPLOAD_BUF_BYTES` long) and its fill level.
+    /// The buffer being filled from the socket (always `UPLOAD_BUF_BYTES` long), where its data
+    /// starts (`page_start`) and its fill level (an index into `fill`, `start..filled` is data).
     pub(super) fill: Vec<u8>,
+    pub(super) start: usize,
     pub(super) filled: usize,
     /// The other buffer, when no write holds it.
     pub(super) spare: Option<Vec<u8>>,
@@ -373,12 +375,15 @@ impl UploadState {
         let file = Arc::new(file);
         let mut upload = upload;
         upload.file = Some(Arc::clone(&file));
+        let fill = vec![0; UPLOAD_BUF_BYTES];
+        let start = page_start(&fill, upload.offset);
         UploadState {
             file,
             offset: upload.offset,
             upload,
-            fill: vec![0; UPLOAD_BUF_BYTES],
-            filled: 0,
+            fill,
+            start,
+            filled: start,
             spare: None,
             writing: false,
             written: 0,
@@ -392,8 +397,21 @@ impl UploadState {
 
     /// Bytes ready to be written (a held-back CR is not).
     pub(super) fn ready(&self) -> usize {
-        self.filled - usize::from(self.held_cr && !self.eof)
+        self.filled - self.start - usize::from(self.held_cr && !self.eof)
     }
+}
+
+/// Where in `buf` to put the data that will be written at file offset `at`: the index whose
+/// address has the same offset within a 4 KiB page as `at`. The kernel then copies each piece
+/// into the page cache between equal page offsets. With the data at the buffer's start instead,
+/// the two offsets drift apart with every short read; when the page cache side ends up a few
+/// bytes above the buffer's (modulo 4 KiB), the copy's `rep movsb` runs about 16 times slower
+/// on AMD Zen (measured here: 3.3 against 55 GB/s), and since later pieces are whole buffers the
+/// upload keeps that misfortune to its end. Costs at most 4 KiB less room in the buffer.
+pub(super) fn page_start(buf: &[u8], at: u64) -> usize {
+    const PAGE: u64 = 4096;
+    let addr = buf.as_ptr() as u64;
+    (at.wrapping_sub(addr) % PAGE) as usize
 }
 
 /// An upload ended while a write was in flight: its reply waits for the write, so no byte lands
@@ -500,5 +518,24 @@ impl Shard {
     pub(super) fn fail_transfer(&mut self, r: ConnRef, conn: &mut Conn, e: TransferError) {
         self.close_data(conn);
         self.finish_transfer(r, conn, Some(e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_data_starts_at_the_page_offset_of_its_file_position() {
+        let buf = vec![0u8; UPLOAD_BUF_BYTES];
+        for at in [0u64, 1, 5, 4095, 4096, 4097, 123_456_789, u64::MAX - 3] {
+            let start = page_start(&buf, at);
+            assert!(start < 4096);
+            assert_eq!(
+                (buf.as_ptr() as u64 + start as u64) % 4096,
+                at % 4096,
+                "at {at}"
+            );
+        }
     }
 }

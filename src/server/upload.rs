@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::conns::{ConnRef, Kind, token};
 use super::fsworker::{Job, Upload};
 use super::tls::{self, Handoff, Handshake, Recv};
-use super::transfer::{Ending, Protection, Source, Transfer, UPLOAD_BUF_BYTES};
+use super::transfer::{Ending, Protection, Source, Transfer, UPLOAD_BUF_BYTES, page_start};
 use super::{Conn, Shard};
 use crate::proto::error::FileError;
 use crate::proto::session::TransferError;
@@ -108,24 +108,27 @@ impl Shard {
                 if !u.writing && u.ready() > 0 {
                     let len = u.ready();
                     let next = u.spare.take().unwrap_or_else(|| vec![0; UPLOAD_BUF_BYTES]);
-                    let held = u.ready() < u.filled;
+                    let held = u.start + len < u.filled;
+                    let from = u.start;
                     let mut buf = std::mem::replace(&mut u.fill, next);
-                    u.filled = 0;
+                    // The next buffer's data lands right after this one's.
+                    u.start = page_start(&u.fill, u.offset + len as u64);
+                    u.filled = u.start;
                     if held {
                         // Carry the held CR into the new buffer; the next byte decides what it is.
-                        u.fill[0] = b'\r';
-                        u.filled = 1;
+                        u.fill[u.start] = b'\r';
+                        u.filled += 1;
                     }
-                    buf.truncate(len);
+                    buf.truncate(from + len);
                     self.ring.write_at(
                         u.file.as_raw_fd(),
                         buf,
-                        0..len.min(WRITE_PIECE_BYTES),
+                        from..from + len.min(WRITE_PIECE_BYTES),
                         u.offset,
                         token(Kind::DataWrite, r, epoch),
                     );
                     u.writing = true;
-                    u.written = 0;
+                    u.written = from;
                 }
                 if u.eof {
                     break if u.writing {
@@ -189,7 +192,7 @@ impl Shard {
                         u.filled = if u.ascii {
                             let from = u.filled.saturating_sub(usize::from(u.held_cr));
                             let end = crlf_to_lf(&mut u.fill, from, end);
-                            u.held_cr = u.fill[..end].last() == Some(&b'\r');
+                            u.held_cr = u.fill[u.start..end].last() == Some(&b'\r');
                             end
                         } else {
                             end

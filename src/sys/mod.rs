@@ -2,5 +2,5 @@
 //! Every `unsafe` block outside `shard/` lives here, each with a `// SAFETY:` line.
 
 pub mod fs;
-pub mod mem;
 pub mod ktls;
+pub mod mem;
