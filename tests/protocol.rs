@@ -2190,3 +2190,57 @@ fn pasv_announces_the_configured_public_address() {
     assert_eq!(common::read_all(&mut data), b"nat");
     c.expect_reply(226, "end of RETR");
 }
+
+/// A full helper-pool queue refuses the command at once with 450 (nothing tried, the client may
+/// retry) instead of building a backlog; every command that got in completes as usual. One
+/// helper thread and a queue of one: the first listing (10,000 names read and sorted) keeps the
+/// helper busy while the others arrive.
+#[test]
+fn a_full_job_queue_answers_450_at_once() {
+    let s = common::start(|c| {
+        c.shards = 1;
+        c.fs_workers = 1;
+        c.fs_queue_max = 1;
+        c.max_sessions_per_ip = 0;
+        c.max_connects_per_ip_per_sec = 0;
+    });
+    let dir = s.mkdir("many");
+    for i in 0..10_000 {
+        std::fs::File::create(dir.join(format!("entry-{i:05}"))).unwrap();
+    }
+    let mut sessions: Vec<(Ctrl, std::net::TcpStream)> = (0..16)
+        .map(|_| {
+            let mut c = s.login();
+            let data = common::data_connect(c.epsv());
+            (c, data)
+        })
+        .collect();
+    for (c, _) in &mut sessions {
+        c.send_line(b"NLST many");
+    }
+    let (mut busy, mut listed) = (0, 0);
+    for (c, data) in &mut sessions {
+        let (code, text) = c.read_reply();
+        match code {
+            450 => {
+                assert_eq!(text, "Server busy, try again.");
+                busy += 1;
+            }
+            150 => {
+                let mut names = Vec::new();
+                data.read_to_end(&mut names).unwrap();
+                assert_eq!(
+                    common::crlf_lines(&String::from_utf8(names).unwrap()).len(),
+                    10_000
+                );
+                c.expect_reply(226, "NLST many");
+                listed += 1;
+            }
+            other => panic!("NLST many: {other} {text:?}"),
+        }
+        // The session goes on: the next command is served.
+        c.expect("NOOP", 200);
+    }
+    assert!(busy > 0, "no command found the queue full");
+    assert!(listed > 0, "no listing got through");
+}

@@ -156,6 +156,11 @@ pub struct Config {
     /// Confine the process with Landlock to the roots, the users and config files' directories
     /// and the log directories (where the kernel has Landlock; a warning where it has not).
     pub landlock: bool,
+    /// Helper-pool jobs (stats, opens, listings, file operations) allowed to wait at once; a
+    /// command finding the queue full gets 450. Upload commits and discards, and the next piece
+    /// of a listing under way, go on a queue of their own (at most one per session), never
+    /// refused.
+    pub fs_queue_max: usize,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -214,6 +219,7 @@ impl Default for Config {
             run_as: None,
             allow_root: false,
             landlock: true,
+            fs_queue_max: 1024,
         }
     }
 }
@@ -295,6 +301,12 @@ impl Config {
         }
         if self.fs_workers > 256 {
             return Err(ConfigError::new("fs_workers", "at most 256"));
+        }
+        if !(1..=1 << 20).contains(&self.fs_queue_max) {
+            return Err(ConfigError::new(
+                "fs_queue_max",
+                "must be between 1 and 1048576",
+            ));
         }
         if self.upload_grace > MAX_UPLOAD_GRACE {
             return Err(ConfigError::new(

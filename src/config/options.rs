@@ -255,6 +255,11 @@ pub struct Options {
     #[arg(long)]
     #[serde(default)]
     pub no_landlock: bool,
+    /// Jobs (stats, opens, listings, file operations) that may wait for a helper thread; a
+    /// command that finds the queue full is answered 450 at once. Upload commits never wait here.
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_queue_max: Option<usize>,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -345,6 +350,7 @@ impl Options {
             user: self.user.or(file.user),
             allow_root: self.allow_root || file.allow_root,
             no_landlock: self.no_landlock || file.no_landlock,
+            fs_queue_max: self.fs_queue_max.or(file.fs_queue_max),
         }
     }
 
@@ -418,6 +424,7 @@ impl Options {
             run_as: self.user.clone().or(d.run_as),
             allow_root: d.allow_root || self.allow_root,
             landlock: d.landlock && !self.no_landlock,
+            fs_queue_max: self.fs_queue_max.unwrap_or(d.fs_queue_max),
         };
         config.validate()?;
         Ok(config)
@@ -466,6 +473,7 @@ impl Options {
             user: c.run_as.clone(),
             allow_root: c.allow_root,
             no_landlock: !c.landlock,
+            fs_queue_max: Some(c.fs_queue_max),
         }
     }
 
@@ -565,6 +573,7 @@ pub const KEYS: &[&str] = &[
     "user",
     "allow_root",
     "no_landlock",
+    "fs_queue_max",
 ];
 
 #[cfg(test)]

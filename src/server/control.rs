@@ -114,6 +114,7 @@ impl Shard {
             data_epoch: 0,
             transfer: None,
             job: None,
+            stat_listing: None,
             root: Arc::clone(&self.shared.root),
             delayed: None,
             banned: false,

@@ -178,6 +178,7 @@ impl Shard {
                     Kind::CtrlOut => {
                         conn.out_armed = false;
                         self.flush(r, &mut conn);
+                        self.next_control_piece(r, &mut conn);
                     }
                     Kind::DataListen => self.on_data_listen(r, &mut conn),
                     Kind::DataConnect => self.on_data_connect(r, &mut conn),
@@ -267,6 +268,14 @@ impl Shard {
                     "Timeout; closing control connection.",
                 ));
                 conn.close_for(EndReason::IdleTimeout);
+            } else if conn
+                .stat_listing
+                .as_ref()
+                .is_some_and(|l| l.stalled(self.now, data_timeout))
+            {
+                // STAT <dir> over a control connection the client stopped reading.
+                conn.out.clear();
+                conn.close_for(EndReason::Error);
             } else {
                 self.check_data_deadlines(r, &mut conn, data_timeout);
             }

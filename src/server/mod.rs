@@ -141,6 +141,8 @@ struct Conn {
     transfer: Option<Transfer>,
     /// The helper-pool job this session waits for.
     job: Option<u32>,
+    /// STAT <path> being streamed over the control connection.
+    stat_listing: Option<Box<effects::ControlListing>>,
     /// The directory served as "/" to this session's principal.
     root: Arc<Root>,
     /// An outcome held back until a deadline (failed logins are answered after a delay).
