@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::conns::{ConnRef, Kind, token};
 use super::data::Data;
 use super::fsworker::{Done, Job, ListRequest, More};
-use super::limits::Checked;
+use super::limits::{Checked, Turn};
 use super::records::{EndReason, FileVerb};
 use super::transfer::{Ending, Transfer};
 use super::{Conn, Shard};
@@ -20,6 +20,13 @@ use crate::proto::session::{
     stat_listing_head,
 };
 use crate::vfs::FileError;
+
+/// A password check waiting for its account's turn.
+pub(super) struct LoginWait {
+    pub(super) user: Vec<u8>,
+    pub(super) password: Vec<u8>,
+    pub(super) ticket: u64,
+}
 
 /// STAT <path>, streamed over the control connection a piece at a time: the next piece is asked
 /// for only once the client has read the last one, so a session holds at most one piece.
@@ -117,7 +124,9 @@ impl Shard {
                     },
                 );
             }
-            Effect::Authenticate { user, password } => self.authenticate(r, conn, user, password),
+            Effect::Authenticate { user, password } => {
+                self.authenticate(r, conn, user, password, None)
+            }
             Effect::Fs(op) => self.submit_job(r, conn, Job::Fs(op)),
             Effect::Store {
                 path,
@@ -328,19 +337,38 @@ impl Shard {
     }
 
     /// A named user's password check: on the login pool once the account's throttle lets it
-    /// start (until then it waits here, tried again each tick), refused at once with 421 when
-    /// the pool's queue is full, so a flood of guesses never builds a backlog.
+    /// start (until then it waits here with its ticket, asked again every 50 ms, in arrival order
+    /// among the account's attempts), refused at once with 421 when the account's queue or the
+    /// pool's queue is full, so a flood of guesses never builds a backlog.
     pub(super) fn authenticate(
         &mut self,
         r: ConnRef,
         conn: &mut Conn,
         user: Vec<u8>,
         password: Vec<u8>,
+        ticket: Option<u64>,
     ) {
-        if !self.shared.limits.begin_check(&user, self.now) {
-            conn.login_wait = Some((user, password));
-            conn.job = Some(0);
-            return;
+        match self.shared.limits.begin_check(&user, ticket, self.now) {
+            Turn::Go => {}
+            Turn::Wait(ticket) => {
+                conn.login_wait = Some(LoginWait {
+                    user,
+                    password,
+                    ticket,
+                });
+                conn.job = Some(0);
+                self.wait_for_login_turn(r);
+                return;
+            }
+            Turn::Full => {
+                conn.job = None;
+                conn.send(&Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Too many login attempts for this account; try again later.",
+                ));
+                conn.close_for(EndReason::Limit);
+                return;
+            }
         }
         let t = self.job_token(r, conn);
         if let Err(user) = self.shared.logins.submit(self.index, t, user, password) {
