@@ -45,7 +45,7 @@ PRO_PASV_MAX=32767
 # pure-ftpd's virtual user (bench data only; the password is no secret).
 PURE_USER=bench
 PURE_PASS=bench-pw
-ALL_SCENARIOS="get1 get4 many conn list mlsd put idle idle10k cold tls1 tls8"
+ALL_SCENARIOS="get1 get4 many conn list mlsd put idle idle10k cold tls1 tls8 nlst"
 # splice: the client moves received pages to /dev/null without copying, so on 2 shared cores the
 # client's receive copy is not what is measured. read: read(2) into a buffer, as curl does.
 SINK=${SINK:-splice}
@@ -518,6 +518,7 @@ s_many() { run_lg "$1" "$2" "$3" "$4" many --sessions "$MANY_SESSIONS" --files-g
 s_conn() { run_lg "$1" "$2" "$3" "$4" conn --workers "$CONN_WORKERS" --duration "$CONN_SECS" --file small4k; }
 s_list() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT"; }
 s_mlsd() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT" --mlsd; }
+s_nlst() { run_lg "$1" "$2" "$3" "$4" list --dir dir10k --count "$LIST_COUNT" --nlst; }
 s_put() {
     # The previous run's files and their writeback must not weigh on this one.
     rm -f "$DATA"/upload/*
@@ -581,6 +582,9 @@ main() {
     fi
     if scenario_on mlsd; then
         for r in $(seq 1 "$ROUNDS"); do ab "MLSD ${LIST_ENTRIES} entries" "$r" s_mlsd; done
+    fi
+    if scenario_on nlst; then
+        for r in $(seq 1 "$ROUNDS"); do ab "NLST ${LIST_ENTRIES} entries" "$r" s_nlst; done
     fi
     if scenario_on put; then
         for r in $(seq 1 "$ROUNDS"); do

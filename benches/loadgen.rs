@@ -36,7 +36,7 @@ modes:
   get   --sessions N --file PATH --repeat K           N sessions each RETR PATH K times
   many  --sessions N --files-glob DIR/PREFIX --count K N sessions x K RETRs of distinct files
   conn  --workers W --duration S --file PATH          connect+login+EPSV+RETR+QUIT loops for S seconds
-  list  --dir D --count K [--mlsd]                    K sequential LIST (or MLSD) of D
+  list  --dir D --count K [--mlsd|--nlst]             K sequential LIST (or MLSD, NLST) of D
   put   --sessions N --size BYTES [--dir D]           N concurrent STOR of BYTES each
   idle  --sessions K --pid PID [--tree]               K idle logged-in sessions; server RSS/PSS per session
   cold  --file BIG[,BIG2] --small PATH --count K --root LOCALDIR [--no-warm]
@@ -61,7 +61,9 @@ common: --addr 127.0.0.1:2121 --label NAME --user anonymous --pass bench@ --pasv
 // Options
 
 /// Flags that take no value.
-const FLAGS: &[&str] = &["mlsd", "pasv", "tree", "bench", "no-dele", "no-warm", "tls"];
+const FLAGS: &[&str] = &[
+    "mlsd", "pasv", "tree", "bench", "no-dele", "no-warm", "tls", "nlst",
+];
 /// Options that take a value.
 const KEYS: &[&str] = &[
     "addr",
@@ -1489,7 +1491,13 @@ fn mode_conn(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
 fn mode_list(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
     let k: u64 = o.num("count", 20)?;
     let dir = o.req("dir")?;
-    let verb = if o.flag("mlsd") { "MLSD" } else { "LIST" };
+    let verb = if o.flag("mlsd") {
+        "MLSD"
+    } else if o.flag("nlst") {
+        "NLST"
+    } else {
+        "LIST"
+    };
     let mut f = Ftp::login(cfg).map_err(|e| format!("login: {e}"))?;
     let mut sink = vec![0u8; DATA_BUF_BYTES];
     let mut lat = Vec::new();
@@ -1527,7 +1535,12 @@ fn mode_list(o: &Opts, cfg: &Cfg, label: &str) -> Result<u64, String> {
     errors.report();
     let lat = sorted(lat);
     let lps = lat.len() as f64 / wall;
-    let mut rec = Record::new(if verb == "MLSD" { "mlsd" } else { "list" }, label);
+    let kind = match verb {
+        "MLSD" => "mlsd",
+        "NLST" => "nlst",
+        _ => "list",
+    };
+    let mut rec = Record::new(kind, label);
     rec.s("dir", &dir).i("count", lat.len() as u64);
     if unsupported {
         rec.b("unsupported", true).null("listings_per_s");
@@ -2269,7 +2282,7 @@ mod report {
                 ("p50_ms", "session p50 ms", true),
                 ("p99_ms", "session p99 ms", true),
             ],
-            "list" | "mlsd" => &[
+            "list" | "mlsd" | "nlst" => &[
                 ("listings_per_s", "listings/s", false),
                 ("p50_ms", "p50 ms", true),
                 ("p99_ms", "p99 ms", true),

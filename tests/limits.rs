@@ -476,3 +476,54 @@ impl Drop for StopOnDrop {
         self.0.store(true, Ordering::Relaxed);
     }
 }
+
+/// Attempts waiting for a throttled account are served in arrival order: the account's owner,
+/// arriving while 15 addresses guess its password over and over, waits for the attempts already
+/// queued (at most 15, one per check interval), never for the guesses that come after it. The
+/// check interval is shortened to keep the test quick; bans are off so the spray keeps up.
+#[test]
+fn the_owner_of_a_sprayed_account_logs_in_in_bounded_time() {
+    const CLIENTS: u32 = 15;
+    const DELAY: Duration = Duration::from_millis(200);
+    let s = common::start_with_users(&[("owner", RO)], |c| {
+        c.account_failure_delay = DELAY;
+        c.max_login_failures_per_ip = 0;
+    });
+    let addr = s.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_panic = StopOnDrop(Arc::clone(&stop));
+    let counts = Arc::new(SprayCounts::default());
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (stop, counts) = (Arc::clone(&stop), Arc::clone(&counts));
+            let from = Ipv4Addr::from(u32::from(v4("127.0.3.2")) + i);
+            thread::spawn(move || spray(from, addr, "owner", &stop, &counts))
+        })
+        .collect();
+    // Every client guesses and the account has failed: it is throttled from now on.
+    let deadline = Instant::now() + TIMEOUT;
+    while counts.started.load(Ordering::Relaxed) < CLIENTS as usize
+        || counts.refused.load(Ordering::Relaxed) < 4
+    {
+        assert!(Instant::now() < deadline, "the spray did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut owner = ctrl_from(v4("127.0.3.100"), addr);
+    let t = Instant::now();
+    owner.expect("USER owner", 331);
+    owner.expect(&format!("PASS {USER_PASSWORD}"), 230);
+    let took = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let bound = DELAY * (CLIENTS + 1) + Duration::from_secs(2);
+    eprintln!(
+        "owner's login took {took:?} while {CLIENTS} addresses guessed ({} answered 530)",
+        counts.refused.load(Ordering::Relaxed)
+    );
+    assert!(
+        took < bound,
+        "the owner's login took {took:?} (bound {bound:?})"
+    );
+}

@@ -2190,3 +2190,116 @@ fn pasv_announces_the_configured_public_address() {
     assert_eq!(common::read_all(&mut data), b"nat");
     c.expect_reply(226, "end of RETR");
 }
+
+/// A full helper-pool queue refuses the command at once with 450 (nothing tried, the client may
+/// retry) instead of building a backlog; every command that got in completes as usual. One
+/// helper thread and a queue of one: the first listing (10,000 names read and sorted) keeps the
+/// helper busy while the others arrive.
+#[test]
+fn a_full_job_queue_answers_450_at_once() {
+    let s = common::start(|c| {
+        c.shards = 1;
+        c.fs_workers = 1;
+        c.fs_queue_max = 1;
+        c.max_sessions_per_ip = 0;
+        c.max_connects_per_ip_per_sec = 0;
+    });
+    let dir = s.mkdir("many");
+    for i in 0..10_000 {
+        std::fs::File::create(dir.join(format!("entry-{i:05}"))).unwrap();
+    }
+    let mut sessions: Vec<(Ctrl, std::net::TcpStream)> = (0..16)
+        .map(|_| {
+            let mut c = s.login();
+            let data = common::data_connect(c.epsv());
+            (c, data)
+        })
+        .collect();
+    for (c, _) in &mut sessions {
+        c.send_line(b"NLST many");
+    }
+    let (mut busy, mut listed) = (0, 0);
+    for (c, data) in &mut sessions {
+        let (code, text) = c.read_reply();
+        match code {
+            450 => {
+                assert_eq!(text, "Server busy, try again.");
+                busy += 1;
+            }
+            150 => {
+                let mut names = Vec::new();
+                data.read_to_end(&mut names).unwrap();
+                assert_eq!(
+                    common::crlf_lines(&String::from_utf8(names).unwrap()).len(),
+                    10_000
+                );
+                c.expect_reply(226, "NLST many");
+                listed += 1;
+            }
+            other => panic!("NLST many: {other} {text:?}"),
+        }
+        // The session goes on: the next command is served.
+        c.expect("NOOP", 200);
+    }
+    assert!(busy > 0, "no command found the queue full");
+    assert!(listed > 0, "no listing got through");
+}
+
+/// STAT <dir> streams the same lines LIST sends (as reply body lines, byte for byte), and a
+/// directory above the sort limit (10,000 names) is listed whole, every name once, by NLST,
+/// LIST and STAT alike, in the directory's order.
+#[test]
+fn stat_streams_list_lines_and_large_directories_list_every_name_once() {
+    let s = common::server();
+    s.write_file("d/a.txt", b"aaa");
+    s.write_file("d/b b.txt", b"bb");
+    s.mkdir("d/sub");
+    s.symlink("a.txt", "d/link");
+    let mut c = s.login();
+    let list = c.listing("LIST d");
+    let (code, stat) = c.cmd("STAT d");
+    assert_eq!(code, 213);
+    let body: Vec<&str> = stat.lines().skip(1).collect();
+    let (last, body) = body.split_last().unwrap();
+    assert_eq!(*last, "213 End of status");
+    assert_eq!(body, common::crlf_lines(&list).as_slice(), "{stat:?}");
+    assert_eq!(stat.lines().next().unwrap(), "Status of /d:");
+
+    const N: usize = 10_050;
+    let dir = s.mkdir("big");
+    for i in 0..N {
+        std::fs::File::create(dir.join(format!("e{i:05}"))).unwrap();
+    }
+    let mut want: Vec<String> = (0..N).map(|i| format!("e{i:05}")).collect();
+    want.sort();
+    let nlst = c.listing("NLST big");
+    let mut names: Vec<String> = common::crlf_lines(&nlst)
+        .iter()
+        .map(|l| l.rsplit('/').next().unwrap().to_string())
+        .collect();
+    let listed_in = names.clone();
+    names.sort();
+    assert_eq!(names, want, "NLST big: every name once");
+    let list = c.listing("LIST big");
+    let list_names: Vec<String> = common::crlf_lines(&list)
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        list_names, listed_in,
+        "LIST and NLST list in the same order"
+    );
+    // STAT's reply is larger than the test client's 1 MiB reply cap: count its lines instead.
+    c.send_line(b"STAT big");
+    let mut reader = std::io::BufReader::new(c.stream().try_clone().unwrap());
+    let mut lines = 0;
+    loop {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        lines += 1;
+        if line.starts_with("213 ") {
+            break;
+        }
+    }
+    assert_eq!(lines, N + 2);
+}

@@ -170,6 +170,11 @@ pub struct Config {
     /// offloads the cipher (probed at start-up), so downloads keep the zero-copy paths; false
     /// keeps every one in rustls in user space.
     pub ktls: bool,
+    /// Helper-pool jobs (stats, opens, listings, file operations) allowed to wait at once; a
+    /// command finding the queue full gets 450. Upload commits and discards, and the next piece
+    /// of a listing under way, go on a queue of their own (at most one per session), never
+    /// refused.
+    pub fs_queue_max: usize,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -233,6 +238,7 @@ impl Default for Config {
             tls_anonymous: TlsRequirement::Optional,
             tls_named: TlsRequirement::Optional,
             ktls: true,
+            fs_queue_max: 1024,
         }
     }
 }
@@ -314,6 +320,12 @@ impl Config {
         }
         if self.fs_workers > 256 {
             return Err(ConfigError::new("fs_workers", "at most 256"));
+        }
+        if !(1..=1 << 20).contains(&self.fs_queue_max) {
+            return Err(ConfigError::new(
+                "fs_queue_max",
+                "must be between 1 and 1048576",
+            ));
         }
         if self.upload_grace > MAX_UPLOAD_GRACE {
             return Err(ConfigError::new(

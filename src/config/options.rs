@@ -276,6 +276,11 @@ pub struct Options {
     #[arg(long, value_name = "BOOL")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ktls: Option<bool>,
+    /// Jobs (stats, opens, listings, file operations) that may wait for a helper thread; a
+    /// command that finds the queue full is answered 450 at once. Upload commits never wait here.
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_queue_max: Option<usize>,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -371,6 +376,7 @@ impl Options {
             tls_anonymous: self.tls_anonymous.or(file.tls_anonymous),
             tls_named: self.tls_named.or(file.tls_named),
             ktls: self.ktls.or(file.ktls),
+            fs_queue_max: self.fs_queue_max.or(file.fs_queue_max),
         }
     }
 
@@ -451,6 +457,7 @@ impl Options {
             tls_anonymous: self.tls_anonymous.unwrap_or(d.tls_anonymous),
             tls_named: self.tls_named.unwrap_or(d.tls_named),
             ktls: self.ktls.unwrap_or(d.ktls),
+            fs_queue_max: self.fs_queue_max.unwrap_or(d.fs_queue_max),
         };
         config.validate()?;
         Ok(config)
@@ -504,6 +511,7 @@ impl Options {
             tls_anonymous: Some(c.tls_anonymous),
             tls_named: Some(c.tls_named),
             ktls: Some(c.ktls),
+            fs_queue_max: Some(c.fs_queue_max),
         }
     }
 
@@ -607,6 +615,7 @@ pub const KEYS: &[&str] = &[
     "tls_anonymous",
     "tls_named",
     "ktls",
+    "fs_queue_max",
 ];
 
 #[cfg(test)]

@@ -28,3 +28,22 @@ pub struct Entry {
     /// stays inside the served root (see `vfs::link`), else `None`.
     pub link: Option<Vec<u8>>,
 }
+
+impl Entry {
+    /// An entry known by its name only (NLST needs nothing else); the other fields are zero.
+    pub fn named(name: Vec<u8>) -> Entry {
+        Entry {
+            name,
+            kind: FileKind::Other,
+            size: 0,
+            mtime: 0,
+            mode: 0,
+            nlink: 0,
+            uid: 0,
+            gid: 0,
+            dev: 0,
+            ino: 0,
+            link: None,
+        }
+    }
+}

@@ -33,4 +33,7 @@ pub enum FileError {
     Busy,
     #[error("Local error (errno {0})")]
     Io(i32),
+    /// The helper pool's queue is full: nothing was tried; the client may retry.
+    #[error("Server busy, try again")]
+    Overloaded,
 }

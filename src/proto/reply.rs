@@ -29,6 +29,9 @@ pub enum ReplyCode {
     ServiceNotAvailable = 421,
     CantOpenDataConnection = 425,
     TransferAborted = 426,
+    /// "Requested file action not taken. File unavailable (e.g., file busy)": a transient
+    /// refusal the client may retry (RFC 959 section 4.2).
+    FileActionNotTaken = 450,
     LocalError = 451,
     InsufficientStorage = 452,
     SyntaxError = 500,
@@ -56,6 +59,16 @@ impl ReplyCode {
 
     pub fn as_u16(self) -> u16 {
         self as u16
+    }
+
+    /// The three ASCII digits of the code.
+    pub fn digits(self) -> [u8; 3] {
+        let code = self.as_u16();
+        [
+            b'0' + (code / 100) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+        ]
     }
 }
 
@@ -106,31 +119,33 @@ impl Reply {
     /// so clients cannot mistake it for the end of the reply. CR and LF inside a line are replaced
     /// (a name can contain them; RFC 959 forbids them inside a reply line).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let code = self.code.as_u16();
-        let digits = [
-            b'0' + (code / 100) as u8,
-            b'0' + (code / 10 % 10) as u8,
-            b'0' + (code % 10) as u8,
-        ];
         let n = self.lines.len();
         for (i, line) in self.lines.iter().enumerate() {
             if i == 0 || i == n - 1 {
-                out.extend_from_slice(&digits);
-                out.push(if i == n - 1 { b' ' } else { b'-' });
-            } else if line.len() >= 3 && line[..3] == digits {
-                out.push(b' ');
+                let mark = if i == n - 1 { b' ' } else { b'-' };
+                out.extend_from_slice(&self.code.digits());
+                out.push(mark);
+                push_line(out, line);
+            } else {
+                Reply::encode_body_line(self.code, line, out);
             }
-            for &b in line {
-                match b {
-                    b'\r' | b'\n' => out.push(b' '),
-                    // RFC 854: the control connection is Telnet (RFC 959 section 4), where a data
-                    // byte 0xFF (IAC) travels doubled; a name echoed in a reply may hold one.
-                    0xff => out.extend_from_slice(&[0xff, 0xff]),
-                    b => out.push(b),
-                }
-            }
-            out.extend_from_slice(b"\r\n");
         }
+    }
+
+    /// Append the first line of a multi-line reply whose body is sent in pieces ("CODE-text").
+    pub fn encode_head(code: ReplyCode, text: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&code.digits());
+        out.push(b'-');
+        push_line(out, text);
+    }
+
+    /// Append one body line of a multi-line reply with `code`, as `encode` does: indented by a
+    /// space if it starts with the code, CR and LF replaced, IAC doubled.
+    pub fn encode_body_line(code: ReplyCode, line: &[u8], out: &mut Vec<u8>) {
+        if line.len() >= 3 && line[..3] == code.digits() {
+            out.push(b' ');
+        }
+        push_line(out, line);
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -138,6 +153,20 @@ impl Reply {
         self.encode(&mut out);
         out
     }
+}
+
+/// Append `line` and CRLF: CR and LF inside become spaces, IAC is doubled.
+fn push_line(out: &mut Vec<u8>, line: &[u8]) {
+    for &b in line {
+        match b {
+            b'\r' | b'\n' => out.push(b' '),
+            // RFC 854: the control connection is Telnet (RFC 959 section 4), where a data
+            // byte 0xFF (IAC) travels doubled; a name echoed in a reply may hold one.
+            0xff => out.extend_from_slice(&[0xff, 0xff]),
+            b => out.push(b),
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -198,6 +227,7 @@ mod tests {
             (ReplyCode::EnteringExtendedPassiveMode, 229),
             (ReplyCode::NeedPassword, 331),
             (ReplyCode::TransferAborted, 426),
+            (ReplyCode::FileActionNotTaken, 450),
             (ReplyCode::ProtocolNotSupported, 522),
             (ReplyCode::FileUnavailable, 550),
         ] {

@@ -24,6 +24,8 @@ pub(super) enum Kind {
     UploadGrace = 14,
     Opened = 15,
     DataFill = 16,
+    /// The shard's timer for password checks waiting for their account's turn.
+    LoginTurn = 17,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             14 => Kind::UploadGrace,
             15 => Kind::Opened,
             16 => Kind::DataFill,
+            17 => Kind::LoginTurn,
             _ => return None,
         })
     }

@@ -122,6 +122,7 @@ impl Shard {
             data_epoch: 0,
             transfer: None,
             job: None,
+            stat_listing: None,
             root: Arc::clone(&self.shared.root),
             delayed: None,
             banned: false,
@@ -425,6 +426,10 @@ impl Shard {
             self.log_transfer(&mut conn, &t, ReplyCode::TransferAborted);
         }
         self.log_session(&conn, reason);
+        if let Some(wait) = conn.login_wait.take() {
+            // Its place in the account's queue goes to the attempt behind it.
+            self.shared.limits.give_up_turn(&wait.user, wait.ticket);
+        }
         self.close_data(&mut conn);
         if let Some(t) = conn.tls.as_deref_mut() {
             // A clean TLS end (RFC 8446 section 6.1), best effort: the socket closes either way.

@@ -4,19 +4,51 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::conns::{ConnRef, Kind, token};
 use super::data::Data;
-use super::fsworker::{Done, Job, ListRequest};
-use super::limits::Checked;
+use super::fsworker::{Done, Job, ListRequest, More};
+use super::limits::{Checked, Turn};
 use super::records::{EndReason, FileVerb};
 use super::transfer::{Ending, Transfer};
 use super::{Conn, Shard};
 use crate::proto::path::VirtualPath;
 use crate::proto::reply::{Reply, ReplyCode};
-use crate::proto::session::{Effect, ListTarget, Outcome, Progress, StoreMode, TransferError};
+use crate::proto::session::{
+    Effect, ListTarget, Outcome, Progress, StoreMode, TransferError, stat_listing_body,
+    stat_listing_head,
+};
 use crate::vfs::FileError;
+
+/// A password check waiting for its account's turn.
+pub(super) struct LoginWait {
+    pub(super) user: Vec<u8>,
+    pub(super) password: Vec<u8>,
+    pub(super) ticket: u64,
+}
+
+/// STAT <path>, streamed over the control connection a piece at a time: the next piece is asked
+/// for only once the client has read the last one, so a session holds at most one piece.
+pub(super) struct ControlListing {
+    request: ListRequest,
+    /// Where the listing goes on, while the client reads the piece sent.
+    cursor: Option<More>,
+    /// The last piece's buffer, for the next piece.
+    spare: Vec<u8>,
+    /// The reply's first line has gone out.
+    started: bool,
+    /// When the client last took a piece: one that stops reading is cut off after the data
+    /// timeout, as a stalled transfer is.
+    progress: Instant,
+}
+
+impl ControlListing {
+    /// Waiting for the client to read, and it has not since `deadline` ago.
+    pub(super) fn stalled(&self, now: Instant, timeout: Duration) -> bool {
+        self.cursor.is_some() && now.duration_since(self.progress) > timeout
+    }
+}
 
 impl Shard {
     pub(super) fn run_effect(&mut self, r: ConnRef, conn: &mut Conn, effect: Effect) {
@@ -71,18 +103,30 @@ impl Shard {
                     conn.transfer =
                         Some(Transfer::pending_listing(what, request.clone(), self.now));
                 }
-                let whole = target == ListTarget::Control;
+                let control = target == ListTarget::Control;
+                if control {
+                    conn.stat_listing = Some(Box::new(ControlListing {
+                        request: request.clone(),
+                        cursor: None,
+                        spare: Vec::new(),
+                        started: false,
+                        progress: self.now,
+                    }));
+                }
                 self.submit_job(
                     r,
                     conn,
                     Job::List {
                         request,
                         cursor: None,
-                        whole,
+                        out: Vec::new(),
+                        control,
                     },
                 );
             }
-            Effect::Authenticate { user, password } => self.authenticate(r, conn, user, password),
+            Effect::Authenticate { user, password } => {
+                self.authenticate(r, conn, user, password, None)
+            }
             Effect::Fs(op) => self.submit_job(r, conn, Job::Fs(op)),
             Effect::Store {
                 path,
@@ -191,9 +235,93 @@ impl Shard {
         self.begin_transfer(r, conn);
     }
 
+    /// A piece of STAT's listing: out it goes after the reply's first line; the last piece (or an
+    /// error) ends the reply through the session.
+    fn control_listing_piece(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        result: Result<(Vec<u8>, Option<More>), FileError>,
+    ) {
+        let Some(mut listing) = conn.stat_listing.take() else {
+            return;
+        };
+        match result {
+            Err(e) if !listing.started => self.outcome(r, conn, Outcome::Listed(Err(e))),
+            Err(e) => {
+                // The 213 reply is under way and must end as a 213; the body says it is short.
+                log::warn!(
+                    "{} STAT listing of {:?} cut short: {e:?}",
+                    conn.peer,
+                    String::from_utf8_lossy(listing.request.path.as_bytes())
+                );
+                stat_listing_body(b"(listing cut short by a read error)\r\n", &mut conn.out);
+                self.outcome(r, conn, Outcome::Listed(Ok(())));
+            }
+            Ok((bytes, cursor)) => {
+                if !listing.started {
+                    stat_listing_head(&listing.request.path, &mut conn.out);
+                    listing.started = true;
+                }
+                stat_listing_body(&bytes, &mut conn.out);
+                listing.spare = bytes;
+                let Some(cursor) = cursor else {
+                    return self.outcome(r, conn, Outcome::Listed(Ok(())));
+                };
+                listing.cursor = Some(cursor);
+                listing.progress = self.now;
+                conn.stat_listing = Some(listing);
+                // Waiting on the client, not on a job (0: nothing comes back from the pool).
+                conn.job = Some(0);
+                self.flush(r, conn);
+                self.next_control_piece(r, conn);
+            }
+        }
+    }
+
+    /// Ask for STAT's next piece once the client has read everything sent (called after each
+    /// flush of a session whose listing waits).
+    pub(super) fn next_control_piece(&mut self, r: ConnRef, conn: &mut Conn) {
+        if !conn.out.is_empty() || conn.out_armed || conn.closing.is_some() {
+            return;
+        }
+        let Some(listing) = conn.stat_listing.as_mut() else {
+            return;
+        };
+        let Some(cursor) = listing.cursor.take() else {
+            return;
+        };
+        listing.progress = self.now;
+        let request = listing.request.clone();
+        let job = Job::List {
+            request,
+            cursor: Some(cursor),
+            out: std::mem::take(&mut listing.spare),
+            control: true,
+        };
+        self.submit_job(r, conn, job);
+    }
+
+    /// Hand `job` to the helper pool; when its queue is full, the command is answered at once
+    /// as if the job had failed with `FileError::Overloaded` (450, nothing tried).
     pub(super) fn submit_job(&mut self, r: ConnRef, conn: &mut Conn, job: Job) {
         let t = self.job_token(r, conn);
-        self.shared.pool.submit(self.index, &conn.root, t, job);
+        let Err(job) = self.shared.pool.submit(self.index, &conn.root, t, job) else {
+            return;
+        };
+        conn.job = None;
+        let busy = FileError::Overloaded;
+        let done = match *job {
+            Job::Stat(_) => Done::Stat(Err(busy)),
+            Job::Open(_) => Done::Open(Err(busy)),
+            Job::Fs(_) => Done::Fs(Err(busy)),
+            Job::Create { .. } => Done::Created(Err(busy)),
+            Job::List { .. } => Done::Listing(Err(busy)),
+            // Reserved jobs are never given back; should one be, the session hears of it.
+            Job::Commit { .. } => Done::Committed(Err(busy)),
+            Job::Discard { .. } => Done::Nothing,
+        };
+        self.on_job_result(r, conn, done);
     }
 
     /// A new job number for `conn`, which now waits for it, as a token for the result.
@@ -210,19 +338,38 @@ impl Shard {
     }
 
     /// A named user's password check: on the login pool once the account's throttle lets it
-    /// start (until then it waits here, tried again each tick), refused at once with 421 when
-    /// the pool's queue is full, so a flood of guesses never builds a backlog.
+    /// start (until then it waits here with its ticket, asked again every 50 ms, in arrival order
+    /// among the account's attempts), refused at once with 421 when the account's queue or the
+    /// pool's queue is full, so a flood of guesses never builds a backlog.
     pub(super) fn authenticate(
         &mut self,
         r: ConnRef,
         conn: &mut Conn,
         user: Vec<u8>,
         password: Vec<u8>,
+        ticket: Option<u64>,
     ) {
-        if !self.shared.limits.begin_check(&user, self.now) {
-            conn.login_wait = Some((user, password));
-            conn.job = Some(0);
-            return;
+        match self.shared.limits.begin_check(&user, ticket, self.now) {
+            Turn::Go => {}
+            Turn::Wait(ticket) => {
+                conn.login_wait = Some(LoginWait {
+                    user,
+                    password,
+                    ticket,
+                });
+                conn.job = Some(0);
+                self.wait_for_login_turn(r);
+                return;
+            }
+            Turn::Full => {
+                conn.job = None;
+                conn.send(&Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Too many login attempts for this account; try again later.",
+                ));
+                conn.close_for(EndReason::Limit);
+                return;
+            }
         }
         let t = self.job_token(r, conn);
         if let Err(user) = self.shared.logins.submit(self.index, t, user, password) {
@@ -285,8 +432,7 @@ impl Shard {
             }
             Done::Open(Ok(opened)) => self.file_opened(r, conn, opened),
             Done::Listing(result) if conn.transfer.is_none() => {
-                let result = result.map(|(bytes, _)| bytes);
-                self.outcome(r, conn, Outcome::Listing(result))
+                self.control_listing_piece(r, conn, result)
             }
             Done::Listing(Ok((bytes, cursor))) => {
                 let started = conn.transfer.as_ref().is_some_and(|t| t.started());

@@ -23,6 +23,8 @@ use crate::shard::{Completion, Ring};
 /// Ring size per shard; completions are reaped every loop turn, so this bounds a burst, not sessions.
 const RING_ENTRIES: u32 = 1024;
 const TICK: Duration = Duration::from_secs(1);
+/// How often password checks waiting for their account's turn ask again.
+const LOGIN_TURN: Duration = Duration::from_millis(50);
 
 impl Shard {
     pub(super) fn new(
@@ -58,6 +60,8 @@ impl Shard {
             draining: None,
             ready: Vec::new(),
             ctrl_ready: Vec::new(),
+            login_waiters: Vec::new(),
+            login_timer: false,
             accept_rearm: Vec::new(),
             pipes: Vec::new(),
             pipes_out: 0,
@@ -153,6 +157,7 @@ impl Shard {
                 self.on_tick();
                 self.ring.timeout(TICK, c.token);
             }
+            Kind::LoginTurn => self.on_login_turn(),
             Kind::Job => {}
             Kind::CtrlIn
             | Kind::CtrlOut
@@ -180,6 +185,7 @@ impl Shard {
                     Kind::CtrlOut => {
                         conn.out_armed = false;
                         self.flush(r, &mut conn);
+                        self.next_control_piece(r, &mut conn);
                     }
                     Kind::DataListen => self.on_data_listen(r, &mut conn),
                     Kind::DataConnect => self.on_data_connect(r, &mut conn),
@@ -194,6 +200,37 @@ impl Shard {
                 }
                 self.settle(r, conn);
             }
+        }
+    }
+
+    /// Ask again for the turn of every password check waiting here (in arrival order per
+    /// account: only the oldest waiting attempt of an account may start).
+    fn on_login_turn(&mut self) {
+        self.login_timer = false;
+        for r in std::mem::take(&mut self.login_waiters) {
+            let Some(mut conn) = self.take(r) else {
+                continue;
+            };
+            if let Some(wait) = conn.login_wait.take() {
+                conn.job = None;
+                let ticket = Some(wait.ticket);
+                self.authenticate(r, &mut conn, wait.user, wait.password, ticket);
+            }
+            self.settle(r, conn);
+        }
+    }
+
+    /// Ask again for `r`'s turn soon.
+    pub(super) fn wait_for_login_turn(&mut self, r: ConnRef) {
+        self.login_waiters.push(r);
+        if !self.login_timer {
+            self.login_timer = true;
+            let none = ConnRef {
+                index: 0,
+                generation: 0,
+            };
+            self.ring
+                .timeout(LOGIN_TURN, token(Kind::LoginTurn, none, 0));
         }
     }
 
@@ -235,10 +272,6 @@ impl Shard {
             transfers += usize::from(conn.transfer.is_some());
             let idle = conn.config.idle_timeout;
             let data_timeout = conn.config.data_timeout;
-            if let Some((user, password)) = conn.login_wait.take() {
-                conn.job = None;
-                self.authenticate(r, &mut conn, user, password);
-            }
             if conn.delayed.as_ref().is_some_and(|(at, _)| self.now >= *at) {
                 if let Some((_, outcome)) = conn.delayed.take() {
                     conn.job = None;
@@ -269,6 +302,14 @@ impl Shard {
                     "Timeout; closing control connection.",
                 ));
                 conn.close_for(EndReason::IdleTimeout);
+            } else if conn
+                .stat_listing
+                .as_ref()
+                .is_some_and(|l| l.stalled(self.now, data_timeout))
+            {
+                // STAT <dir> over a control connection the client stopped reading.
+                conn.out.clear();
+                conn.close_for(EndReason::Error);
             } else {
                 self.check_data_deadlines(r, &mut conn, data_timeout);
             }

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use nix::sys::eventfd::EventFd;
 
 use crate::proto::command::ListFormat;
@@ -16,7 +16,7 @@ use crate::proto::error::FileError;
 use crate::proto::listing::{self, Facts, MlsdRole, Visibility};
 use crate::proto::path::VirtualPath;
 use crate::proto::session::{FsOp, Rights, StoreMode};
-use crate::vfs::{CreateMode, DirCursor, Root};
+use crate::vfs::{CreateMode, Detail, DirCursor, Root};
 
 /// Directory entries formatted per helper-pool job: a huge directory goes out in pieces of about
 /// this many lines, each job giving the helper back to other sessions.
@@ -24,6 +24,12 @@ const LIST_BATCH: usize = 4000;
 /// A listing piece is split into parts of at least this many entries, offered to idle helpers:
 /// `lstat` is nearly all of a listing's cost and the parts are independent.
 const MIN_SHARE: usize = 500;
+/// STAT <dir> goes out over the control connection in pieces of about this many bytes: the
+/// shard holds at most one piece per session, and asks for the next once the client has read it.
+pub const CONTROL_PIECE_BYTES: usize = 32 << 10;
+/// Entries formatted between checks of a control piece's size (a line is at most a name, a
+/// link target and some 60 bytes, so a piece stays far below the control connection's cap).
+const CONTROL_STEP: usize = 16;
 
 pub enum Job {
     Stat(VirtualPath),
@@ -48,17 +54,28 @@ pub enum Job {
     List {
         request: ListRequest,
         /// Where a listing sent in pieces goes on.
-        cursor: Option<DirCursor>,
-        /// The whole listing in one piece (STAT over the control connection).
-        whole: bool,
+        cursor: Option<More>,
+        /// The buffer of the piece sent before, to format the next one into: one buffer serves
+        /// a whole listing (a fresh one per piece, freed on the shard, would be memory the
+        /// helper's allocator does not get back at once).
+        out: Vec<u8>,
+        /// STAT over the control connection: pieces of `CONTROL_PIECE_BYTES`.
+        control: bool,
     },
+}
+
+/// Where a listing sent in pieces goes on: the directory's cursor, and the buffers the last
+/// piece's parts were formatted in (kept with the listing, so each piece reuses them).
+pub struct More {
+    cursor: DirCursor,
+    parts: Vec<Vec<u8>>,
 }
 
 pub enum Done {
     Stat(Result<Entry, FileError>),
     Open(Result<(File, Entry), FileError>),
     /// A piece of a listing, and the cursor for the next piece if there is more.
-    Listing(Result<(Vec<u8>, Option<DirCursor>), FileError>),
+    Listing(Result<(Vec<u8>, Option<More>), FileError>),
     /// A password check (from the login pool, `logins`).
     Login(Option<(Rights, Arc<Root>)>),
     Fs(Result<(), FileError>),
@@ -144,7 +161,8 @@ struct Share {
 }
 
 enum ShareState {
-    Offered(DirCursor),
+    /// The part's names, and the buffer to format them into.
+    Offered(DirCursor, Vec<u8>),
     /// Claimed; a helper is formatting it, or the owner has taken the result.
     Taken,
     Finished(Result<Vec<u8>, FileError>),
@@ -156,10 +174,10 @@ impl Share {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn claim(&self) -> Option<DirCursor> {
+    fn claim(&self) -> Option<(DirCursor, Vec<u8>)> {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, ShareState::Taken) {
-            ShareState::Offered(cursor) => Some(cursor),
+            ShareState::Offered(cursor, buf) => Some((cursor, buf)),
             other => {
                 *state = other;
                 None
@@ -169,7 +187,9 @@ impl Share {
 
     /// A helper's side: format the part if nobody has claimed it yet.
     fn help(&self) {
-        let Some(cursor) = self.claim() else { return };
+        let Some((cursor, buf)) = self.claim() else {
+            return;
+        };
         // If formatting panics, the owner still gets an answer instead of waiting forever.
         struct Guard<'a>(&'a Share, Option<Result<Vec<u8>, FileError>>);
         impl Drop for Guard<'_> {
@@ -180,13 +200,13 @@ impl Share {
             }
         }
         let mut guard = Guard(self, None);
-        guard.1 = Some(format_part(&self.request, cursor));
+        guard.1 = Some(format_part(&self.request, cursor, buf));
     }
 
     /// The owner's side: the part's lines, formatted here if no helper claimed it.
     fn join(&self) -> Result<Vec<u8>, FileError> {
-        if let Some(cursor) = self.claim() {
-            return format_part(&self.request, cursor);
+        if let Some((cursor, buf)) = self.claim() {
+            return format_part(&self.request, cursor, buf);
         }
         let mut state = self.lock();
         loop {
@@ -204,7 +224,13 @@ impl Share {
 /// A handle to submit jobs; cheap to clone into every shard.
 #[derive(Clone)]
 pub struct Pool {
+    /// Jobs a command starts, bounded (`fs_queue_max`): a full queue refuses the command.
     tx: Sender<Request>,
+    /// Jobs that must not be refused: upload commits and discards (refusing a commit would lose
+    /// an upload the client sent whole) and the next piece of a listing under way (its 150 is
+    /// out). A session waits for at most one job at a time, so this queue holds at most one
+    /// per session (and one discard per upload), and helpers take from it first.
+    reserved: Sender<Request>,
 }
 
 /// The helper threads, joined at shutdown once every `Pool` handle is gone (so the last jobs,
@@ -233,15 +259,17 @@ struct Helpers {
 impl Pool {
     pub fn start(
         workers: usize,
+        queue_max: usize,
         mailboxes: Vec<Mailbox<(u64, Done)>>,
     ) -> std::io::Result<(Pool, Workers)> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Request>();
+        let (tx, rx) = crossbeam_channel::bounded::<Request>(queue_max);
+        let (reserved, reserved_rx) = crossbeam_channel::unbounded::<Request>();
         let mut threads = Vec::new();
         let (help_tx, help_rx) = crossbeam_channel::unbounded::<Arc<Share>>();
         let mailboxes = Arc::new(mailboxes);
         for i in 0..workers {
-            let (rx, help_rx): (Receiver<Request>, Receiver<Arc<Share>>) =
-                (rx.clone(), help_rx.clone());
+            let (rx, reserved_rx, help_rx): (Receiver<Request>, Receiver<Request>, _) =
+                (rx.clone(), reserved_rx.clone(), help_rx.clone());
             let helpers = Helpers {
                 tx: help_tx.clone(),
                 others: workers - 1,
@@ -253,21 +281,39 @@ impl Pool {
                     // Ends when every shard (and so every Pool handle) is gone; the helpers'
                     // own senders of listing parts do not keep it alive. Parts come first: a
                     // helper is waiting for them.
+                    let mut open = true;
                     loop {
                         while let Ok(share) = help_rx.try_recv() {
                             share.help();
                         }
-                        let req = crossbeam_channel::select! {
-                            recv(help_rx) -> share => {
-                                if let Ok(share) = share {
-                                    share.help();
+                        let req = if let Ok(req) = reserved_rx.try_recv() {
+                            req
+                        } else if !open {
+                            // Every Pool handle is gone: finish the reserved jobs, then stop.
+                            break;
+                        } else {
+                            crossbeam_channel::select! {
+                                recv(help_rx) -> share => {
+                                    if let Ok(share) = share {
+                                        share.help();
+                                    }
+                                    continue;
                                 }
-                                continue;
+                                recv(reserved_rx) -> req => match req {
+                                    Ok(req) => req,
+                                    Err(_) => {
+                                        open = false;
+                                        continue;
+                                    }
+                                },
+                                recv(rx) -> req => match req {
+                                    Ok(req) => req,
+                                    Err(_) => {
+                                        open = false;
+                                        continue;
+                                    }
+                                },
                             }
-                            recv(rx) -> req => match req {
-                                Ok(req) => req,
-                                Err(_) => break,
-                            },
                         };
                         let done = run(&req.root, &helpers, req.job);
                         if let Done::Nothing = done {
@@ -278,16 +324,42 @@ impl Pool {
                 })?;
             threads.push(t);
         }
-        Ok((Pool { tx }, Workers::new(threads)))
+        Ok((Pool { tx, reserved }, Workers::new(threads)))
     }
 
-    pub fn submit(&self, shard: usize, root: &Arc<Root>, token: u64, job: Job) {
-        let _ = self.tx.send(Request {
+    /// Queue `job`; its `Done` comes back to shard `shard` with `token`. A job a command starts
+    /// is given back when the queue is full (the command is answered 450, nothing was tried);
+    /// reserved jobs (see `Pool::reserved`) are always taken.
+    pub fn submit(
+        &self,
+        shard: usize,
+        root: &Arc<Root>,
+        token: u64,
+        job: Job,
+    ) -> Result<(), Box<Job>> {
+        let request = Request {
             root: Arc::clone(root),
             job,
             token,
             reply_to: shard,
-        });
+        };
+        let reserved = matches!(
+            request.job,
+            Job::Commit { .. }
+                | Job::Discard { .. }
+                | Job::List {
+                    cursor: Some(_),
+                    ..
+                }
+        );
+        let sent = if reserved {
+            self.reserved.send(request).map_err(|e| e.0)
+        } else {
+            self.tx.try_send(request).map_err(|e| match e {
+                TrySendError::Full(r) | TrySendError::Disconnected(r) => r,
+            })
+        };
+        sent.map_err(|r| Box::new(r.job))
     }
 }
 
@@ -341,8 +413,9 @@ fn run(root: &Arc<Root>, helpers: &Helpers, job: Job) -> Done {
         Job::List {
             request,
             cursor,
-            whole,
-        } => Done::Listing(list(root, helpers, &request, cursor, whole)),
+            out,
+            control,
+        } => Done::Listing(list(root, helpers, &request, cursor, out, control)),
     }
 }
 
@@ -415,9 +488,10 @@ fn list(
     root: &Root,
     helpers: &Helpers,
     request: &ListRequest,
-    cursor: Option<DirCursor>,
-    whole: bool,
-) -> Result<(Vec<u8>, Option<DirCursor>), FileError> {
+    more: Option<More>,
+    mut out: Vec<u8>,
+    control: bool,
+) -> Result<(Vec<u8>, Option<More>), FileError> {
     let ListRequest {
         path,
         format,
@@ -426,7 +500,7 @@ fn list(
         ..
     } = request;
     let (format, facts, writable) = (*format, *facts, *writable);
-    let mut out = Vec::new();
+    out.clear();
     if let Some(name) = &request.itself {
         // `ls -d`: the directory (or file) itself, one line.
         let mut e = root.stat(path)?;
@@ -434,14 +508,14 @@ fn list(
         list_line(&mut out, request, &e);
         return Ok((out, None));
     }
-    let mut cursor = match cursor {
-        Some(c) => c,
-        None => match root.open_listing(path, format == ListFormat::List) {
+    let (mut cursor, mut spares) = match more {
+        Some(More { cursor, parts }) => (cursor, parts),
+        None => match root.open_listing(path, detail(format)) {
             Ok(mut c) => {
                 // Hidden names are dropped before they cost an lstat; uploads in progress are
                 // nobody's business, whatever the options.
                 let show = request.show;
-                c.retain(|n| show.shows(n) && !crate::vfs::is_temp_name(n));
+                c.retain(move |n| show.shows(n) && !crate::vfs::is_temp_name(n));
                 if format == ListFormat::Mlsd && facts.type_ {
                     // RFC 3659 section 7.5.1.2: describe the listed directory itself as "cdir".
                     listing::mlsx_line(&mut out, &c.this, b".", MlsdRole::Cdir, facts, writable);
@@ -457,7 +531,7 @@ fn list(
                         list_line(&mut out, request, &up);
                     }
                 }
-                c
+                (c, Vec::new())
             }
             Err(FileError::NotADirectory) if format != ListFormat::Mlsd => {
                 let e = root.stat(path)?;
@@ -470,34 +544,66 @@ fn list(
             Err(e) => return Err(e),
         },
     };
-    let batch = if whole { usize::MAX } else { LIST_BATCH };
-    let mut piece = cursor.take(batch);
+    if control {
+        // Over the control connection: one small piece at a time (the shard asks for the next
+        // once the client has read this one), formatted here without splitting.
+        while out.len() < CONTROL_PIECE_BYTES {
+            let visit = &mut |e: Entry| list_line(&mut out, request, &e);
+            if !cursor.next_batch(CONTROL_STEP, visit)? {
+                return Ok((out, None));
+            }
+        }
+        let parts = spares;
+        return Ok((out, Some(More { cursor, parts })));
+    }
+    let mut piece = cursor.take(LIST_BATCH)?;
     // Offer all but the first part to the other helpers, format the first here, then collect the
-    // rest in order (formatting any part no helper has started).
-    let parts = (piece.remaining() / MIN_SHARE).clamp(1, helpers.others + 1);
+    // rest in order (formatting any part no helper has started). NLST needs no `lstat`, so its
+    // parts are not worth a hand-over.
+    let share = if format == ListFormat::Nlst {
+        usize::MAX
+    } else {
+        MIN_SHARE
+    };
+    let parts = (piece.remaining() / share).clamp(1, helpers.others + 1);
     let per = piece.remaining().div_ceil(parts);
-    let first = piece.take(per);
-    let shares: Vec<Arc<Share>> = (1..parts)
-        .map(|_| {
-            let share = Arc::new(Share {
-                request: request.clone(),
-                state: Mutex::new(ShareState::Offered(piece.take(per))),
-                finished: Condvar::new(),
-            });
-            let _ = helpers.tx.send(Arc::clone(&share));
-            share
-        })
-        .collect();
+    let first = piece.take(per)?;
+    let mut shares: Vec<Arc<Share>> = Vec::with_capacity(parts - 1);
+    for _ in 1..parts {
+        let share = Arc::new(Share {
+            request: request.clone(),
+            state: Mutex::new(ShareState::Offered(
+                piece.take(per)?,
+                spares.pop().unwrap_or_default(),
+            )),
+            finished: Condvar::new(),
+        });
+        let _ = helpers.tx.send(Arc::clone(&share));
+        shares.push(share);
+    }
     let mut result = format_into(&mut out, request, first);
     for share in shares {
         // Every part is joined, even after a failure, so none is left for a helper to format.
         let part = share.join();
         if result.is_ok() {
-            result = part.map(|lines| out.extend_from_slice(&lines));
+            result = part.map(|lines| {
+                out.extend_from_slice(&lines);
+                spares.push(lines);
+            });
         }
     }
     result?;
-    Ok((out, (cursor.remaining() > 0).then_some(cursor)))
+    let parts = spares;
+    Ok((out, (!cursor.finished()).then_some(More { cursor, parts })))
+}
+
+/// What a listing format needs to know of each entry.
+fn detail(format: ListFormat) -> Detail {
+    match format {
+        ListFormat::List => Detail::LinkTargets,
+        ListFormat::Nlst => Detail::Names,
+        ListFormat::Mlsd => Detail::Full,
+    }
 }
 
 /// One listing line for `e` in the request's format.
@@ -517,8 +623,13 @@ fn list_line(out: &mut Vec<u8>, request: &ListRequest, e: &Entry) {
 }
 
 /// `lstat` and format every entry of `part`.
-fn format_part(request: &ListRequest, part: DirCursor) -> Result<Vec<u8>, FileError> {
-    let mut out = Vec::with_capacity(part.remaining() * 80);
+fn format_part(
+    request: &ListRequest,
+    part: DirCursor,
+    mut out: Vec<u8>,
+) -> Result<Vec<u8>, FileError> {
+    out.clear();
+    out.reserve(part.remaining() * 80);
     format_into(&mut out, request, part)?;
     Ok(out)
 }

@@ -10,8 +10,8 @@
 //! and a full map (addresses are cheap to churn, above all IPv6 ones) drops its oldest entries,
 //! so memory stays flat whatever arrives.
 
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +31,10 @@ const ACCOUNT_FAILURE_MEMORY: Duration = Duration::from_secs(60);
 /// Password checks one account may have running at once while it has no recent failure (a
 /// client opening several sessions at once, as FileZilla and lftp do, logs them in together).
 const ACCOUNT_PARALLEL_CHECKS: u32 = 4;
+/// Attempts that may wait for one account's turn, served in arrival order; one more is refused
+/// at once. A queue, not a free-for-all: the account's owner, arriving during a spray, waits for
+/// the attempts ahead of it (about one a second), never for ones that come after.
+pub(super) const ACCOUNT_QUEUE_MAX: usize = 16;
 /// Entries each map (clients, accounts) holds at most.
 pub(super) const MAX_TRACKED: usize = 65_536;
 /// Expired entries are swept at least this often (and whenever a map is full).
@@ -196,11 +200,25 @@ struct Account {
     /// The next check may not start before this.
     next: Option<Instant>,
     last_failure: Option<Instant>,
+    /// Tickets of the attempts waiting for their turn, oldest first.
+    waiting: VecDeque<u64>,
+    next_ticket: u64,
+}
+
+/// Whether a password check may start (`Limits::begin_check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Turn {
+    /// Start it now (then `end_check`).
+    Go,
+    /// Ask again later with this ticket (or give it up with `give_up_turn`).
+    Wait(u64),
+    /// The account's queue is full: refuse the attempt.
+    Full,
 }
 
 impl Tracked for Account {
     fn pinned(&self) -> bool {
-        self.checking > 0
+        self.checking > 0 || !self.waiting.is_empty()
     }
     fn expired(&self, now: Instant) -> bool {
         self.next.is_none_or(|t| now >= t)
@@ -444,22 +462,54 @@ impl Limits {
     /// recently (whatever the address, and whether or not the account exists, so the throttle
     /// tells nothing about which accounts exist); a few at a time otherwise. A `true` must be
     /// followed by `end_check`.
-    pub(super) fn begin_check(&self, name: &[u8], now: Instant) -> bool {
+    ///
+    /// Attempts that cannot start wait in arrival order: a new attempt (`ticket` `None`) gets a
+    /// ticket behind those already waiting (or `Full` when `ACCOUNT_QUEUE_MAX` wait), and only
+    /// the oldest ticket may start.
+    pub(super) fn begin_check(&self, name: &[u8], ticket: Option<u64>, now: Instant) -> Turn {
         let key = self.names.hash_one(name);
         let mut state = self.state();
         if state.caps.account_delay.is_zero() {
-            return true;
+            return Turn::Go;
         }
         let a = state.accounts.touch(key, now);
         let failing = a
             .last_failure
             .is_some_and(|t| now.saturating_duration_since(t) < ACCOUNT_FAILURE_MEMORY);
         let parallel = if failing { 1 } else { ACCOUNT_PARALLEL_CHECKS };
-        if a.checking >= parallel || a.next.is_some_and(|t| now < t) {
-            return false;
+        let free = a.checking < parallel && a.next.is_none_or(|t| now >= t);
+        match ticket {
+            Some(t) if a.waiting.front() == Some(&t) => {
+                if !free {
+                    return Turn::Wait(t);
+                }
+                a.waiting.pop_front();
+            }
+            Some(t) if a.waiting.contains(&t) => return Turn::Wait(t),
+            // A new attempt (or one whose ticket the account no longer knows).
+            _ => {
+                if !a.waiting.is_empty() || !free {
+                    if a.waiting.len() >= ACCOUNT_QUEUE_MAX {
+                        return Turn::Full;
+                    }
+                    let t = a.next_ticket;
+                    a.next_ticket = a.next_ticket.wrapping_add(1);
+                    a.waiting.push_back(t);
+                    return Turn::Wait(t);
+                }
+            }
         }
         a.checking += 1;
-        true
+        Turn::Go
+    }
+
+    /// An attempt waiting with `ticket` will not ask again (its session ended).
+    pub(super) fn give_up_turn(&self, name: &[u8], ticket: u64) {
+        let key = self.names.hash_one(name);
+        let mut state = self.state();
+        if let Some(a) = state.accounts.get_mut(&key) {
+            a.waiting.retain(|&t| t != ticket);
+        }
     }
 
     /// A check that `begin_check` let start has ended.
@@ -532,6 +582,66 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Whether a new attempt may start now (a waiting one is taken back at once).
+    fn try_go(l: &Limits, name: &[u8], now: Instant) -> bool {
+        match l.begin_check(name, None, now) {
+            Turn::Go => true,
+            Turn::Wait(t) => {
+                l.give_up_turn(name, t);
+                false
+            }
+            Turn::Full => false,
+        }
+    }
+
+    /// Attempts against a throttled account start in arrival order, whoever asks first each
+    /// tick; a full queue refuses at once; a waiter that leaves makes room.
+    #[test]
+    fn waiting_attempts_start_in_arrival_order() {
+        let l = Limits::new(caps(), 1);
+        let now = Instant::now();
+        assert_eq!(l.begin_check(b"alice", None, now), Turn::Go);
+        l.end_check(b"alice", Checked::Failed, now);
+        let tickets: Vec<u64> = (0..ACCOUNT_QUEUE_MAX)
+            .map(|_| match l.begin_check(b"alice", None, now) {
+                Turn::Wait(t) => t,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(l.begin_check(b"alice", None, now), Turn::Full);
+        assert!(try_go(&l, b"bob", now), "other accounts are not slowed");
+        let mut t = now;
+        for (i, &ticket) in tickets.iter().enumerate() {
+            t += Duration::from_millis(1100);
+            // The later tickets ask first: they must go on waiting.
+            for &later in tickets[i + 1..].iter().rev() {
+                assert_eq!(l.begin_check(b"alice", Some(later), t), Turn::Wait(later));
+            }
+            assert_eq!(
+                l.begin_check(b"alice", Some(ticket), t),
+                Turn::Go,
+                "ticket {i}"
+            );
+            l.end_check(b"alice", Checked::Failed, t);
+            if i == 0 {
+                // A place freed: a newcomer queues at the back.
+                let Turn::Wait(last) = l.begin_check(b"alice", None, t) else {
+                    panic!("newcomer not queued");
+                };
+                l.give_up_turn(b"alice", last);
+            }
+        }
+        // Leaving the queue hands the turn on to the attempt behind.
+        let wait = |l: &Limits| match l.begin_check(b"alice", None, t) {
+            Turn::Wait(ticket) => ticket,
+            other => panic!("{other:?}"),
+        };
+        let (first, second) = (wait(&l), wait(&l));
+        l.give_up_turn(b"alice", first);
+        t += Duration::from_millis(1100);
+        assert_eq!(l.begin_check(b"alice", Some(second), t), Turn::Go);
     }
 
     fn caps() -> Caps {
@@ -699,34 +809,34 @@ mod tests {
         let now = Instant::now();
         // A clean account checks a few at once (a client opening parallel sessions).
         for _ in 0..ACCOUNT_PARALLEL_CHECKS {
-            assert!(l.begin_check(b"alice", now));
+            assert!(try_go(&l, b"alice", now));
         }
-        assert!(!l.begin_check(b"alice", now));
+        assert!(!try_go(&l, b"alice", now));
         for _ in 0..ACCOUNT_PARALLEL_CHECKS {
             l.end_check(b"alice", Checked::Passed, now);
         }
-        assert!(l.begin_check(b"alice", now), "successes do not throttle");
+        assert!(try_go(&l, b"alice", now), "successes do not throttle");
         l.end_check(b"alice", Checked::Failed, now);
         // After a failure: nothing for a second, then one at a time.
         let soon = now + Duration::from_millis(500);
-        assert!(!l.begin_check(b"alice", soon));
-        assert!(l.begin_check(b"bob", soon), "other accounts are not slowed");
+        assert!(!try_go(&l, b"alice", soon));
+        assert!(try_go(&l, b"bob", soon), "other accounts are not slowed");
         let t = now + Duration::from_secs(1);
-        assert!(l.begin_check(b"alice", t));
-        assert!(!l.begin_check(b"alice", t), "one at a time");
+        assert!(try_go(&l, b"alice", t));
+        assert!(!try_go(&l, b"alice", t), "one at a time");
         l.end_check(b"alice", Checked::Skipped, t);
-        assert!(l.begin_check(b"alice", t), "a skipped check costs nothing");
+        assert!(try_go(&l, b"alice", t), "a skipped check costs nothing");
         l.end_check(b"alice", Checked::Failed, t);
         // Names that do not exist are throttled the same way.
-        assert!(l.begin_check(b"nobody", t));
+        assert!(try_go(&l, b"nobody", t));
         l.end_check(b"nobody", Checked::Failed, t);
-        assert!(!l.begin_check(b"nobody", t));
+        assert!(!try_go(&l, b"nobody", t));
         // Off when the delay is 0.
         l.set_caps(Caps {
             account_delay: Duration::ZERO,
             ..caps()
         });
-        assert!(l.begin_check(b"nobody", t));
+        assert!(try_go(&l, b"nobody", t));
     }
 
     #[test]
@@ -766,14 +876,14 @@ mod tests {
             l.login_failed(a, now);
         }
         for i in 0..100u32 {
-            l.begin_check(format!("user{i}").as_bytes(), now);
+            try_go(&l, format!("user{i}").as_bytes(), now);
             l.end_check(format!("user{i}").as_bytes(), Checked::Failed, now);
         }
         assert_eq!(l.tracked(), (100, 100));
         // Once everything they remember has run out, the next touch sweeps them.
         let later = now + FAILURE_MEMORY + SWEEP_EVERY;
         l.admit(ip("192.0.2.1"), later).unwrap();
-        l.begin_check(b"x", later);
+        try_go(&l, b"x", later);
         assert_eq!(l.tracked(), (1, 1));
     }
 
@@ -802,7 +912,7 @@ mod tests {
             l.release(a, t);
             l.login_failed(a, t);
             let name = format!("guess{i}");
-            assert!(l.begin_check(name.as_bytes(), t));
+            assert!(try_go(&l, name.as_bytes(), t));
             l.end_check(name.as_bytes(), Checked::Failed, t);
             let (clients, accounts) = l.tracked();
             assert!(clients <= cap && accounts <= cap, "{clients} {accounts}");

@@ -146,6 +146,8 @@ struct Conn {
     transfer: Option<Transfer>,
     /// The helper-pool job this session waits for.
     job: Option<u32>,
+    /// STAT <path> being streamed over the control connection.
+    stat_listing: Option<Box<effects::ControlListing>>,
     /// The directory served as "/" to this session's principal.
     root: Arc<Root>,
     /// An outcome held back until a deadline (failed logins are answered after a delay).
@@ -153,7 +155,7 @@ struct Conn {
     /// The failed login being answered after a delay got the client banned: close after it.
     banned: bool,
     /// A password check (user, password) waiting for its account's turn, tried again each tick.
-    login_wait: Option<(Vec<u8>, Vec<u8>)>,
+    login_wait: Option<effects::LoginWait>,
     /// The named user this session is counted for (`Limits::user_joined`).
     counted_user: Option<Vec<u8>>,
     /// RETR's file is being opened on the ring.
@@ -206,6 +208,10 @@ pub(crate) struct Shard {
     ready: Vec<ConnRef>,
     /// Control connections with unread input left after their share of a turn.
     ctrl_ready: Vec<ConnRef>,
+    /// Sessions whose password check waits for its account's turn, asked again every
+    /// `LOGIN_TURN` while any wait (the account frees up within a second, the tick is too slow).
+    login_waiters: Vec<ConnRef>,
+    login_timer: bool,
     /// Listeners whose accept stopped on an error, re-armed on the next tick.
     accept_rearm: Vec<usize>,
     /// Idle pipes of the splice data path, and how many are lent to transfers.

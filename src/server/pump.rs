@@ -14,14 +14,13 @@ use nix::fcntl::{SpliceFFlags, splice};
 
 use super::cold::COLD_WINDOW;
 use super::conns::{ConnRef, Kind, token};
-use super::fsworker::Job;
+use super::fsworker::{Job, More};
 use super::tls::{self, Handoff, Handshake};
 use super::transfer::{Mode, Protection, Source, Transfer, Warmth};
 use super::{Conn, Shard};
 use crate::config::DataPath;
 use crate::proto::session::TransferError;
 use crate::sys::ktls;
-use crate::vfs::DirCursor;
 
 /// Largest single sendfile/copy step; the per-turn budget caps the total.
 const COPY_CHUNK: usize = 64 << 10;
@@ -62,7 +61,7 @@ enum Pump {
     /// The cold windows are behind this (former sendfile) transfer: back to sendfile.
     Resume,
     /// This piece of a listing is sent: format the next one from this cursor.
-    NextPiece(DirCursor),
+    NextPiece(Box<More>, Vec<u8>),
     Failed(TransferError),
 }
 
@@ -155,7 +154,8 @@ fn pump(t: &mut Transfer, budget: usize) -> Pump {
                     return match more.take() {
                         Some(cursor) => {
                             *waiting = true;
-                            Pump::NextPiece(cursor)
+                            *pos = 0;
+                            Pump::NextPiece(Box::new(cursor), std::mem::take(data))
                         }
                         None => Pump::Done,
                     };
@@ -448,7 +448,8 @@ fn pump_tls(
                     }
                     if let Some(cursor) = more.take() {
                         *waiting = true;
-                        return Pump::NextPiece(cursor);
+                        *pos = 0;
+                        return Pump::NextPiece(Box::new(cursor), std::mem::take(data));
                     }
                     &[]
                 } else {
@@ -595,15 +596,16 @@ impl Shard {
             }
             Pump::Budget => self.ready.push(r),
             Pump::Warming => {}
-            Pump::NextPiece(cursor) => {
+            Pump::NextPiece(cursor, out) => {
                 if let Some(request) = t.listing.clone() {
                     self.submit_job(
                         r,
                         conn,
                         Job::List {
                             request,
-                            cursor: Some(cursor),
-                            whole: false,
+                            cursor: Some(*cursor),
+                            out,
+                            control: false,
                         },
                     );
                 }

@@ -353,7 +353,7 @@ fn spawn(bound: Bound) -> io::Result<Server> {
         Arc::clone(&accounts),
         Arc::clone(&limits),
     )?;
-    let (pool, workers) = Pool::start(config.fs_workers, mailboxes)?;
+    let (pool, workers) = Pool::start(config.fs_workers, config.fs_queue_max, mailboxes)?;
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     let residency = config

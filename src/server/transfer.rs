@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::conns::ConnRef;
-use super::fsworker::{ListRequest, Upload};
+use super::fsworker::{ListRequest, More, Upload};
 use super::records::FileVerb;
 use super::{Conn, Shard};
 use crate::config::DataPath;
@@ -18,7 +18,6 @@ use crate::proto::reply::ReplyCode;
 use crate::proto::session::{Outcome, Progress, TransferError};
 use crate::shard::SendMap;
 use crate::sys::fs::Residency;
-use crate::vfs::DirCursor;
 
 /// How a file's bytes reach the data socket: the configured data path, or the fallback it fell to.
 pub(super) enum Mode {
@@ -95,7 +94,7 @@ pub(super) enum Source {
         data: Vec<u8>,
         pos: usize,
         /// Where the listing goes on after this piece, if it does.
-        more: Option<DirCursor>,
+        more: Option<More>,
         /// The next piece is being formatted on the helper pool.
         waiting: bool,
     },
@@ -261,7 +260,7 @@ impl Transfer {
         }
     }
 
-    pub(super) fn set_buffer(&mut self, data: Vec<u8>, more: Option<DirCursor>) {
+    pub(super) fn set_buffer(&mut self, data: Vec<u8>, more: Option<More>) {
         self.source = Source::Buffer {
             data,
             pos: 0,

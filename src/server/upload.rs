@@ -409,7 +409,9 @@ impl Shard {
     pub(super) fn discard(&self, upload: Upload) {
         if upload.temp.is_some() {
             let root = Arc::clone(&upload.root);
-            self.shared
+            // Discards go on the reserved queue, which never refuses.
+            let _ = self
+                .shared
                 .pool
                 .submit(self.index, &root, 0, Job::Discard { upload });
         }

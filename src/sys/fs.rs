@@ -59,22 +59,29 @@ pub fn openat2(
 const DIRENT_RECLEN: usize = 16;
 const DIRENT_NAME: usize = 19;
 
-/// All names in the directory open as `dir` (which must be fresh: reading starts at its current
-/// offset), except "." and "..", in kernel order.
-pub fn dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    let mut names = Vec::new();
-    each_dir_entry(dir, &mut |name, _| names.push(name.to_vec()))?;
-    Ok(names)
+/// Call `visit(name, d_type)` for every entry of the directory open as `dir` (fresh: reading
+/// starts at its current offset) except "." and "..", in kernel order. `d_type` is one of `libc::DT_*`;
+/// `DT_UNKNOWN` means the file system does not say and the caller must `lstat`.
+pub fn each_dir_entry(dir: BorrowedFd<'_>, visit: &mut dyn FnMut(&[u8], u8)) -> io::Result<()> {
+    let mut buf = vec![0u8; DIR_CHUNK_BYTES];
+    while dir_entries_chunk(dir, &mut buf, visit)? {}
+    Ok(())
 }
 
-/// Call `visit(name, d_type)` for every entry of the directory open as `dir` (fresh, as for
-/// `dir_names`) except "." and "..", in kernel order. `d_type` is one of `libc::DT_*`;
-/// `DT_UNKNOWN` means the file system does not say and the caller must `lstat`.
+/// The buffer size for one `getdents64` call: a few hundred names of a typical directory.
+pub const DIR_CHUNK_BYTES: usize = 32 * 1024;
+
+/// Read the next entries of the directory open as `dir` with one `getdents64` call into `buf`
+/// (the kernel keeps the position in the open file), calling `visit(name, d_type)` for each
+/// except "." and ".."; returns `false` once the directory has no more entries.
 ///
 /// Uses raw `getdents64` rather than `fdopendir`, so no `DIR*` takes ownership of our fd, and the
 /// records are parsed from a byte buffer with bounds checks instead of pointer casts.
-pub fn each_dir_entry(dir: BorrowedFd<'_>, visit: &mut dyn FnMut(&[u8], u8)) -> io::Result<()> {
-    let mut buf = vec![0u8; 32 * 1024];
+pub fn dir_entries_chunk(
+    dir: BorrowedFd<'_>,
+    buf: &mut [u8],
+    visit: &mut dyn FnMut(&[u8], u8),
+) -> io::Result<bool> {
     loop {
         // SAFETY: `buf` is a live, writable allocation of exactly `buf.len()` bytes, and the
         // kernel writes at most that many; `dir` is an open descriptor borrowed for the call.
@@ -95,7 +102,7 @@ pub fn each_dir_entry(dir: BorrowedFd<'_>, visit: &mut dyn FnMut(&[u8], u8)) -> 
         }
         let filled = &buf[..(ret as usize).min(buf.len())];
         if filled.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let mut off = 0;
         while off < filled.len() {
@@ -118,6 +125,7 @@ pub fn each_dir_entry(dir: BorrowedFd<'_>, visit: &mut dyn FnMut(&[u8], u8)) -> 
             }
             off += reclen;
         }
+        return Ok(true);
     }
 }
 

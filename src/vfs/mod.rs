@@ -119,45 +119,71 @@ impl Root {
     }
 
     /// List a directory; returns the directory's own `Entry` (for MLSD `cdir`) after calling
-    /// `visit` once per child, sorted by name bytes. Children are `lstat`ed (a symlink is listed
-    /// as `Symlink`, never followed); "." and "..", names that vanished meanwhile and names
-    /// containing CR or LF (unsendable on an FTP line) are skipped.
+    /// `visit` once per child, in the order of `open_listing`. Children are `lstat`ed (a symlink
+    /// is listed as `Symlink`, never followed); "." and "..", names that vanished meanwhile and
+    /// names containing CR or LF (unsendable on an FTP line) are skipped.
     pub fn read_dir(
         &self,
         path: &VirtualPath,
         visit: &mut dyn FnMut(Entry),
     ) -> Result<Entry, FileError> {
-        let mut cursor = self.open_listing(path, false)?;
+        let mut cursor = self.open_listing(path, Detail::Full)?;
         while cursor.next_batch(usize::MAX, visit)? {}
         Ok(*cursor.this)
     }
 
-    /// Start listing a directory in batches (a huge directory is formatted and sent a piece at
-    /// a time, so neither a helper thread nor memory is held for the whole of it).
-    /// With `link_targets`, symbolic links get `Entry::link` where their target stays inside the
-    /// root (LIST shows them).
-    pub fn open_listing(
+    /// Start listing a directory in batches: names are read from the kernel a bounded number at a
+    /// time (a huge directory is read, formatted and sent a piece at a time, so neither a helper
+    /// thread nor memory is held for the whole of it). A directory of at most `SORT_MAX_NAMES`
+    /// names is listed sorted by name bytes (read whole first); a larger one in the order the
+    /// file system returns its names, which is the only order that needs no whole-directory
+    /// buffer.
+    pub fn open_listing(&self, path: &VirtualPath, detail: Detail) -> Result<DirCursor, FileError> {
+        self.open_listing_sorted_up_to(path, detail, SORT_MAX_NAMES)
+    }
+
+    fn open_listing_sorted_up_to(
         &self,
         path: &VirtualPath,
-        link_targets: bool,
+        detail: Detail,
+        sort_max: usize,
     ) -> Result<DirCursor, FileError> {
         let dir = self.open_at(path, libc::O_RDONLY | libc::O_DIRECTORY)?;
         let this = Box::new(entry_from_stat(display_name(path), &fstat(&dir)?));
-        let mut names = fs::dir_names(dir.as_fd()).map_err(|e| FileError::from_io(&e))?;
-        names.retain(|n| !n.contains(&b'\r') && !n.contains(&b'\n'));
-        names.sort_unstable();
-        Ok(DirCursor {
+        let mut cursor = DirCursor {
             dir: Arc::new(Dir {
                 fd: dir,
                 root: Arc::clone(&self.fd),
                 path: path.clone(),
-                link_targets,
+                detail,
             }),
-            names,
-            next: 0,
+            names: Names::default(),
+            more: true,
+            keep: None,
             this,
-        })
+        };
+        cursor.fill(sort_max.saturating_add(1))?;
+        if !cursor.more {
+            cursor.names.sort();
+        }
+        Ok(cursor)
     }
+}
+
+/// A directory of at most this many names is listed sorted (as `ls` does); a larger one in
+/// directory order, so a listing never holds more than about this many names in memory.
+pub const SORT_MAX_NAMES: usize = 10_000;
+
+/// How much a listing needs to know about each entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Names only (NLST): no `lstat` per entry; the other `Entry` fields are zero.
+    Names,
+    /// `lstat` every entry (MLSD, and STAT <dir>'s long form without link targets).
+    Full,
+    /// `lstat`, and symbolic links get `Entry::link` where their target stays inside the root
+    /// (LIST shows them).
+    LinkTargets,
 }
 
 /// The directory a cursor lists, shared by the cursors split off it.
@@ -166,15 +192,22 @@ struct Dir {
     /// The served root and the directory's path in it, for checking where link targets lead.
     root: Arc<OwnedFd>,
     path: VirtualPath,
-    link_targets: bool,
+    detail: Detail,
 }
 
-/// A directory being listed: its fd, its sorted names, and how far the listing has got.
+/// Which names a listing keeps (applied as names are read, so a hidden entry costs no `lstat`).
+type Keep = Box<dyn Fn(&[u8]) -> bool + Send>;
+
+/// A directory being listed: its fd, the names read from it and not yet visited, and whether the
+/// kernel has more.
 pub struct DirCursor {
     /// Shared with the cursors `take` splits off, so parts can be `lstat`ed on several threads.
     dir: Arc<Dir>,
-    names: Vec<Vec<u8>>,
-    next: usize,
+    names: Names,
+    /// The directory may have names not read yet (only the cursor `open_listing` returned reads
+    /// them; the parts split off it hold what they were given).
+    more: bool,
+    keep: Option<Keep>,
     /// The directory itself (for MLSD `cdir`); boxed so a cursor stays small in the messages
     /// that carry it between pieces of a listing.
     pub this: Box<Entry>,
@@ -182,56 +215,93 @@ pub struct DirCursor {
 
 impl std::fmt::Debug for DirCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DirCursor({} of {})", self.next, self.names.len())
+        write!(
+            f,
+            "DirCursor({} read, {})",
+            self.names.len(),
+            if self.more { "more" } else { "end" }
+        )
     }
 }
 
 impl DirCursor {
-    /// Names not yet visited.
+    /// Names read and not yet visited (the directory may hold more: see `finished`).
     pub fn remaining(&self) -> usize {
-        self.names.len() - self.next
+        self.names.len()
     }
 
-    /// Keep only the names not yet visited that `keep` accepts (a hidden entry costs no `lstat`).
-    pub fn retain(&mut self, keep: impl Fn(&[u8]) -> bool) {
-        let mut rest = self.names.split_off(self.next);
-        rest.retain(|n| keep(n));
-        self.names.extend(rest);
+    /// Every name has been visited or handed to a part.
+    pub fn finished(&self) -> bool {
+        self.names.len() == 0 && !self.more
     }
 
-    /// Split off a cursor over the next `n` names (fewer at the end), for another thread to
-    /// visit; this cursor goes on after them.
-    pub fn take(&mut self, n: usize) -> DirCursor {
-        let end = self.names.len().min(self.next.saturating_add(n));
-        let names = self.names[self.next..end]
-            .iter_mut()
-            .map(std::mem::take)
-            .collect();
-        self.next = end;
-        DirCursor {
+    /// Keep only the names (read so far and read later) that `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&[u8]) -> bool + Send + 'static) {
+        self.names.retain(&keep);
+        self.keep = Some(Box::new(keep));
+    }
+
+    /// Read names from the kernel until `want` are buffered or the directory ends.
+    fn fill(&mut self, want: usize) -> Result<(), FileError> {
+        if !self.more || self.names.len() >= want {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; fs::DIR_CHUNK_BYTES];
+        while self.more && self.names.len() < want {
+            let (names, keep) = (&mut self.names, &self.keep);
+            self.more = fs::dir_entries_chunk(self.dir.fd.as_fd(), &mut buf, &mut |name, _| {
+                let sendable = !name.contains(&b'\r') && !name.contains(&b'\n');
+                if sendable && keep.as_ref().is_none_or(|k| k(name)) {
+                    names.push(name);
+                }
+            })
+            .map_err(|e| FileError::from_io(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Split off a cursor over the next `n` names (fewer at the end), reading them from the
+    /// directory as needed, for another thread to visit; this cursor goes on after them.
+    pub fn take(&mut self, n: usize) -> Result<DirCursor, FileError> {
+        self.fill(n)?;
+        let names = self.names.split_off_front(n);
+        // Read ahead a little, so `finished` is exact once the directory's last name is taken.
+        self.fill(1)?;
+        Ok(DirCursor {
             dir: Arc::clone(&self.dir),
             names,
-            next: 0,
+            more: false,
+            keep: None,
             this: self.this.clone(),
-        }
+        })
     }
 
-    /// `lstat` and visit up to `max` more entries; returns whether any are left.
+    /// Visit up to `max` more entries (`lstat`ed unless the listing wants names only); returns
+    /// whether any are left.
     pub fn next_batch(
         &mut self,
         max: usize,
         visit: &mut dyn FnMut(Entry),
     ) -> Result<bool, FileError> {
-        let end = self.names.len().min(self.next.saturating_add(max));
-        while self.next < end {
-            let name = std::mem::take(&mut self.names[self.next]);
-            self.next += 1;
+        let mut left = max;
+        while left > 0 {
+            if self.names.len() == 0 {
+                self.fill(1)?;
+            }
+            let Some(name) = self.names.pop_front() else {
+                break;
+            };
+            left -= 1;
             // Relative to the directory fd: no path re-resolution, so no escape or rename race.
             let dir = &*self.dir;
+            if dir.detail == Detail::Names {
+                visit(Entry::named(name));
+                continue;
+            }
             match fstatat(&dir.fd, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => {
                     let mut e = entry_from_stat(name, &st);
-                    if dir.link_targets && e.kind == FileKind::Symlink {
+                    if dir.detail == Detail::LinkTargets && e.kind == FileKind::Symlink {
                         e.link = link::target(dir.root.as_fd(), &dir.path, dir.fd.as_fd(), &e.name);
                     }
                     visit(e)
@@ -240,7 +310,82 @@ impl DirCursor {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(self.next < self.names.len())
+        Ok(!self.finished())
+    }
+}
+
+/// Names read from a directory and not yet listed, one after another in one buffer, each ending
+/// in a NUL (which no name holds): a batch costs one allocation, not one per name, and the buffer
+/// is reused as the listing goes on.
+#[derive(Default)]
+struct Names {
+    bytes: Vec<u8>,
+    /// Where the first name not yet taken starts.
+    start: usize,
+    count: usize,
+}
+
+impl Names {
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn push(&mut self, name: &[u8]) {
+        if self.start > 0 && self.start >= self.bytes.len() / 2 {
+            // Reuse the front of the buffer rather than growing it.
+            self.bytes.drain(..self.start);
+            self.start = 0;
+        }
+        self.bytes.extend_from_slice(name);
+        self.bytes.push(0);
+        self.count += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let rest = &self.bytes[self.start..];
+        rest.split(|&b| b == 0).take(self.count)
+    }
+
+    fn pop_front(&mut self) -> Option<Vec<u8>> {
+        let name = self.iter().next()?.to_vec();
+        self.start += name.len() + 1;
+        self.count -= 1;
+        Some(name)
+    }
+
+    /// The first `n` names (fewer if there are fewer), as a buffer of their own.
+    fn split_off_front(&mut self, n: usize) -> Names {
+        let n = n.min(self.count);
+        let len: usize = self.iter().take(n).map(|name| name.len() + 1).sum();
+        let front = Names {
+            bytes: self.bytes[self.start..self.start + len].to_vec(),
+            start: 0,
+            count: n,
+        };
+        self.start += len;
+        self.count -= n;
+        front
+    }
+
+    fn rebuild<'a>(&self, names: impl Iterator<Item = &'a [u8]>) -> Names {
+        let mut out = Names {
+            bytes: Vec::with_capacity(self.bytes.len() - self.start),
+            ..Names::default()
+        };
+        for name in names {
+            out.push(name);
+        }
+        out
+    }
+
+    fn sort(&mut self) {
+        let mut sorted: Vec<&[u8]> = self.iter().collect();
+        sorted.sort_unstable();
+        *self = self.rebuild(sorted.into_iter());
+    }
+
+    fn retain(&mut self, keep: &dyn Fn(&[u8]) -> bool) {
+        *self = self.rebuild(self.iter().filter(|n| keep(n)));
     }
 }
 
@@ -439,15 +584,15 @@ mod tests {
     fn cursor_parts_cover_every_name_once_in_order() {
         let (dir, root) = setup();
         for i in 0..10 {
-            std::fs::write(dir.path().join(format!("p{i}")), b"").unwrap();
+            std::fs::write(dir.path().join(format!("root/p{i}")), b"").unwrap();
         }
-        let mut cursor = root.open_listing(&vp("/"), false).unwrap();
+        let mut cursor = root.open_listing(&vp("/"), Detail::Full).unwrap();
         let total = cursor.remaining();
-        let mut parts = vec![cursor.take(3), cursor.take(4)];
+        let mut parts = vec![cursor.take(3).unwrap(), cursor.take(4).unwrap()];
         assert_eq!(cursor.remaining(), total - 7);
-        parts.push(cursor.take(usize::MAX));
-        assert_eq!(cursor.remaining(), 0);
-        assert_eq!(cursor.take(5).remaining(), 0);
+        parts.push(cursor.take(usize::MAX).unwrap());
+        assert!(cursor.finished());
+        assert_eq!(cursor.take(5).unwrap().remaining(), 0);
         let mut seen = Vec::new();
         for mut part in parts {
             while part.next_batch(2, &mut |e| seen.push(e.name)).unwrap() {}
@@ -457,6 +602,53 @@ mod tests {
         sorted.dedup();
         assert_eq!(seen, sorted, "in order, no repeats");
         assert_eq!(seen.len(), total);
+    }
+
+    #[test]
+    fn a_large_directory_is_read_in_batches_in_directory_order() {
+        let (t, root) = setup();
+        let big = t.path().join("root/big");
+        std::fs::create_dir(&big).unwrap();
+        for i in 0..3000 {
+            std::fs::write(big.join(format!("n{i:05}")), b"").unwrap();
+            std::fs::write(big.join(format!(".h{i:05}")), b"").unwrap();
+        }
+        let mut cursor = root
+            .open_listing_sorted_up_to(&vp("big"), Detail::Names, 100)
+            .unwrap();
+        assert!(!cursor.finished());
+        // Read one getdents buffer (some 1,300 short names) beyond the sort limit, not 6,000.
+        assert!(cursor.remaining() < 2000, "{}", cursor.remaining());
+        cursor.retain(|n| !n.starts_with(b"."));
+        let mut seen = Vec::new();
+        let mut most = 0;
+        while !cursor.finished() {
+            let mut part = cursor.take(250).unwrap();
+            most = most.max(cursor.remaining() + part.remaining());
+            while part.next_batch(64, &mut |e| seen.push(e.name)).unwrap() {}
+        }
+        assert!(most < 2000, "names held at once: {most}");
+        let want: Vec<Vec<u8>> = (0..3000).map(|i| format!("n{i:05}").into_bytes()).collect();
+        seen.sort();
+        assert_eq!(seen, want, "every shown name once, hidden ones never");
+        // The same directory under the default limit is read whole and sorted.
+        let mut names = Vec::new();
+        root.read_dir(&vp("big"), &mut |e| names.push(e.name))
+            .unwrap();
+        assert_eq!(names.len(), 6000);
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted");
+    }
+
+    #[test]
+    fn names_only_listing_does_not_stat() {
+        let (_t, root) = setup();
+        let mut cursor = root
+            .open_listing(&VirtualPath::root(), Detail::Names)
+            .unwrap();
+        let mut got = Vec::new();
+        while cursor.next_batch(3, &mut |e| got.push(e)).unwrap() {}
+        assert!(got.iter().all(|e| e.kind == FileKind::Other && e.size == 0));
+        assert!(got.iter().any(|e| e.name == b"a.txt"));
     }
 
     #[test]

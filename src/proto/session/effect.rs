@@ -61,7 +61,7 @@ pub enum Effect {
         offset: u64,
         ascii: bool,
     },
-    /// Produce a listing of `path` and send it (Data) or report `Outcome::Listing` (Control).
+    /// Produce a listing of `path` and send it (Data) or stream it over the control connection and report `Outcome::Listed` (Control).
     /// `writable`: the MLSD `perm` facts offer write operations. `show`: which entries appear
     /// (upload temporary files never do). `itself` (`ls -d`): list `path` itself, under this name.
     List {
@@ -144,8 +144,10 @@ pub enum Outcome {
     PassiveReady(SocketAddr),
     PassiveFailed,
     Stat(Result<Entry, FileError>),
-    /// The listing for a `ListTarget::Control` request.
-    Listing(Result<Vec<u8>, FileError>),
+    /// A `ListTarget::Control` listing (STAT <path>) has gone out, streamed by the server in
+    /// pieces after `stat_listing_head` (Ok: the reply's last line is due), or failed before any
+    /// of it was sent.
+    Listed(Result<(), FileError>),
     /// The data connection is up and the transfer begins; `size` is known for downloads, `name`
     /// is the name the server picked for STOU.
     TransferStarting {

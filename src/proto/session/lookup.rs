@@ -76,6 +76,10 @@ impl Session {
                 self.cwd = path;
                 Step::reply(ReplyCode::FileActionOkay, "Directory successfully changed.")
             }
+            Err(FileError::Overloaded) => Step {
+                replies: vec![file_error_reply(FileError::Overloaded)],
+                effect: None,
+            },
             _ => Step::reply(ReplyCode::FileUnavailable, "Failed to change directory."),
         }
     }
@@ -145,31 +149,30 @@ impl Session {
         }
     }
 
-    pub(super) fn stat_listed(&self, path: VirtualPath, r: Result<Vec<u8>, FileError>) -> Step {
+    /// The end of STAT <path>: its first line and body went out as the listing was read.
+    pub(super) fn stat_listed(&self, r: Result<(), FileError>) -> Step {
         match r {
-            Ok(bytes) => {
-                let body: Vec<Vec<u8>> = bytes
-                    .split(|&b| b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
-                    .collect();
-                let mut first = b"Status of ".to_vec();
-                first.extend_from_slice(path.as_bytes());
-                first.push(b':');
-                Step {
-                    replies: vec![Reply::multi(
-                        ReplyCode::FileStatus,
-                        first,
-                        body,
-                        "End of status",
-                    )],
-                    effect: None,
-                }
-            }
+            Ok(()) => Step::reply(ReplyCode::FileStatus, "End of status"),
             Err(e) => Step {
                 replies: vec![file_error_reply(e)],
                 effect: None,
             },
         }
+    }
+}
+
+/// STAT <path> over the control connection, streamed: the reply's first line.
+pub fn stat_listing_head(path: &VirtualPath, out: &mut Vec<u8>) {
+    let mut first = b"Status of ".to_vec();
+    first.extend_from_slice(path.as_bytes());
+    first.push(b':');
+    Reply::encode_head(ReplyCode::FileStatus, &first, out);
+}
+
+/// STAT <path>: a piece of LIST lines (each ending in CRLF) as body lines of the reply.
+pub fn stat_listing_body(piece: &[u8], out: &mut Vec<u8>) {
+    for line in piece.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        Reply::encode_body_line(ReplyCode::FileStatus, line, out);
     }
 }

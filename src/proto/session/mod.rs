@@ -38,6 +38,7 @@ use gate::Action;
 pub use gate::Rights;
 use login::Login;
 pub use login::{MAX_ANONYMOUS_PASSWORD_BYTES, Policy, TlsPolicy};
+pub use lookup::{stat_listing_body, stat_listing_head};
 pub use replies::{file_error_reply, line_too_long_reply, parse_error_reply};
 pub use tls::TlsRequirement;
 use tls::TlsState;
@@ -268,7 +269,7 @@ impl Session {
             (Some(Pending::Size), Outcome::Stat(r)) => self.size_checked(r),
             (Some(Pending::Mdtm), Outcome::Stat(r)) => self.mdtm_checked(r),
             (Some(Pending::Mlst(path)), Outcome::Stat(r)) => self.mlst_checked(path, r),
-            (Some(Pending::StatPath(path)), Outcome::Listing(r)) => self.stat_listed(path, r),
+            (Some(Pending::StatPath(_)), Outcome::Listed(r)) => self.stat_listed(r),
             (
                 Some(Pending::Transfer {
                     path,

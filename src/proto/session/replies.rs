@@ -12,6 +12,7 @@ pub fn file_error_reply(e: FileError) -> Reply {
         FileError::QuotaExceeded => ReplyCode::ExceededStorage,
         FileError::NameTooLong => ReplyCode::NameNotAllowed,
         FileError::Busy | FileError::Io(_) => ReplyCode::LocalError,
+        FileError::Overloaded => ReplyCode::FileActionNotTaken,
         FileError::NotFound
         | FileError::Escapes
         | FileError::PermissionDenied
