@@ -3,15 +3,16 @@
 # kernels): `bash tests/kernel/run-in-kernel.sh CMD [ARGS...]`, as root; the exit status is
 # CMD's (125: no guest ran: the kernel package could not be fetched, or the guest wrote no
 # status; 124: timed out). The guest mounts the host's / over virtio-9p, chroots into it and
-# runs CMD in the current directory with the current environment; /tmp in the guest is a
-# fresh ext4 file system on a virtio disk, so page-cache behaviour (posix_fadvise DONTNEED,
-# RWF_NOWAIT) is that of a real block device.
+# runs CMD in the current directory with the current environment. TMPDIR in the guest is a
+# fresh ext4 file system on a virtio disk (mounted in the job's directory, so the host's /tmp,
+# where a checkout may live, stays visible), so page-cache behaviour (posix_fadvise DONTNEED,
+# RWF_NOWAIT) of temporary files is that of a real block device.
 #
 # Default kernel: Debian bookworm's 6.1 (no cachestat, Landlock ABI 2). KMX_KVER picks another
 # linux-image-*-amd64 that apt knows; KMX_CACHE (/var/tmp/kernel-matrix) keeps the unpacked
 # kernel and the initramfs (one per module list); the guest has kernel TLS (tls, AES-GCM,
 # ChaCha20-Poly1305 loaded at boot); KMX_TIMEOUT (1800 s), KMX_MEM (2048 MiB), KMX_SMP (nproc),
-# KMX_TMP_MB (2048: size of the guest's /tmp), KMX_CONSOLE=1 shows the boot log.
+# KMX_TMP_MB (2048: size of the guest's TMPDIR), KMX_CONSOLE=1 shows the boot log.
 # Needs qemu-system-x86, busybox-static, cpio and kmod (installed with apt-get when missing).
 set -euo pipefail
 
@@ -83,11 +84,12 @@ mount -t devtmpfs dev /host/dev
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs shm /host/dev/shm
-mount -t ext4 /dev/vda /host/tmp && chmod 1777 /host/tmp
+mkdir -p "/host$job/scratch"
+mount -t ext4 /dev/vda "/host$job/scratch" && chmod 1777 "/host$job/scratch"
 ip link set lo up
 chroot /host /bin/bash "$job/run.sh" >/dev/ttyS1 2>/dev/ttyS2
 echo $? >/host/$job/rc
-umount /host/tmp
+umount "/host$job/scratch"
 sync
 poweroff -f
 INIT
@@ -102,6 +104,7 @@ trap 'rm -rf "$job"' EXIT
 {
     echo "cd $(printf %q "$(pwd -P)") || exit 125"
     export -p
+    echo "export TMPDIR=$job/scratch"
     printf '%q ' "$@"
     echo
 } >"$job/run.sh"
