@@ -2303,3 +2303,88 @@ fn stat_streams_list_lines_and_large_directories_list_every_name_once() {
     }
     assert_eq!(lines, N + 2);
 }
+
+/// The listing cache (`listing_cache_secs`): a directory whose entries nobody created, removed
+/// or renamed is listed from memory, so an in-place change made outside the server shows only
+/// after the TTL; a new entry shows at once; this server's own writes (an in-place APPE, which
+/// leaves the directory's times alone) show at once; the bytes from memory are the bytes read;
+/// 0 turns it off.
+#[test]
+fn listings_come_from_memory_until_the_directory_or_this_server_changes_them() {
+    let s = common::start_with_users(&[("alice", "access = \"read-write\"")], |c| {
+        c.listing_cache = Duration::from_secs(3600);
+    });
+    let home = s.home("alice");
+    std::fs::create_dir(home.join("d")).unwrap();
+    std::fs::write(home.join("d/a"), b"12345").unwrap();
+    let mut c = s.login_as("alice");
+    let size_of_a = |listing: &str| {
+        common::crlf_lines(listing)
+            .into_iter()
+            .filter_map(common::parse_list_line)
+            .find(|(_, _, name)| name == "a")
+            .map(|(_, size, _)| size)
+    };
+    let first = c.listing("LIST d");
+    assert_eq!(size_of_a(&first), Some(5), "{first}");
+    let (nlst, mlsd) = (c.listing("NLST d"), c.listing("MLSD d"));
+    // Grown in place by someone else: the directory's times stay, so the kept listing is sent.
+    std::fs::write(home.join("d/a"), b"1234567890").unwrap();
+    assert_eq!(c.listing("LIST d"), first, "from memory");
+    assert_eq!(c.listing("NLST d"), nlst);
+    assert_eq!(c.listing("MLSD d"), mlsd);
+    // A new entry changes the directory: read afresh, the grown file included.
+    std::fs::write(home.join("d/b"), b"b").unwrap();
+    let fresh = c.listing("LIST d");
+    assert_eq!(size_of_a(&fresh), Some(10), "{fresh}");
+    assert!(fresh.contains(" b\r\n"), "{fresh}");
+    assert!(c.listing("NLST d").contains("b\r\n"));
+    // Our own in-place append: shown at once although the directory did not change.
+    c.stor("APPE d/a", b"+");
+    assert_eq!(size_of_a(&c.listing("LIST d")), Some(11));
+    // The bytes from memory are exactly what reading the directory gives.
+    let off = common::start(|c| {
+        c.root = home.clone();
+        c.listing_cache = Duration::ZERO;
+    });
+    let mut o = off.login();
+    let (list, nlst, mlsd) = (
+        c.listing("LIST d"),
+        c.listing("NLST d"),
+        c.listing("MLSD d"),
+    );
+    assert_eq!(list, c.listing("LIST d"));
+    assert_eq!(nlst, o.listing("NLST d"));
+    // MLSD's perm facts differ between alice (read-write) and anonymous: compare names only.
+    let names = |m: &str| -> Vec<String> {
+        common::crlf_lines(m)
+            .into_iter()
+            .filter_map(common::parse_facts)
+            .map(|(_, name)| name)
+            .collect()
+    };
+    assert_eq!(names(&mlsd), names(&o.listing("MLSD d")));
+    // Off: an in-place change shows at once.
+    let before = o.listing("LIST d");
+    std::fs::write(home.join("d/a"), b"x").unwrap();
+    let after = o.listing("LIST d");
+    assert_ne!(before, after);
+    assert_eq!(size_of_a(&after), Some(1), "{after}");
+}
+
+/// The TTL bounds how long an in-place change made outside the server stays unseen.
+#[test]
+fn a_kept_listing_expires_after_listing_cache_secs() {
+    let s = common::start(|c| c.listing_cache = Duration::from_secs(1));
+    s.mkdir("d");
+    s.write_file("d/a", b"12345");
+    let mut c = s.login();
+    let first = c.listing("LIST d");
+    s.write_file("d/a", b"1234567890");
+    // Still within the second (both listings take milliseconds).
+    assert_eq!(c.listing("LIST d"), first);
+    std::thread::sleep(Duration::from_millis(1100));
+    let later = c.listing("LIST d");
+    assert_ne!(later, first, "expired: read afresh");
+    assert!(later.contains(" 10 "), "{later}");
+}

@@ -175,6 +175,9 @@ pub struct Config {
     /// of a listing under way, go on a queue of their own (at most one per session), never
     /// refused.
     pub fs_queue_max: usize,
+    /// How long a formatted listing of an unchanged directory is sent again from memory instead
+    /// of reading the directory (`server::listcache`); zero turns the cache off.
+    pub listing_cache: Duration,
 }
 
 /// Longest `banner`: it goes out as one reply line, and lines are capped at 4096 bytes both ways.
@@ -239,6 +242,8 @@ impl Default for Config {
             tls_named: TlsRequirement::Optional,
             ktls: true,
             fs_queue_max: 1024,
+            // Changes to entries made outside the server show within this.
+            listing_cache: Duration::from_secs(2),
         }
     }
 }

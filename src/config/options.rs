@@ -281,6 +281,11 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fs_queue_max: Option<usize>,
+    /// Seconds a formatted listing of an unchanged directory is sent again from memory (0: off);
+    /// the server's own writes always show at once, others' changes to entries within this.
+    #[arg(long, value_name = "SECS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing_cache_secs: Option<u64>,
 }
 
 /// Keys that may stay unset, and what unset means (printed as comments by `--print-config`).
@@ -377,6 +382,7 @@ impl Options {
             tls_named: self.tls_named.or(file.tls_named),
             ktls: self.ktls.or(file.ktls),
             fs_queue_max: self.fs_queue_max.or(file.fs_queue_max),
+            listing_cache_secs: self.listing_cache_secs.or(file.listing_cache_secs),
         }
     }
 
@@ -458,6 +464,9 @@ impl Options {
             tls_named: self.tls_named.unwrap_or(d.tls_named),
             ktls: self.ktls.unwrap_or(d.ktls),
             fs_queue_max: self.fs_queue_max.unwrap_or(d.fs_queue_max),
+            listing_cache: self
+                .listing_cache_secs
+                .map_or(d.listing_cache, Duration::from_secs),
         };
         config.validate()?;
         Ok(config)
@@ -512,6 +521,7 @@ impl Options {
             tls_named: Some(c.tls_named),
             ktls: Some(c.ktls),
             fs_queue_max: Some(c.fs_queue_max),
+            listing_cache_secs: Some(c.listing_cache.as_secs()),
         }
     }
 
@@ -616,6 +626,7 @@ pub const KEYS: &[&str] = &[
     "tls_named",
     "ktls",
     "fs_queue_max",
+    "listing_cache_secs",
 ];
 
 #[cfg(test)]

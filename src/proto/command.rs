@@ -31,7 +31,7 @@ pub enum ProtLevel {
 }
 
 /// Listing flavours sharing one data-connection path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListFormat {
     List,
     Nlst,

@@ -291,7 +291,7 @@ impl ListOptions {
 }
 
 /// Which directory entries a listing shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Visibility {
     /// Names starting with `.` (hidden from `ls` without `-a`/`-A`).
     pub dot_files: bool,
@@ -321,7 +321,7 @@ pub fn nlst_line(out: &mut Vec<u8>, e: &Entry) {
 }
 
 /// Which RFC 3659 facts are enabled (OPTS MLST). Default: all on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Facts {
     pub type_: bool,
     pub size: bool,

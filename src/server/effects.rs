@@ -98,6 +98,7 @@ impl Shard {
                     writable,
                     show,
                     itself,
+                    cache_ttl: conn.config.listing_cache,
                 };
                 if target == ListTarget::Data {
                     conn.transfer =

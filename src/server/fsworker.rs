@@ -6,10 +6,12 @@
 use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use nix::sys::eventfd::EventFd;
 
+use super::listcache::{self, ListCache};
 use crate::proto::command::ListFormat;
 use crate::proto::entry::{Entry, FileKind};
 use crate::proto::error::FileError;
@@ -69,6 +71,26 @@ pub enum Job {
 pub struct More {
     cursor: DirCursor,
     parts: Vec<Vec<u8>>,
+    /// The listing so far, to keep once it is complete (`listcache`), while it stays small
+    /// enough to keep.
+    capture: Option<Box<Capture>>,
+}
+
+struct Capture {
+    key: listcache::Key,
+    bytes: Vec<u8>,
+    started: Instant,
+}
+
+impl Capture {
+    /// Add a piece; give up once the listing is too large to keep.
+    fn add(mut self: Box<Self>, piece: &[u8]) -> Option<Box<Capture>> {
+        if self.bytes.len() + piece.len() > listcache::MAX_ENTRY_BYTES {
+            return None;
+        }
+        self.bytes.extend_from_slice(piece);
+        Some(self)
+    }
 }
 
 pub enum Done {
@@ -117,6 +139,9 @@ pub struct ListRequest {
     pub show: Visibility,
     /// `ls -d`: list `path` itself, under this name.
     pub itself: Option<Vec<u8>>,
+    /// How long a kept listing of the same directory may be sent instead (`listcache`);
+    /// zero: never.
+    pub cache_ttl: Duration,
 }
 
 /// A way into a shard from another thread: a channel plus the eventfd that wakes the shard's
@@ -254,6 +279,8 @@ struct Helpers {
     tx: Sender<Arc<Share>>,
     /// The other helpers: at most this many parts are worth offering.
     others: usize,
+    /// Listings kept for reuse, shared by every helper.
+    cache: Arc<ListCache>,
 }
 
 impl Pool {
@@ -267,12 +294,14 @@ impl Pool {
         let mut threads = Vec::new();
         let (help_tx, help_rx) = crossbeam_channel::unbounded::<Arc<Share>>();
         let mailboxes = Arc::new(mailboxes);
+        let cache = Arc::new(ListCache::default());
         for i in 0..workers {
             let (rx, reserved_rx, help_rx): (Receiver<Request>, Receiver<Request>, _) =
                 (rx.clone(), reserved_rx.clone(), help_rx.clone());
             let helpers = Helpers {
                 tx: help_tx.clone(),
                 others: workers - 1,
+                cache: Arc::clone(&cache),
             };
             let mailboxes = Arc::clone(&mailboxes);
             let t = thread::Builder::new()
@@ -379,6 +408,13 @@ fn hidden(path: &VirtualPath) -> bool {
 }
 
 fn run(root: &Arc<Root>, helpers: &Helpers, job: Job) -> Done {
+    // Whatever this server changes shows in the next listing at once: kept listings go.
+    if matches!(
+        job,
+        Job::Fs(_) | Job::Create { .. } | Job::Commit { .. } | Job::Discard { .. }
+    ) {
+        helpers.cache.clear();
+    }
     match job {
         Job::Stat(path) if hidden(&path) => Done::Stat(Err(FileError::NotFound)),
         Job::Open(path) if hidden(&path) => Done::Open(Err(FileError::NotFound)),
@@ -508,10 +544,29 @@ fn list(
         list_line(&mut out, request, &e);
         return Ok((out, None));
     }
-    let (mut cursor, mut spares) = match more {
-        Some(More { cursor, parts }) => (cursor, parts),
-        None => match root.open_listing(path, detail(format)) {
-            Ok(mut c) => {
+    let (mut cursor, mut spares, capture) = match more {
+        Some(More {
+            cursor,
+            parts,
+            capture,
+        }) => (cursor, parts, capture),
+        None => match root.open_dir(path) {
+            Ok(dir) => {
+                let started = Instant::now();
+                let key = (!control && !request.cache_ttl.is_zero()).then_some(listcache::Key {
+                    dir: dir.version,
+                    format,
+                    facts,
+                    writable,
+                    show: request.show,
+                });
+                if let Some(kept) =
+                    key.and_then(|k| helpers.cache.get(&k, request.cache_ttl, started))
+                {
+                    out.extend_from_slice(&kept);
+                    return Ok((out, None));
+                }
+                let mut c = dir.read(detail(format))?;
                 // Hidden names are dropped before they cost an lstat; uploads in progress are
                 // nobody's business, whatever the options.
                 let show = request.show;
@@ -531,7 +586,16 @@ fn list(
                         list_line(&mut out, request, &up);
                     }
                 }
-                (c, Vec::new())
+                // Only a directory read whole (sorted, at most `SORT_MAX_NAMES`) is kept: a larger
+                // one streams in bounded memory, and a copy of it would not be.
+                let capture = key.filter(|_| c.all_read()).map(|key| {
+                    Box::new(Capture {
+                        key,
+                        bytes: Vec::new(),
+                        started,
+                    })
+                });
+                (c, Vec::new(), capture)
             }
             Err(FileError::NotADirectory) if format != ListFormat::Mlsd => {
                 let e = root.stat(path)?;
@@ -554,7 +618,14 @@ fn list(
             }
         }
         let parts = spares;
-        return Ok((out, Some(More { cursor, parts })));
+        return Ok((
+            out,
+            Some(More {
+                cursor,
+                parts,
+                capture: None,
+            }),
+        ));
     }
     let mut piece = cursor.take(LIST_BATCH)?;
     // Offer all but the first part to the other helpers, format the first here, then collect the
@@ -594,7 +665,21 @@ fn list(
     }
     result?;
     let parts = spares;
-    Ok((out, (!cursor.finished()).then_some(More { cursor, parts })))
+    let capture = capture.and_then(|c| c.add(&out));
+    if cursor.finished() {
+        if let Some(c) = capture {
+            helpers.cache.put(c.key, c.bytes, c.started);
+        }
+        return Ok((out, None));
+    }
+    Ok((
+        out,
+        Some(More {
+            cursor,
+            parts,
+            capture,
+        }),
+    ))
 }
 
 /// What a listing format needs to know of each entry.

@@ -29,6 +29,7 @@ mod effects;
 mod event_loop;
 pub mod fsworker;
 mod limits;
+mod listcache;
 mod logins;
 mod pump;
 mod records;

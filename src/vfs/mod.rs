@@ -148,19 +148,68 @@ impl Root {
         detail: Detail,
         sort_max: usize,
     ) -> Result<DirCursor, FileError> {
+        self.open_dir(path)?.read_sorted_up_to(detail, sort_max)
+    }
+
+    /// Open `path` as a directory to list, reading no name yet: its own entry and version come
+    /// first (a listing cache may make reading the names unnecessary).
+    pub fn open_dir(&self, path: &VirtualPath) -> Result<OpenDir, FileError> {
         let dir = self.open_at(path, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let this = Box::new(entry_from_stat(display_name(path), &fstat(&dir)?));
+        let st = fstat(&dir)?;
+        Ok(OpenDir {
+            this: Box::new(entry_from_stat(display_name(path), &st)),
+            version: DirVersion {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                mtime: (st.st_mtime, st.st_mtime_nsec),
+                ctime: (st.st_ctime, st.st_ctime_nsec),
+            },
+            fd: dir,
+            root: Arc::clone(&self.fd),
+            path: path.clone(),
+        })
+    }
+}
+
+/// What identifies one state of a directory's name list: which directory (device and inode),
+/// and its modification and change times to the nanosecond. Creating, removing or renaming an
+/// entry changes them; changing an entry's content or attributes does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DirVersion {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+/// A directory opened for a listing, its names not read yet.
+pub struct OpenDir {
+    pub this: Box<Entry>,
+    pub version: DirVersion,
+    fd: OwnedFd,
+    root: Arc<OwnedFd>,
+    path: VirtualPath,
+}
+
+impl OpenDir {
+    /// Read the names: all of them, sorted, for a directory of at most [`SORT_MAX_NAMES`];
+    /// the first batch of a larger one (listed in directory order).
+    pub fn read(self, detail: Detail) -> Result<DirCursor, FileError> {
+        self.read_sorted_up_to(detail, SORT_MAX_NAMES)
+    }
+
+    fn read_sorted_up_to(self, detail: Detail, sort_max: usize) -> Result<DirCursor, FileError> {
         let mut cursor = DirCursor {
             dir: Arc::new(Dir {
-                fd: dir,
-                root: Arc::clone(&self.fd),
-                path: path.clone(),
+                fd: self.fd,
+                root: self.root,
+                path: self.path,
                 detail,
             }),
             names: Names::default(),
             more: true,
             keep: None,
-            this,
+            this: self.this,
         };
         cursor.fill(sort_max.saturating_add(1))?;
         if !cursor.more {
@@ -228,6 +277,12 @@ impl DirCursor {
     /// Names read and not yet visited (the directory may hold more: see `finished`).
     pub fn remaining(&self) -> usize {
         self.names.len()
+    }
+
+    /// Every name of the directory has been read (it was small enough to read at once and
+    /// sort, or the last batch is in).
+    pub fn all_read(&self) -> bool {
+        !self.more
     }
 
     /// Every name has been visited or handed to a part.
