@@ -2388,3 +2388,34 @@ fn a_kept_listing_expires_after_listing_cache_secs() {
     assert_ne!(later, first, "expired: read afresh");
     assert!(later.contains(" 10 "), "{later}");
 }
+
+/// A directory listed under one root is never sent from memory under another: LIST shows a
+/// link's target only where it stays inside the root, so the same directory lists differently
+/// for anonymous users (root `/`, the target inside) and for alice (root `/pub`, outside hers).
+#[test]
+fn a_kept_listing_is_never_sent_under_another_root() {
+    let s = common::start(|c| {
+        c.listing_cache = Duration::from_secs(3600);
+        let pub_dir = c.root.join("pub");
+        std::fs::create_dir(&pub_dir).unwrap();
+        std::fs::create_dir(c.root.join("other")).unwrap();
+        std::os::unix::fs::symlink("../other", pub_dir.join("up")).unwrap();
+        let users = c.root.join("users.toml");
+        common::write_users_file(
+            &users,
+            &[common::UserSpec {
+                name: "alice",
+                root: &pub_dir,
+                extra: "access = \"read-only\"",
+            }],
+        );
+        c.users_file = Some(users);
+    });
+    let mut anon = s.login();
+    let theirs = anon.listing("LIST pub");
+    assert!(theirs.contains("up -> ../other"), "{theirs}");
+    let mut alice = s.connect();
+    alice.login_as("alice", common::USER_PASSWORD);
+    let hers = alice.listing("LIST");
+    assert!(hers.contains(" up\r\n") && !hers.contains("->"), "{hers}");
+}

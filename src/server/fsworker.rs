@@ -554,6 +554,7 @@ fn list(
             Ok(dir) => {
                 let started = Instant::now();
                 let key = (!control && !request.cache_ttl.is_zero()).then_some(listcache::Key {
+                    root: root.id(),
                     dir: dir.version,
                     format,
                     facts,

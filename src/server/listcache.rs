@@ -32,6 +32,9 @@ pub const MAX_ENTRIES: usize = 4096;
 /// What a listing's bytes depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
+    /// The served root the listing was made under (its device and inode): link targets show
+    /// only where they stay inside it, so the same directory may list differently under another.
+    pub root: (u64, u64),
     pub dir: DirVersion,
     pub format: ListFormat,
     pub facts: Facts,
@@ -126,6 +129,7 @@ mod tests {
 
     fn key(ino: u64) -> Key {
         Key {
+            root: (1, 2),
             dir: DirVersion {
                 dev: 1,
                 ino,

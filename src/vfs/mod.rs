@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -72,6 +72,9 @@ impl From<Errno> for FileError {
 pub struct Root {
     /// Shared with listings in progress, which resolve link targets beneath it.
     fd: Arc<OwnedFd>,
+    /// The root directory's device and inode: what a listing shows can depend on the root it is
+    /// made under (link targets are shown only where they stay inside it).
+    id: (u64, u64),
 }
 
 impl Root {
@@ -81,9 +84,16 @@ impl Root {
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
             .open(dir)?;
+        let meta = file.metadata()?;
         Ok(Root {
+            id: (meta.dev(), meta.ino()),
             fd: Arc::new(file.into()),
         })
+    }
+
+    /// The root directory's device and inode.
+    pub fn id(&self) -> (u64, u64) {
+        self.id
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
