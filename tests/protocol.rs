@@ -2375,15 +2375,16 @@ fn listings_come_from_memory_until_the_directory_or_this_server_changes_them() {
 /// The TTL bounds how long an in-place change made outside the server stays unseen.
 #[test]
 fn a_kept_listing_expires_after_listing_cache_secs() {
-    let s = common::start(|c| c.listing_cache = Duration::from_secs(1));
+    let s = common::start(|c| c.listing_cache = Duration::from_secs(2));
     s.mkdir("d");
     s.write_file("d/a", b"12345");
     let mut c = s.login();
     let first = c.listing("LIST d");
     s.write_file("d/a", b"1234567890");
-    // Still within the second (both listings take milliseconds).
+    // Still within the TTL (both listings take milliseconds).
     assert_eq!(c.listing("LIST d"), first);
-    std::thread::sleep(Duration::from_millis(1100));
+    // Waiting out the TTL is the behaviour under test, not a synchronisation.
+    std::thread::sleep(Duration::from_millis(2100));
     let later = c.listing("LIST d");
     assert_ne!(later, first, "expired: read afresh");
     assert!(later.contains(" 10 "), "{later}");

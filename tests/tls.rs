@@ -610,15 +610,7 @@ impl Client {
     }
 
     fn try_implicit(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<Client> {
-        let sock = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
-        sock.set_read_timeout(Some(TIMEOUT)).unwrap();
-        sock.set_nodelay(true).unwrap();
-        let mut c = Client {
-            plain: Some(sock),
-            tls: None,
-            config,
-            peer: addr,
-        };
+        let mut c = Client::open(addr, config);
         c.try_handshake()?;
         let (code, text) = c.reply();
         assert_eq!(code, 220, "{text}");

@@ -271,9 +271,10 @@ pub fn recv_record(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Incoming>
         }
     };
     let mut record_type = None;
-    // SAFETY: the kernel filled msg_control/msg_controllen; CMSG_FIRSTHDR returns null or a
-    // header inside `control`, and CMSG_DATA of a SOL_TLS/TLS_GET_RECORD_TYPE header points at
-    // its one byte of data, inside `control` (its cmsg_len is checked first).
+    // The kernel filled msg_control/msg_controllen; CMSG_FIRSTHDR returns null or a header
+    // inside `control`, and CMSG_DATA of a SOL_TLS/TLS_GET_RECORD_TYPE header points at its one
+    // byte of data, inside `control` (its cmsg_len is checked first).
+    // SAFETY: every pointer read below stays inside `control`, as said above.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         if !cmsg.is_null()

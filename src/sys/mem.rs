@@ -30,10 +30,10 @@ impl Blocks {
 
     pub fn blocks(&mut self) -> &mut [Block] {
         const { assert!(size_of::<Block>() == 1024 && align_of::<Block>() <= 4096) };
-        // SAFETY: the mapping is page-aligned (at least Block's alignment, checked above) and
+        // The mapping is page-aligned (at least Block's alignment, checked above) and
         // `count * size_of::<Block>()` bytes long; Block is 128 plain u64 words, so the zeroed
-        // (or earlier written) bytes are valid Blocks; `&mut self` keeps the mapping alive and
-        // unaliased for the slice's lifetime.
+        // (or earlier written) bytes are valid Blocks.
+        // SAFETY: aligned, sized and valid as above; `&mut self` keeps the mapping alive and unaliased.
         unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().cast::<Block>(), self.count) }
     }
 }

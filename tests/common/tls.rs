@@ -135,17 +135,22 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> Client {
+        let mut c = Client::open(addr, config);
+        assert_eq!(c.reply().0, 220);
+        c
+    }
+
+    /// A TCP connection to `addr`, nothing read or sent yet.
+    pub fn open(addr: SocketAddr, config: Arc<ClientConfig>) -> Client {
         let sock = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
         sock.set_read_timeout(Some(TIMEOUT)).unwrap();
         sock.set_nodelay(true).unwrap();
-        let mut c = Client {
+        Client {
             plain: Some(sock),
             tls: None,
             config,
             peer: addr,
-        };
-        assert_eq!(c.reply().0, 220);
-        c
+        }
     }
 
     pub fn stream(&mut self) -> &mut dyn ReadWrite {
