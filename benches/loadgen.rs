@@ -535,7 +535,13 @@ impl Ftp {
         let mut data = self.open_data()?;
         self.start_transfer(&format!("RETR {path}"))?;
         let n = match &self.tls {
-            None => drain(&mut data, sink)?,
+            None => {
+                let n = drain(&mut data, sink)?;
+                // Closed at EOF, before the 226 is read, as curl and lftp do: proftpd half-closes
+                // and then waits (TimeoutLinger, 10 s) for the client's close before its 226.
+                drop(data);
+                n
+            }
             Some(config) => tls::drain(config, data, sink)?,
         };
         self.finish_transfer("RETR")?;
