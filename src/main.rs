@@ -319,6 +319,9 @@ struct LockDown {
 }
 
 fn main() -> ExitCode {
+    // Before the heap grows: see `sys::mem::no_transparent_huge_pages` (a kernel without THP
+    // refuses nothing here; an error only means huge pages stay as the kernel has them).
+    let _ = ringftpd::sys::mem::no_transparent_huge_pages();
     let cli = Cli::parse_args();
     if let Some(Cmd::HashPassword) = cli.command {
         return hash_password();

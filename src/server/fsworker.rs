@@ -567,11 +567,12 @@ fn list(
                     out.extend_from_slice(&kept);
                     return Ok((out, None));
                 }
-                let mut c = dir.read(detail(format))?;
-                // Hidden names are dropped before they cost an lstat; uploads in progress are
-                // nobody's business, whatever the options.
+                // Hidden names are dropped as they are read, before they cost an lstat; uploads
+                // in progress are nobody's business, whatever the options.
                 let show = request.show;
-                c.retain(move |n| show.shows(n) && !crate::vfs::is_temp_name(n));
+                let c = dir.read_keeping(detail(format), move |n| {
+                    show.shows(n) && !crate::vfs::is_temp_name(n)
+                })?;
                 if format == ListFormat::Mlsd && facts.type_ {
                     // RFC 3659 section 7.5.1.2: describe the listed directory itself as "cdir".
                     listing::mlsx_line(&mut out, &c.this, b".", MlsdRole::Cdir, facts, writable);
@@ -613,7 +614,7 @@ fn list(
         // Over the control connection: one small piece at a time (the shard asks for the next
         // once the client has read this one), formatted here without splitting.
         while out.len() < CONTROL_PIECE_BYTES {
-            let visit = &mut |e: Entry| list_line(&mut out, request, &e);
+            let visit = &mut |e: &Entry| list_line(&mut out, request, e);
             if !cursor.next_batch(CONTROL_STEP, visit)? {
                 return Ok((out, None));
             }
@@ -727,6 +728,6 @@ fn format_into(
     mut part: DirCursor,
 ) -> Result<(), FileError> {
     // Hidden names and upload temporary files were dropped when the listing was opened.
-    part.next_batch(usize::MAX, &mut |e: Entry| list_line(out, request, &e))?;
+    part.next_batch(usize::MAX, &mut |e: &Entry| list_line(out, request, e))?;
     Ok(())
 }

@@ -135,7 +135,7 @@ impl Root {
     pub fn read_dir(
         &self,
         path: &VirtualPath,
-        visit: &mut dyn FnMut(Entry),
+        visit: &mut dyn FnMut(&Entry),
     ) -> Result<Entry, FileError> {
         let mut cursor = self.open_listing(path, Detail::Full)?;
         while cursor.next_batch(usize::MAX, visit)? {}
@@ -158,7 +158,8 @@ impl Root {
         detail: Detail,
         sort_max: usize,
     ) -> Result<DirCursor, FileError> {
-        self.open_dir(path)?.read_sorted_up_to(detail, sort_max)
+        self.open_dir(path)?
+            .read_sorted_up_to(detail, sort_max, None)
     }
 
     /// Open `path` as a directory to list, reading no name yet: its own entry and version come
@@ -205,10 +206,25 @@ impl OpenDir {
     /// Read the names: all of them, sorted, for a directory of at most [`SORT_MAX_NAMES`];
     /// the first batch of a larger one (listed in directory order).
     pub fn read(self, detail: Detail) -> Result<DirCursor, FileError> {
-        self.read_sorted_up_to(detail, SORT_MAX_NAMES)
+        self.read_sorted_up_to(detail, SORT_MAX_NAMES, None)
     }
 
-    fn read_sorted_up_to(self, detail: Detail, sort_max: usize) -> Result<DirCursor, FileError> {
+    /// `read`, keeping only the names `keep` accepts, now and as the listing goes on (as
+    /// `DirCursor::retain`, but no name it drops is ever stored).
+    pub fn read_keeping(
+        self,
+        detail: Detail,
+        keep: impl Fn(&[u8]) -> bool + Send + 'static,
+    ) -> Result<DirCursor, FileError> {
+        self.read_sorted_up_to(detail, SORT_MAX_NAMES, Some(Box::new(keep)))
+    }
+
+    fn read_sorted_up_to(
+        self,
+        detail: Detail,
+        sort_max: usize,
+        keep: Option<Keep>,
+    ) -> Result<DirCursor, FileError> {
         let mut cursor = DirCursor {
             dir: Arc::new(Dir {
                 fd: self.fd,
@@ -218,7 +234,7 @@ impl OpenDir {
             }),
             names: Names::default(),
             more: true,
-            keep: None,
+            keep,
             this: self.this,
         };
         cursor.fill(sort_max.saturating_add(1))?;
@@ -315,7 +331,9 @@ impl DirCursor {
         while self.more && self.names.len() < want {
             let (names, keep) = (&mut self.names, &self.keep);
             self.more = fs::dir_entries_chunk(self.dir.fd.as_fd(), &mut buf, &mut |name, _| {
-                let sendable = !name.contains(&b'\r') && !name.contains(&b'\n');
+                // A name longer than NAME_MAX could not be opened by name anyway.
+                let sendable =
+                    name.len() <= NAME_MAX && !name.iter().any(|&b| b == b'\r' || b == b'\n');
                 if sendable && keep.as_ref().is_none_or(|k| k(name)) {
                     names.push(name);
                 }
@@ -342,12 +360,14 @@ impl DirCursor {
     }
 
     /// Visit up to `max` more entries (`lstat`ed unless the listing wants names only); returns
-    /// whether any are left.
+    /// whether any are left. One `Entry` is filled in for each visit in turn, so visiting costs
+    /// no allocation per name.
     pub fn next_batch(
         &mut self,
         max: usize,
-        visit: &mut dyn FnMut(Entry),
+        visit: &mut dyn FnMut(&Entry),
     ) -> Result<bool, FileError> {
+        let mut e = Entry::named(Vec::new());
         let mut left = max;
         while left > 0 {
             if self.names.len() == 0 {
@@ -357,19 +377,21 @@ impl DirCursor {
                 break;
             };
             left -= 1;
+            e.name.clear();
+            e.name.extend_from_slice(name);
             // Relative to the directory fd: no path re-resolution, so no escape or rename race.
             let dir = &*self.dir;
             if dir.detail == Detail::Names {
-                visit(Entry::named(name));
+                visit(&e);
                 continue;
             }
-            match fstatat(&dir.fd, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            match fstatat(&dir.fd, e.name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => {
-                    let mut e = entry_from_stat(name, &st);
+                    set_from_stat(&mut e, &st);
                     if dir.detail == Detail::LinkTargets && e.kind == FileKind::Symlink {
                         e.link = link::target(dir.root.as_fd(), &dir.path, dir.fd.as_fd(), &e.name);
                     }
-                    visit(e)
+                    visit(&e)
                 }
                 Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(e.into()),
@@ -379,9 +401,13 @@ impl DirCursor {
     }
 }
 
-/// Names read from a directory and not yet listed, one after another in one buffer, each ending
-/// in a NUL (which no name holds): a batch costs one allocation, not one per name, and the buffer
-/// is reused as the listing goes on.
+/// The longest name a Linux file system hands out for lookup (`NAME_MAX`): a name's length then
+/// fits the one byte that `Names` keeps before it.
+const NAME_MAX: usize = 255;
+
+/// Names read from a directory and not yet listed, one after another in one buffer, each after
+/// a byte holding its length: a batch costs one allocation, not one per name, finding the next
+/// name needs no scan, and the buffer is reused as the listing goes on.
 #[derive(Default)]
 struct Names {
     bytes: Vec<u8>,
@@ -390,37 +416,69 @@ struct Names {
     count: usize,
 }
 
+/// The names stored in `bytes` (length byte, name, ...), `count` of them.
+struct NameIter<'a> {
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Iterator for NameIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.count == 0 {
+            return None;
+        }
+        let (&len, rest) = self.bytes.split_first()?;
+        let (name, rest) = rest.split_at(usize::from(len));
+        self.bytes = rest;
+        self.count -= 1;
+        Some(name)
+    }
+}
+
 impl Names {
     fn len(&self) -> usize {
         self.count
     }
 
+    /// Add `name` (at most `NAME_MAX` bytes: the caller skips longer ones).
     fn push(&mut self, name: &[u8]) {
         if self.start > 0 && self.start >= self.bytes.len() / 2 {
             // Reuse the front of the buffer rather than growing it.
             self.bytes.drain(..self.start);
             self.start = 0;
         }
+        debug_assert!(name.len() <= NAME_MAX);
+        self.bytes.push(name.len() as u8);
         self.bytes.extend_from_slice(name);
-        self.bytes.push(0);
         self.count += 1;
     }
 
-    fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let rest = &self.bytes[self.start..];
-        rest.split(|&b| b == 0).take(self.count)
+    fn iter(&self) -> NameIter<'_> {
+        NameIter {
+            bytes: &self.bytes[self.start..],
+            count: self.count,
+        }
     }
 
-    fn pop_front(&mut self) -> Option<Vec<u8>> {
-        let name = self.iter().next()?.to_vec();
-        self.start += name.len() + 1;
+    fn pop_front(&mut self) -> Option<&[u8]> {
+        if self.count == 0 {
+            return None;
+        }
+        let at = self.start;
+        let len = usize::from(self.bytes[at]);
+        self.start += 1 + len;
         self.count -= 1;
-        Some(name)
+        Some(&self.bytes[at + 1..at + 1 + len])
     }
 
-    /// The first `n` names (fewer if there are fewer), as a buffer of their own.
+    /// The first `n` names (fewer if there are fewer), as a buffer of their own; all of them
+    /// move without a copy.
     fn split_off_front(&mut self, n: usize) -> Names {
-        let n = n.min(self.count);
+        if n >= self.count {
+            return std::mem::take(self);
+        }
         let len: usize = self.iter().take(n).map(|name| name.len() + 1).sum();
         let front = Names {
             bytes: self.bytes[self.start..self.start + len].to_vec(),
@@ -486,25 +544,29 @@ fn display_name(path: &VirtualPath) -> Vec<u8> {
 // so the widening casts are only no-ops on x86_64.
 #[allow(clippy::unnecessary_cast)]
 pub fn entry_from_stat(name: Vec<u8>, st: &libc::stat) -> Entry {
-    let kind = match st.st_mode & libc::S_IFMT {
+    let mut e = Entry::named(name);
+    set_from_stat(&mut e, st);
+    e
+}
+
+/// Everything of `e` but its name from a stat buffer (see `entry_from_stat`); `link` is cleared.
+#[allow(clippy::unnecessary_cast)]
+fn set_from_stat(e: &mut Entry, st: &libc::stat) {
+    e.kind = match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => FileKind::File,
         libc::S_IFDIR => FileKind::Dir,
         libc::S_IFLNK => FileKind::Symlink,
         _ => FileKind::Other,
     };
-    Entry {
-        name,
-        kind,
-        size: u64::try_from(st.st_size).unwrap_or(0),
-        mtime: st.st_mtime as i64,
-        mode: st.st_mode & 0o7777,
-        nlink: st.st_nlink as u64,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        dev: st.st_dev as u64,
-        ino: st.st_ino as u64,
-        link: None,
-    }
+    e.size = u64::try_from(st.st_size).unwrap_or(0);
+    e.mtime = st.st_mtime as i64;
+    e.mode = st.st_mode & 0o7777;
+    e.nlink = st.st_nlink as u64;
+    e.uid = st.st_uid;
+    e.gid = st.st_gid;
+    e.dev = st.st_dev as u64;
+    e.ino = st.st_ino as u64;
+    e.link = None;
 }
 
 #[cfg(test)]
@@ -558,7 +620,7 @@ mod tests {
         let (_t, root) = setup();
         let mut got = Vec::new();
         let own = root
-            .read_dir(&VirtualPath::root(), &mut |e| got.push(e))
+            .read_dir(&VirtualPath::root(), &mut |e| got.push(e.clone()))
             .unwrap();
         assert_eq!((own.kind, own.name.as_slice()), (FileKind::Dir, &b"/"[..]));
         let names: Vec<&[u8]> = got.iter().map(|e| e.name.as_slice()).collect();
@@ -638,7 +700,7 @@ mod tests {
         let mut last = Vec::new();
         root.read_dir(&vp("big"), &mut |e| {
             assert!(e.name > last, "sorted");
-            last = e.name;
+            last = e.name.clone();
             n += 1;
         })
         .unwrap();
@@ -660,7 +722,10 @@ mod tests {
         assert_eq!(cursor.take(5).unwrap().remaining(), 0);
         let mut seen = Vec::new();
         for mut part in parts {
-            while part.next_batch(2, &mut |e| seen.push(e.name)).unwrap() {}
+            while part
+                .next_batch(2, &mut |e| seen.push(e.name.clone()))
+                .unwrap()
+            {}
         }
         let mut sorted = seen.clone();
         sorted.sort();
@@ -690,7 +755,10 @@ mod tests {
         while !cursor.finished() {
             let mut part = cursor.take(250).unwrap();
             most = most.max(cursor.remaining() + part.remaining());
-            while part.next_batch(64, &mut |e| seen.push(e.name)).unwrap() {}
+            while part
+                .next_batch(64, &mut |e| seen.push(e.name.clone()))
+                .unwrap()
+            {}
         }
         assert!(most < 2000, "names held at once: {most}");
         let want: Vec<Vec<u8>> = (0..3000).map(|i| format!("n{i:05}").into_bytes()).collect();
@@ -698,7 +766,7 @@ mod tests {
         assert_eq!(seen, want, "every shown name once, hidden ones never");
         // The same directory under the default limit is read whole and sorted.
         let mut names = Vec::new();
-        root.read_dir(&vp("big"), &mut |e| names.push(e.name))
+        root.read_dir(&vp("big"), &mut |e| names.push(e.name.clone()))
             .unwrap();
         assert_eq!(names.len(), 6000);
         assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted");
@@ -711,9 +779,32 @@ mod tests {
             .open_listing(&VirtualPath::root(), Detail::Names)
             .unwrap();
         let mut got = Vec::new();
-        while cursor.next_batch(3, &mut |e| got.push(e)).unwrap() {}
+        while cursor.next_batch(3, &mut |e| got.push(e.clone())).unwrap() {}
         assert!(got.iter().all(|e| e.kind == FileKind::Other && e.size == 0));
         assert!(got.iter().any(|e| e.name == b"a.txt"));
+    }
+
+    #[test]
+    fn names_keep_every_length_up_to_name_max() {
+        let all: Vec<Vec<u8>> = (0..=NAME_MAX)
+            .map(|n| vec![b'a' + (n % 26) as u8; n])
+            .collect();
+        let mut names = Names::default();
+        for n in &all {
+            names.push(n);
+        }
+        assert_eq!(names.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(), all);
+        let front = names.split_off_front(100);
+        assert_eq!(
+            front.iter().collect::<Vec<_>>(),
+            all[..100].iter().map(Vec::as_slice).collect::<Vec<_>>()
+        );
+        assert_eq!(names.pop_front(), Some(all[100].as_slice()));
+        let rest = names.split_off_front(usize::MAX);
+        assert_eq!(rest.len(), all.len() - 101);
+        assert_eq!(rest.iter().last(), Some(all[NAME_MAX].as_slice()));
+        assert_eq!(names.len(), 0);
+        assert_eq!(names.pop_front(), None);
     }
 
     #[test]
