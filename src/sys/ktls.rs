@@ -90,9 +90,38 @@ impl Cipher {
     }
 }
 
-/// One direction's keys as `setsockopt(SOL_TLS, TLS_TX)` takes them.
-#[derive(Clone, Copy)]
+/// One direction's keys as `setsockopt(SOL_TLS, TLS_TX)` takes them; the key material is
+/// overwritten with zeros when it is dropped, once the kernel has its copy.
 pub struct CryptoInfo(sockopt::TlsCryptoInfo);
+
+impl Drop for CryptoInfo {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl CryptoInfo {
+    /// Overwrite the key, salt and IV with zeros (what dropping does).
+    fn wipe(&mut self) {
+        use zeroize::Zeroize;
+        match &mut self.0 {
+            sockopt::TlsCryptoInfo::Aes128Gcm(i) => {
+                i.key.zeroize();
+                i.salt.zeroize();
+                i.iv.zeroize();
+            }
+            sockopt::TlsCryptoInfo::Aes256Gcm(i) => {
+                i.key.zeroize();
+                i.salt.zeroize();
+                i.iv.zeroize();
+            }
+            sockopt::TlsCryptoInfo::Chacha20Poly1305(i) => {
+                i.key.zeroize();
+                i.iv.zeroize();
+            }
+        }
+    }
+}
 
 /// A key or IV of the wrong length for its cipher (a bug in the caller, never the peer's doing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -511,6 +540,27 @@ mod tests {
         assert!(salt.is_empty());
         assert_eq!(whole, iv, "ChaCha20: the whole 12-byte IV");
         assert_eq!(seq[7], 3);
+    }
+
+    #[test]
+    fn dropped_keys_are_wiped() {
+        for cipher in [
+            Cipher::Aes128Gcm,
+            Cipher::Aes256Gcm,
+            Cipher::Chacha20Poly1305,
+        ] {
+            let key = vec![0xA5; cipher.key_len()];
+            let mut info = CryptoInfo::new(Version::Tls13, cipher, &key, &[0x5A; 12], 7).unwrap();
+            let (_, _, k, _, _, _) = fields(&info);
+            assert!(k.iter().all(|&b| b == 0xA5), "{}", cipher.name());
+            info.wipe();
+            let (_, _, k, salt, iv, _) = fields(&info);
+            assert!(
+                k.iter().chain(&salt).chain(&iv).all(|&b| b == 0),
+                "{}",
+                cipher.name()
+            );
+        }
     }
 
     #[test]
