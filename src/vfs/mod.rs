@@ -540,9 +540,6 @@ fn display_name(path: &VirtualPath) -> Vec<u8> {
 
 /// Build an Entry from a stat buffer: kind from `S_IFMT`, size, mtime, `mode & 0o7777`, nlink,
 /// uid, gid, dev, ino.
-// The libc field types differ by architecture (nlink_t is u32 on aarch64, time_t i32 on 32-bit),
-// so the widening casts are only no-ops on x86_64.
-#[allow(clippy::unnecessary_cast)]
 pub fn entry_from_stat(name: Vec<u8>, st: &libc::stat) -> Entry {
     let mut e = Entry::named(name);
     set_from_stat(&mut e, st);
@@ -550,6 +547,8 @@ pub fn entry_from_stat(name: Vec<u8>, st: &libc::stat) -> Entry {
 }
 
 /// Everything of `e` but its name from a stat buffer (see `entry_from_stat`); `link` is cleared.
+// The libc field types differ by architecture (nlink_t is u32 on aarch64, time_t i32 on 32-bit),
+// so the widening casts are only no-ops on x86_64.
 #[allow(clippy::unnecessary_cast)]
 fn set_from_stat(e: &mut Entry, st: &libc::stat) {
     e.kind = match st.st_mode & libc::S_IFMT {
