@@ -26,6 +26,8 @@ pub(super) enum Kind {
     DataFill = 16,
     /// The shard's timer for password checks waiting for their account's turn.
     LoginTurn = 17,
+    /// A path command's lookup (SIZE, MDTM, CWD, MLST, RNFR...) opened on the ring.
+    Looked = 18,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             15 => Kind::Opened,
             16 => Kind::DataFill,
             17 => Kind::LoginTurn,
+            18 => Kind::Looked,
             _ => return None,
         })
     }

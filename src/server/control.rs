@@ -129,6 +129,7 @@ impl Shard {
             login_wait: None,
             counted_user: None,
             opening: None,
+            looking: None,
             started_at: SystemTime::now(),
             started: self.now,
             totals: Totals::default(),

@@ -63,7 +63,7 @@ impl Shard {
                 self.close_data(conn);
                 conn.data = Data::Active(addr);
             }
-            Effect::Stat(path) => self.submit_job(r, conn, Job::Stat(path)),
+            Effect::Stat(path) => self.look_up(r, conn, path),
             Effect::Retr {
                 path,
                 offset,
@@ -167,6 +167,8 @@ impl Shard {
                     );
                 }
                 conn.job = None;
+                // A lookup on the ring answers nobody now (its completion is dropped).
+                conn.looking = None;
                 if self.defer_until_written(conn, Ending::Abort) {
                     // The 426 + 226 go out once the write in flight has landed.
                     return;
@@ -174,6 +176,55 @@ impl Shard {
                 self.abort_transfer(r, conn, transfer_was_active);
             }
         }
+    }
+
+    /// A path command's lookup: with io_uring, an `O_PATH` open on the shard's ring under the
+    /// same jail rules as `vfs::Root::stat`, then `fstat` here (no thread hop: a SIZE or CWD
+    /// answered through the helper pool took about 35 us longer); on the epoll backend through
+    /// the helper pool.
+    fn look_up(&mut self, r: ConnRef, conn: &mut Conn, path: VirtualPath) {
+        if path.file_name().is_some_and(crate::vfs::is_temp_name) {
+            return self.on_job_result(r, conn, Done::Stat(Err(FileError::NotFound)));
+        }
+        let (dir, c_path) = match conn.root.open_args(&path) {
+            Ok((dir, c_path)) => (dir.as_raw_fd(), c_path),
+            Err(e) => return self.on_job_result(r, conn, Done::Stat(Err(e))),
+        };
+        let keep = Box::new(Arc::clone(&conn.root));
+        // The session waits for this answer; the data epoch has nothing to do with it.
+        let t = token(Kind::Looked, r, 0);
+        if self
+            .ring
+            .open_beneath(dir, c_path, libc::O_PATH, crate::vfs::RESOLVE_JAIL, keep, t)
+            .is_some()
+        {
+            conn.looking = Some(path);
+            // Waiting on the ring, not on the pool (0: no pool result is due).
+            conn.job = Some(0);
+        } else {
+            self.submit_job(r, conn, Job::Stat(path));
+        }
+    }
+
+    pub(super) fn on_looked(
+        &mut self,
+        r: ConnRef,
+        conn: &mut Conn,
+        result: i32,
+        fd: Option<OwnedFd>,
+    ) {
+        if conn.job != Some(0) {
+            return;
+        }
+        let Some(path) = conn.looking.take() else {
+            return;
+        };
+        conn.job = None;
+        let entry = match fd {
+            Some(fd) => crate::vfs::stat_opened(&fd, &path),
+            None => Err(FileError::from_errno(-result)),
+        };
+        self.on_job_result(r, conn, Done::Stat(entry));
     }
 
     /// RETR's open: with io_uring on the shard itself (OPENAT2 under the same jail rules, no

@@ -170,12 +170,13 @@ impl Shard {
             | Kind::DataFill
             | Kind::DataSent
             | Kind::UploadGrace
-            | Kind::Opened => {
+            | Kind::Opened
+            | Kind::Looked => {
                 if c.result == -libc::ECANCELED {
                     return;
                 }
                 let Some(mut conn) = self.take(r) else { return };
-                let data_kind = !matches!(kind, Kind::CtrlIn | Kind::CtrlOut);
+                let data_kind = !matches!(kind, Kind::CtrlIn | Kind::CtrlOut | Kind::Looked);
                 if data_kind && epoch != conn.data_epoch {
                     self.put(r, conn);
                     return;
@@ -196,6 +197,7 @@ impl Shard {
                     Kind::DataSent => self.on_data_sent(r, &mut conn, c.result),
                     Kind::UploadGrace => self.on_upload_grace(r, &mut conn),
                     Kind::Opened => self.on_opened(r, &mut conn, c.result, c.fd),
+                    Kind::Looked => self.on_looked(r, &mut conn, c.result, c.fd),
                     _ => self.drive_data(r, &mut conn),
                 }
                 self.settle(r, conn);

@@ -161,6 +161,8 @@ struct Conn {
     counted_user: Option<Vec<u8>>,
     /// RETR's file is being opened on the ring.
     opening: Option<VirtualPath>,
+    /// A path command's lookup is being opened on the ring (`O_PATH`, then `fstat` here).
+    looking: Option<VirtualPath>,
     /// When the control connection was accepted: by the wall clock for the session record, and
     /// by the shard's monotonic clock for its duration.
     started_at: SystemTime,

@@ -124,8 +124,7 @@ impl Root {
     /// Stat `path`: resolved with `openat2(O_PATH)`, which follows symlinks only beneath the
     /// root, then `fstat`. A symlink leading out is `Escapes`, a dangling one `NotFound`.
     pub fn stat(&self, path: &VirtualPath) -> Result<Entry, FileError> {
-        let fd = self.open_at(path, libc::O_PATH)?;
-        Ok(entry_from_stat(display_name(path), &fstat(&fd)?))
+        stat_opened(&self.open_at(path, libc::O_PATH)?, path)
     }
 
     /// List a directory; returns the directory's own `Entry` (for MLSD `cdir`) after calling
@@ -516,6 +515,12 @@ impl Names {
 /// at once instead of hanging; O_NOCTTY so a tty can never become our controlling terminal.
 pub const OPEN_FOR_READ: i32 = libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK;
 pub use crate::sys::fs::RESOLVE_JAIL;
+
+/// The `Entry` of `path` from `fd`, opened for it with `O_PATH` under `RESOLVE_JAIL` (by
+/// `Root::stat`, or on io_uring with the arguments of `Root::open_args`).
+pub fn stat_opened(fd: &OwnedFd, path: &VirtualPath) -> Result<Entry, FileError> {
+    Ok(entry_from_stat(display_name(path), &fstat(fd)?))
+}
 
 /// Check a file opened with `OPEN_FOR_READ` (from `fstat` on the same fd, so the check and the
 /// use cannot race): a directory is `IsADirectory`, anything else non-regular `NotAFile`.
