@@ -398,6 +398,27 @@ fn pipelined_commands_are_answered_in_order() {
     assert_eq!(codes, [331, 230, 250, 257, 213, 215, 250, 200]);
 }
 
+/// Lookups pipelined with ABOR between them (each answered from its own lookup, however the
+/// shard runs them: on its ring or through the helper pool), many times over.
+#[test]
+fn pipelined_lookups_and_abor_answer_each_in_turn() {
+    let s = fixture();
+    let mut c = s.login();
+    let size = std::fs::metadata(s.path("hello.txt")).unwrap().len();
+    for _ in 0..50 {
+        c.send_raw(
+            b"SIZE sub/inner.bin\r\nABOR\r\nSIZE hello.txt\r\nSIZE nope\r\nCWD sub\r\nCDUP\r\n",
+        );
+        let inner = std::fs::metadata(s.path("sub/inner.bin")).unwrap().len();
+        assert_eq!(c.read_reply(), (213, inner.to_string()));
+        assert_eq!(c.read_reply().0, 225);
+        assert_eq!(c.read_reply(), (213, size.to_string()));
+        assert_eq!(c.read_reply().0, 550);
+        assert_eq!(c.read_reply().0, 250);
+        assert_eq!(c.read_reply().0, 250);
+    }
+}
+
 #[test]
 fn half_closed_control_gets_its_reply_then_close() {
     let s = common::server();

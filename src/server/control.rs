@@ -130,6 +130,7 @@ impl Shard {
             counted_user: None,
             opening: None,
             looking: None,
+            look_seq: 0,
             started_at: SystemTime::now(),
             started: self.now,
             totals: Totals::default(),

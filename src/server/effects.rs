@@ -191,8 +191,10 @@ impl Shard {
             Err(e) => return self.on_job_result(r, conn, Done::Stat(Err(e))),
         };
         let keep = Box::new(Arc::clone(&conn.root));
-        // The session waits for this answer; the data epoch has nothing to do with it.
-        let t = token(Kind::Looked, r, 0);
+        // The session waits for this answer; the token's epoch byte numbers the lookup (the data
+        // epoch has nothing to do with it).
+        conn.look_seq = conn.look_seq.wrapping_add(1);
+        let t = token(Kind::Looked, r, conn.look_seq);
         if self
             .ring
             .open_beneath(dir, c_path, libc::O_PATH, crate::vfs::RESOLVE_JAIL, keep, t)
@@ -210,10 +212,12 @@ impl Shard {
         &mut self,
         r: ConnRef,
         conn: &mut Conn,
+        seq: u8,
         result: i32,
         fd: Option<OwnedFd>,
     ) {
-        if conn.job != Some(0) {
+        if seq != conn.look_seq || conn.job != Some(0) {
+            // A lookup ABOR dropped: the session has moved on.
             return;
         }
         let Some(path) = conn.looking.take() else {

@@ -197,7 +197,7 @@ impl Shard {
                     Kind::DataSent => self.on_data_sent(r, &mut conn, c.result),
                     Kind::UploadGrace => self.on_upload_grace(r, &mut conn),
                     Kind::Opened => self.on_opened(r, &mut conn, c.result, c.fd),
-                    Kind::Looked => self.on_looked(r, &mut conn, c.result, c.fd),
+                    Kind::Looked => self.on_looked(r, &mut conn, epoch, c.result, c.fd),
                     _ => self.drive_data(r, &mut conn),
                 }
                 self.settle(r, conn);

@@ -163,6 +163,9 @@ struct Conn {
     opening: Option<VirtualPath>,
     /// A path command's lookup is being opened on the ring (`O_PATH`, then `fstat` here).
     looking: Option<VirtualPath>,
+    /// The number of the latest lookup, carried in its token: a completion of one that ABOR
+    /// dropped cannot answer the next.
+    look_seq: u8,
     /// When the control connection was accepted: by the wall clock for the session record, and
     /// by the shard's monotonic clock for its duration.
     started_at: SystemTime,
