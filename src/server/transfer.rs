@@ -367,6 +367,9 @@ pub(super) struct UploadState {
     /// until the next byte shows whether it starts a CRLF.
     pub(super) ascii: bool,
     pub(super) held_cr: bool,
+    /// Kernel TLS: the socket's receive low-water mark is raised past a partial record
+    /// (`ktls::wait_for_more`) and goes back to 1 once a record has been read.
+    pub(super) lowat_raised: bool,
 }
 
 impl UploadState {
@@ -391,6 +394,7 @@ impl UploadState {
             finished: false,
             ascii,
             held_cr: false,
+            lowat_raised: false,
         }
     }
 

@@ -14,7 +14,6 @@ use super::transfer::{Ending, Protection, Source, Transfer, UPLOAD_BUF_BYTES, pa
 use super::{Conn, Shard};
 use crate::proto::error::FileError;
 use crate::proto::session::TransferError;
-use crate::shard::Backend;
 use crate::sys::ktls::{self, Incoming};
 
 /// Bytes per file write: a buffer goes to the file in pieces of this size. The page cache sizes
@@ -83,17 +82,6 @@ impl Shard {
             },
             _ => None,
         };
-        if let (None, true, Some(_)) = (&handshake, t.try_kernel, kernel.as_ref())
-            && self.ring.backend() == Backend::Epoll
-        {
-            // A kernel TLS socket reports readable while its queue holds part of a record, and
-            // the read then finds nothing: with epoll (level-triggered, re-armed after every
-            // event) the wait for the rest of the record became a busy loop (measured under
-            // 6.1: 1.46 CPU-s in 1.5 s). io_uring's poll does not fire for it. Uploads on the
-            // epoll backend stay in rustls.
-            log::debug!("PROT P upload stays in rustls: kernel TLS receive needs io_uring");
-            t.try_kernel = false;
-        }
         if let (None, true, Some(support)) = (&handshake, t.try_kernel, kernel.as_ref()) {
             // Both keys to the kernel: it decrypts what the client sends from here on, and
             // encrypts our close_notify.
@@ -158,7 +146,15 @@ impl Shard {
                             // Room for an alert's payload; the write in flight frees a buffer.
                             break Step::Wait;
                         }
-                        match ktls::recv_record(sock.as_fd(), &mut u.fill[u.filled..]) {
+                        let got = ktls::recv_record(sock.as_fd(), &mut u.fill[u.filled..]);
+                        if u.lowat_raised
+                            && !matches!(&got, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                        {
+                            // A record (or the end) came: readable means "any byte" again.
+                            u.lowat_raised = false;
+                            let _ = ktls::reset_wait(sock.as_fd());
+                        }
+                        match got {
                             Ok(Incoming::Data(n)) => Recv::Data(n),
                             Ok(Incoming::CloseNotify) => {
                                 // Ours in answer, as on the rustls path (best effort).
@@ -170,7 +166,14 @@ impl Shard {
                                 break Step::Refused(TransferError::TlsRekey);
                             }
                             Ok(Incoming::Alert(..) | Incoming::Other(_)) => Recv::Failed,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Recv::WouldBlock,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                // Part of a record may be queued, which makes the socket
+                                // readable at once: wait for more bytes than that instead.
+                                if ktls::wait_for_more(sock.as_fd()).unwrap_or(false) {
+                                    u.lowat_raised = true;
+                                }
+                                Recv::WouldBlock
+                            }
                             // EBADMSG (a record that does not decrypt) and socket errors.
                             Err(_) => Recv::Failed,
                         }
