@@ -437,6 +437,27 @@ fn a_record_arriving_in_halves_is_waited_for_without_spinning() {
             spent < 0.3,
             "{what}: the server used {spent:.2} CPU-s in 1.5 s waiting for half a record"
         );
+        // The client goes away in the middle of a record: the wait ends at its FIN, at once,
+        // with 451 (no close_notify).
+        let started = Instant::now();
+        let (code, text) = upload_with(&mut c, "halves.bin", |tls| {
+            tls.write_all(&head).unwrap();
+            tls.flush().unwrap();
+            tls.conn.writer().write_all(&tail).unwrap();
+            let mut record = Vec::new();
+            while tls.conn.wants_write() {
+                tls.conn.write_tls(&mut record).unwrap();
+            }
+            tls.sock.write_all(&record[..record.len() / 2]).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        assert_eq!(code, 451, "{what}, cut mid-record: {text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: the cut took {:?} to notice",
+            started.elapsed()
+        );
         c.expect("QUIT", 221);
     }
     let want = if kernel_has_ktls() {
@@ -444,7 +465,7 @@ fn a_record_arriving_in_halves_is_waited_for_without_spinning() {
     } else {
         "rustls"
     };
-    for r in &s.transfers(2) {
+    for r in &s.transfers(4) {
         assert_eq!(r["tls"], want, "{r}");
     }
 }
