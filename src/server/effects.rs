@@ -183,28 +183,18 @@ impl Shard {
     /// answered through the helper pool took about 35 us longer); on the epoll backend through
     /// the helper pool.
     fn look_up(&mut self, r: ConnRef, conn: &mut Conn, path: VirtualPath) {
-        if path.file_name().is_some_and(crate::vfs::is_temp_name) {
-            return self.on_job_result(r, conn, Done::Stat(Err(FileError::NotFound)));
-        }
-        let (dir, c_path) = match conn.root.open_args(&path) {
-            Ok((dir, c_path)) => (dir.as_raw_fd(), c_path),
-            Err(e) => return self.on_job_result(r, conn, Done::Stat(Err(e))),
-        };
-        let keep = Box::new(Arc::clone(&conn.root));
         // The session waits for this answer; the token's epoch byte numbers the lookup (the data
         // epoch has nothing to do with it).
         conn.look_seq = conn.look_seq.wrapping_add(1);
         let t = token(Kind::Looked, r, conn.look_seq);
-        if self
-            .ring
-            .open_beneath(dir, c_path, libc::O_PATH, crate::vfs::RESOLVE_JAIL, keep, t)
-            .is_some()
-        {
-            conn.looking = Some(path);
-            // Waiting on the ring, not on the pool (0: no pool result is due).
-            conn.job = Some(0);
-        } else {
-            self.submit_job(r, conn, Job::Stat(path));
+        match self.open_on_ring(conn, &path, libc::O_PATH, t) {
+            Err(e) => self.on_job_result(r, conn, Done::Stat(Err(e))),
+            Ok(true) => {
+                conn.looking = Some(path);
+                // Waiting on the ring, not on the pool (0: no pool result is due).
+                conn.job = Some(0);
+            }
+            Ok(false) => self.submit_job(r, conn, Job::Stat(path)),
         }
     }
 
@@ -234,25 +224,34 @@ impl Shard {
     /// RETR's open: with io_uring on the shard itself (OPENAT2 under the same jail rules, no
     /// thread hop); on the epoll backend through the helper pool.
     fn open_for_retr(&mut self, r: ConnRef, conn: &mut Conn, path: VirtualPath) {
-        if path.file_name().is_some_and(crate::vfs::is_temp_name) {
-            return self.on_job_result(r, conn, Done::Open(Err(FileError::NotFound)));
-        }
-        let args = match conn.root.open_args(&path) {
-            Ok((dir, c_path)) => (dir.as_raw_fd(), c_path),
-            Err(e) => return self.on_job_result(r, conn, Done::Open(Err(e))),
-        };
-        let keep = Box::new(Arc::clone(&conn.root));
         let t = token(Kind::Opened, r, conn.data_epoch);
-        let flags = crate::vfs::OPEN_FOR_READ;
-        if self
-            .ring
-            .open_beneath(args.0, args.1, flags, crate::vfs::RESOLVE_JAIL, keep, t)
-            .is_some()
-        {
-            conn.opening = Some(path);
-        } else {
-            self.submit_job(r, conn, Job::Open(path));
+        match self.open_on_ring(conn, &path, crate::vfs::OPEN_FOR_READ, t) {
+            Err(e) => self.on_job_result(r, conn, Done::Open(Err(e))),
+            Ok(true) => conn.opening = Some(path),
+            Ok(false) => self.submit_job(r, conn, Job::Open(path)),
         }
+    }
+
+    /// Open `path` beneath the session's root on the ring (`RESOLVE_JAIL`), completing with
+    /// token `t`: `Ok(false)` on the epoll backend, where the helper pool opens it instead. An
+    /// upload's temporary name is not found, as the pool's jobs have it.
+    fn open_on_ring(
+        &mut self,
+        conn: &Conn,
+        path: &VirtualPath,
+        flags: i32,
+        t: u64,
+    ) -> Result<bool, FileError> {
+        if path.file_name().is_some_and(crate::vfs::is_temp_name) {
+            return Err(FileError::NotFound);
+        }
+        let (dir, c_path) = conn.root.open_args(path)?;
+        let dir = dir.as_raw_fd();
+        let keep = Box::new(Arc::clone(&conn.root));
+        let opened = self
+            .ring
+            .open_beneath(dir, c_path, flags, crate::vfs::RESOLVE_JAIL, keep, t);
+        Ok(opened.is_some())
     }
 
     pub(super) fn on_opened(
