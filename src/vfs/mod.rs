@@ -148,17 +148,8 @@ impl Root {
     /// file system returns its names, which is the only order that needs no whole-directory
     /// buffer.
     pub fn open_listing(&self, path: &VirtualPath, detail: Detail) -> Result<DirCursor, FileError> {
-        self.open_listing_sorted_up_to(path, detail, SORT_MAX_NAMES)
-    }
-
-    fn open_listing_sorted_up_to(
-        &self,
-        path: &VirtualPath,
-        detail: Detail,
-        sort_max: usize,
-    ) -> Result<DirCursor, FileError> {
         self.open_dir(path)?
-            .read_sorted_up_to(detail, sort_max, None)
+            .read_sorted_up_to(detail, SORT_MAX_NAMES, None)
     }
 
     /// Open `path` as a directory to list, reading no name yet: its own entry and version come
@@ -202,14 +193,9 @@ pub struct OpenDir {
 }
 
 impl OpenDir {
-    /// Read the names: all of them, sorted, for a directory of at most [`SORT_MAX_NAMES`];
-    /// the first batch of a larger one (listed in directory order).
-    pub fn read(self, detail: Detail) -> Result<DirCursor, FileError> {
-        self.read_sorted_up_to(detail, SORT_MAX_NAMES, None)
-    }
-
-    /// `read`, keeping only the names `keep` accepts, now and as the listing goes on (as
-    /// `DirCursor::retain`, but no name it drops is ever stored).
+    /// Read the names `keep` accepts (now and as the listing goes on; no name it drops is ever
+    /// stored): all of them, sorted, for a directory of at most [`SORT_MAX_NAMES`]; the first
+    /// batch of a larger one (listed in directory order).
     pub fn read_keeping(
         self,
         detail: Detail,
@@ -313,12 +299,6 @@ impl DirCursor {
     /// Every name has been visited or handed to a part.
     pub fn finished(&self) -> bool {
         self.names.len() == 0 && !self.more
-    }
-
-    /// Keep only the names (read so far and read later) that `keep` accepts.
-    pub fn retain(&mut self, keep: impl Fn(&[u8]) -> bool + Send + 'static) {
-        self.names.retain(&keep);
-        self.keep = Some(Box::new(keep));
     }
 
     /// Read names from the kernel until `want` are buffered or the directory ends.
@@ -504,10 +484,6 @@ impl Names {
         let mut sorted: Vec<&[u8]> = self.iter().collect();
         sorted.sort_unstable();
         *self = self.rebuild(sorted.into_iter());
-    }
-
-    fn retain(&mut self, keep: &dyn Fn(&[u8]) -> bool) {
-        *self = self.rebuild(self.iter().filter(|n| keep(n)));
     }
 }
 
@@ -747,13 +723,15 @@ mod tests {
             std::fs::write(big.join(format!("n{i:05}")), b"").unwrap();
             std::fs::write(big.join(format!(".h{i:05}")), b"").unwrap();
         }
+        let shown: Keep = Box::new(|n: &[u8]| !n.starts_with(b"."));
         let mut cursor = root
-            .open_listing_sorted_up_to(&vp("big"), Detail::Names, 100)
+            .open_dir(&vp("big"))
+            .unwrap()
+            .read_sorted_up_to(Detail::Names, 100, Some(shown))
             .unwrap();
         assert!(!cursor.finished());
         // Read one getdents buffer (some 1,300 short names) beyond the sort limit, not 6,000.
         assert!(cursor.remaining() < 2000, "{}", cursor.remaining());
-        cursor.retain(|n| !n.starts_with(b"."));
         let mut seen = Vec::new();
         let mut most = 0;
         while !cursor.finished() {
