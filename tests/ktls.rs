@@ -124,9 +124,7 @@ impl Served {
     fn alice(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Client {
         let config = client_config_with(&self.certs.der, versions, None);
         let mut c = Client::connect(self.daemon.addr, config);
-        c.auth();
-        c.expect("USER alice", 331);
-        c.expect(&format!("PASS {}", common::USER_PASSWORD), 230);
+        c.alice_login();
         c.expect("PBSZ 0", 200);
         c.expect("PROT P", 200);
         c
@@ -135,25 +133,15 @@ impl Served {
     /// The JSON transfer records once there are `n`.
     fn transfers(&self, n: usize) -> Vec<Value> {
         let path = self.dir.path().join("log.json");
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let text = fs::read_to_string(&path).unwrap_or_default();
-            let records: Vec<Value> = text
-                .lines()
+        let records = |lines: &[String]| -> Vec<Value> {
+            lines
+                .iter()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
                 .filter(|v| v["type"] == "transfer")
-                .collect();
-            if records.len() >= n {
-                return records;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{n} transfer records expected in {}:\n{text}",
-                path.display()
-            );
-            // The log thread gives no signal to wait on; short steps keep the poll bounded.
-            std::thread::sleep(Duration::from_millis(10));
-        }
+                .collect()
+        };
+        let lines = common::wait_lines(&path, "JSON log", |l| records(l).len() >= n);
+        records(&lines)
     }
 }
 
@@ -388,6 +376,16 @@ fn prot_p_uploads_go_through_ktls_rx_where_the_kernel_has_it() {
     }
 }
 
+/// `plain` as the TLS records the client would send, not yet on the wire.
+fn sealed(tls: &mut StreamOwned<ClientConnection, TcpStream>, plain: &[u8]) -> Vec<u8> {
+    tls.conn.writer().write_all(plain).unwrap();
+    let mut records = Vec::new();
+    while tls.conn.wants_write() {
+        tls.conn.write_tls(&mut records).unwrap();
+    }
+    records
+}
+
 /// An upload whose record arrives in two halves with a pause between them: the shard waits for
 /// the rest without spinning, and the upload completes byte-exact. A kernel TLS socket reports
 /// readable while its queue holds part of a record, which under 6.1 made the wait a busy loop
@@ -409,17 +407,11 @@ fn a_record_arriving_in_halves_is_waited_for_without_spinning() {
         let (code, text) = upload_with(&mut c, "halves.bin", |tls| {
             tls.write_all(&head).unwrap();
             tls.flush().unwrap();
-            // One record, cut in two on the wire.
-            tls.conn.writer().write_all(&tail).unwrap();
-            let mut record = Vec::new();
-            while tls.conn.wants_write() {
-                tls.conn.write_tls(&mut record).unwrap();
-            }
+            // One record, cut in two on the wire, with the pause under test between the halves.
+            let record = sealed(tls, &tail);
             let (first, second) = record.split_at(record.len() / 2);
-            tls.sock.write_all(first).unwrap();
-            // Let the server take what came before and settle on the half record.
-            std::thread::sleep(Duration::from_millis(300));
             let before = cpu_seconds(pid);
+            tls.sock.write_all(first).unwrap();
             std::thread::sleep(Duration::from_millis(1500));
             spent = cpu_seconds(pid) - before;
             tls.sock.write_all(second).unwrap();
@@ -443,12 +435,9 @@ fn a_record_arriving_in_halves_is_waited_for_without_spinning() {
         let (code, text) = upload_with(&mut c, "halves.bin", |tls| {
             tls.write_all(&head).unwrap();
             tls.flush().unwrap();
-            tls.conn.writer().write_all(&tail).unwrap();
-            let mut record = Vec::new();
-            while tls.conn.wants_write() {
-                tls.conn.write_tls(&mut record).unwrap();
-            }
+            let record = sealed(tls, &tail);
             tls.sock.write_all(&record[..record.len() / 2]).unwrap();
+            // The FIN comes while the server waits on the half record, not with it.
             std::thread::sleep(Duration::from_millis(500));
             tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
         });

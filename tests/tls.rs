@@ -144,9 +144,7 @@ fn tls_required_refuses_named_logins_in_clear() {
     assert_eq!(c.retr("f"), b"x");
 
     let mut c = Client::connect(s.addr, client_config(&certs.der, BOTH));
-    c.auth();
-    c.expect("USER alice", 331);
-    c.expect(&format!("PASS {}", common::USER_PASSWORD), 230);
+    c.alice_login();
     c.expect("EPSV", 229);
     let text = c.expect("LIST", 521);
     assert!(text.contains("PROT P"), "{text}");
@@ -230,9 +228,7 @@ fn protected_upload(versions: &[&'static rustls::SupportedProtocolVersion]) {
     });
     let config = client_config(&certs.der, versions);
     let mut c = Client::connect(s.addr, Arc::clone(&config));
-    c.auth();
-    c.expect("USER alice", 331);
-    c.expect(&format!("PASS {}", common::USER_PASSWORD), 230);
+    c.alice_login();
     c.expect("PBSZ 0", 200);
     c.expect("PROT P", 200);
     let body = pattern(21, (2 << 20) + 777);
@@ -736,9 +732,7 @@ fn anonymous_users_stay_in_clear_by_default_and_named_login_policy_refuses_clear
     assert_eq!(c.retr("f"), b"clear is fine");
     // Over TLS the named login works, and "login" leaves data in clear allowed.
     let mut c = Client::connect(s.addr, client_config(&certs.der, BOTH));
-    c.auth();
-    c.expect("USER alice", 331);
-    c.expect(&format!("PASS {}", common::USER_PASSWORD), 230);
+    c.alice_login();
     std::fs::write(s.home("alice").join("g"), b"data in clear").unwrap();
     let addr = c.epsv();
     let mut data = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
@@ -760,9 +754,7 @@ fn data_policy_refuses_prot_c_and_clear_transfers_and_takes_prot_p() {
     });
     let config = client_config(&certs.der, BOTH);
     let mut c = Client::connect(s.addr, Arc::clone(&config));
-    c.auth();
-    c.expect("USER alice", 331);
-    c.expect(&format!("PASS {}", common::USER_PASSWORD), 230);
+    c.alice_login();
     c.expect("PBSZ 0", 200);
     let text = c.expect("PROT C", 534);
     assert!(text.contains("PROT P"), "{text}");

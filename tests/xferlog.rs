@@ -9,10 +9,9 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use common::{Ctrl, TIMEOUT, USER_PASSWORD, UserSpec};
+use common::{Ctrl, USER_PASSWORD, UserSpec, wait_lines};
 use serde_json::Value;
 
 /// Bigger than loopback socket buffers can hold, so its transfer is still running when the
@@ -125,27 +124,6 @@ fn parse_json(line: &str) -> Option<Value> {
     serde_json::from_str::<Value>(line)
         .ok()
         .filter(Value::is_object)
-}
-
-/// Poll `path` until its complete lines satisfy `done`, for at most [`TIMEOUT`].
-fn wait_lines(path: &Path, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let text = fs::read_to_string(path).unwrap_or_default();
-        // A line without its newline is still being written.
-        let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
-        lines.pop();
-        if done(&lines) {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} {}: expected lines not there after {TIMEOUT:?}; it holds:\n{text}",
-            path.display()
-        );
-        // The log thread gives no signal to wait on; 10 ms steps keep the poll cheap and bounded.
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// An xferlog line split into its date (5 words, the day space-padded as in ctime(3)) and the

@@ -903,6 +903,27 @@ pub fn wait_no_temp_files(dir: &Path) {
     }
 }
 
+/// Poll `path` until its complete lines satisfy `done`, for at most [`TIMEOUT`].
+pub fn wait_lines(path: &Path, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        // A line without its newline is still being written.
+        let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+        lines.pop();
+        if done(&lines) {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} {}: expected lines not there after {TIMEOUT:?}; it holds:\n{text}",
+            path.display()
+        );
+        // The log thread gives no signal to wait on; 10 ms steps keep the poll cheap and bounded.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Permission bits of `path` (lstat, so a symlink is not followed).
 pub fn mode_of(path: &Path) -> u32 {
     fs::symlink_metadata(path)

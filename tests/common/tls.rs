@@ -205,6 +205,14 @@ impl Client {
         self.handshake();
     }
 
+    /// AUTH TLS, then alice's login (the test users file's named user); data protection left
+    /// as it is.
+    pub fn alice_login(&mut self) {
+        self.auth();
+        self.expect("USER alice", 331);
+        self.expect(&format!("PASS {}", super::USER_PASSWORD), 230);
+    }
+
     /// AUTH TLS, anonymous login, PBSZ 0, PROT P.
     pub fn secure_login(&mut self) {
         self.auth();
